@@ -1,0 +1,1 @@
+//! ARI: the REST + WebSocket contract (route table, api-docs, models, errors).

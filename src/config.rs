@@ -1,0 +1,313 @@
+//! The node's configuration: embedded defaults, an optional TOML file
+//! (`--config FILE`), then environment variables (`CROSSBAR_<SECTION>_<KEY>`),
+//! each layer overriding the one before.
+//!
+//! Invariant: a [`Config`] that [`Config::load`] returns has been validated; a bad
+//! value is refused at start with the exact key and the reason.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The embedded default configuration: what `crossbar` runs with when given no
+/// file. It is also the documented example of every key.
+pub const DEFAULT_TOML: &str = r#"
+[ari]
+# Where the ARI HTTP/WebSocket control socket listens.
+bind = "127.0.0.1:8088"
+# Development credentials: change them for anything but a laptop.
+username = "asterisk"
+password = "asterisk"
+# "off" (default): one ChannelVarset BRIDGEPEER per join/leave for the channel
+# that moved only, O(N) events per bridge build. "asterisk": Asterisk's exact
+# behaviour, BRIDGEPEER set on every member on every join and leave (O(N^2)).
+bridgepeer = "off"
+# The entity id shown as asterisk_id in events and replies.
+entity_id = "02:fc:00:00:00:01"
+# Name reported by /asterisk/info (system.entity_id is entity_id above).
+system_name = "crossbar"
+
+[rtp]
+# Local address external media legs bind to.
+bind_ip = "127.0.0.1"
+# Inclusive port range for RTP; the shards split it between them.
+port_min = 10000
+port_max = 20000
+
+[dataplane]
+# Number of data-plane shards; 0 means one per core.
+shards = 0
+# Pin each shard thread to its core.
+pin = true
+# Softmix tick in milliseconds.
+mix_tick_ms = 20
+
+[log]
+# error, warn, info, debug or trace.
+level = "info"
+"#;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ari: AriConfig,
+    pub rtp: RtpConfig,
+    pub dataplane: DataplaneConfig,
+    pub log: LogConfig,
+}
+
+/// `[ari]`: the control socket.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AriConfig {
+    pub bind: SocketAddr,
+    pub username: String,
+    pub password: String,
+    pub bridgepeer: BridgePeerMode,
+    pub entity_id: String,
+    pub system_name: String,
+}
+
+/// How `ChannelVarset BRIDGEPEER` events are emitted (ARI.md's trap).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BridgePeerMode {
+    /// O(N) per bridge build: only the joining/leaving channel's variable.
+    Off,
+    /// Asterisk-exact: every member re-announced on every change, O(N²).
+    Asterisk,
+}
+
+/// `[rtp]`: addresses and ports of media legs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtpConfig {
+    pub bind_ip: IpAddr,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+/// `[dataplane]`: the shards.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    pub shards: usize,
+    pub pin: bool,
+    pub mix_tick_ms: u32,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+/// A configuration that cannot be used, naming the key at fault.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The embedded defaults alone.
+    pub fn defaults() -> Config {
+        Config::from_layers(None, std::iter::empty()).expect("the embedded defaults are valid")
+    }
+
+    /// Loads defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!("cannot read config file {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Config::from_layers(text.as_deref(), std::env::vars())
+    }
+
+    /// Merges the layers: defaults, the file's text, then `CROSSBAR_*` variables.
+    pub fn from_layers(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut merged: toml::Table = DEFAULT_TOML
+            .parse()
+            .map_err(|e| ConfigError(format!("embedded defaults: {e}")))?;
+        if let Some(text) = file {
+            let overlay: toml::Table = text
+                .parse()
+                .map_err(|e| ConfigError(format!("config file: {e}")))?;
+            merge(&mut merged, overlay, "")?;
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("CROSSBAR_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else {
+                return Err(ConfigError(format!(
+                    "environment variable {name}: expected CROSSBAR_<SECTION>_<KEY>"
+                )));
+            };
+            let Some(toml::Value::Table(table)) = merged.get_mut(section) else {
+                return Err(ConfigError(format!(
+                    "environment variable {name}: unknown section [{section}]"
+                )));
+            };
+            let Some(old) = table.get(key) else {
+                return Err(ConfigError(format!(
+                    "environment variable {name}: unknown key {section}.{key}"
+                )));
+            };
+            let new = match old {
+                toml::Value::String(_) => toml::Value::String(value),
+                toml::Value::Integer(_) => value.parse().map(toml::Value::Integer).map_err(|_| {
+                    ConfigError(format!("{section}.{key} (from {name}): '{value}' is not an integer"))
+                })?,
+                toml::Value::Boolean(_) => value.parse().map(toml::Value::Boolean).map_err(|_| {
+                    ConfigError(format!("{section}.{key} (from {name}): '{value}' is not true or false"))
+                })?,
+                _ => toml::Value::String(value),
+            };
+            table.insert(key.to_string(), new);
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(format!("config: {}", e.message())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.ari.username.is_empty() || self.ari.username.contains(':') {
+            return bad("ari.username", "must be non-empty and contain no ':'");
+        }
+        if self.ari.password.is_empty() {
+            return bad("ari.password", "must not be empty");
+        }
+        let id_ok = self.ari.entity_id.split(':').count() == 6
+            && self
+                .ari
+                .entity_id
+                .split(':')
+                .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
+        if !id_ok {
+            return bad("ari.entity_id", "must look like a MAC address, e.g. 02:fc:00:00:00:01");
+        }
+        if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
+            return bad("rtp.port_min", "must be non-zero and below rtp.port_max");
+        }
+        if self.dataplane.shards > 256 {
+            return bad("dataplane.shards", "at most 256");
+        }
+        if !matches!(self.dataplane.mix_tick_ms, 10 | 20 | 40) {
+            return bad("dataplane.mix_tick_ms", "must be 10, 20 or 40");
+        }
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return bad("log.level", "must be one of error, warn, info, debug, trace");
+        }
+        Ok(())
+    }
+
+    /// True while the development credentials are in use.
+    pub fn uses_default_credentials(&self) -> bool {
+        self.ari.username == "asterisk" && self.ari.password == "asterisk"
+    }
+
+    /// The number of shards to start (resolving 0 to the number of cores).
+    pub fn shard_count(&self) -> usize {
+        match self.dataplane.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// Overlays `src` onto `dst`, refusing keys the defaults do not have.
+fn merge(dst: &mut toml::Table, src: toml::Table, path: &str) -> Result<(), ConfigError> {
+    for (key, value) in src {
+        let full = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match (dst.get_mut(&key), value) {
+            (None, _) => return Err(ConfigError(format!("{full}: unknown key"))),
+            (Some(toml::Value::Table(d)), toml::Value::Table(s)) => merge(d, s, &full)?,
+            (Some(toml::Value::Table(_)), _) => {
+                return Err(ConfigError(format!("{full}: must be a table")))
+            }
+            (Some(slot), v) => *slot = v,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::defaults();
+        assert_eq!(c.ari.bind, "127.0.0.1:8088".parse().unwrap());
+        assert!(c.uses_default_credentials());
+        assert_eq!((c.rtp.port_min, c.rtp.port_max), (10000, 20000));
+        assert_eq!(c.ari.bridgepeer, BridgePeerMode::Off);
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let c = Config::from_layers(
+            Some("[ari]\nbind = \"127.0.0.1:9999\"\n[rtp]\nport_min = 30000\nport_max = 30100\n"),
+            env(&[("CROSSBAR_ARI_PASSWORD", "s3cret"), ("CROSSBAR_RTP_PORT_MAX", "30200")]),
+        )
+        .unwrap();
+        assert_eq!(c.ari.bind.port(), 9999);
+        assert_eq!(c.ari.password, "s3cret");
+        assert_eq!((c.rtp.port_min, c.rtp.port_max), (30000, 30200));
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let cases = [
+            ("[ari]\nbindd = 1\n", "ari.bindd: unknown key"),
+            ("[rtp]\nport_min = 20000\nport_max = 10000\n", "rtp.port_min"),
+            ("[log]\nlevel = \"loud\"\n", "log.level"),
+            ("[ari]\nbind = \"nowhere\"\n", "config"),
+            ("[dataplane]\nmix_tick_ms = 7\n", "dataplane.mix_tick_ms"),
+        ];
+        for (text, want) in cases {
+            let err = Config::from_layers(Some(text), []).unwrap_err().0;
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let err = Config::from_layers(None, env(&[("CROSSBAR_RTP_PORT_MIN", "x")]))
+            .unwrap_err()
+            .0;
+        assert!(err.contains("rtp.port_min"), "{err}");
+        let err = Config::from_layers(None, env(&[("CROSSBAR_ARI_NOPE", "x")]))
+            .unwrap_err()
+            .0;
+        assert!(err.contains("ari.nope"), "{err}");
+    }
+}

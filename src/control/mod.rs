@@ -1,0 +1,1 @@
+//! The control plane state (channels, bridges, applications): a sans-IO registry.
