@@ -170,12 +170,20 @@ impl Config {
             };
             let new = match old {
                 toml::Value::String(_) => toml::Value::String(value),
-                toml::Value::Integer(_) => value.parse().map(toml::Value::Integer).map_err(|_| {
-                    ConfigError(format!("{section}.{key} (from {name}): '{value}' is not an integer"))
-                })?,
-                toml::Value::Boolean(_) => value.parse().map(toml::Value::Boolean).map_err(|_| {
-                    ConfigError(format!("{section}.{key} (from {name}): '{value}' is not true or false"))
-                })?,
+                toml::Value::Integer(_) => {
+                    value.parse().map(toml::Value::Integer).map_err(|_| {
+                        ConfigError(format!(
+                            "{section}.{key} (from {name}): '{value}' is not an integer"
+                        ))
+                    })?
+                }
+                toml::Value::Boolean(_) => {
+                    value.parse().map(toml::Value::Boolean).map_err(|_| {
+                        ConfigError(format!(
+                            "{section}.{key} (from {name}): '{value}' is not true or false"
+                        ))
+                    })?
+                }
                 _ => toml::Value::String(value),
             };
             table.insert(key.to_string(), new);
@@ -202,7 +210,10 @@ impl Config {
                 .split(':')
                 .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
         if !id_ok {
-            return bad("ari.entity_id", "must look like a MAC address, e.g. 02:fc:00:00:00:01");
+            return bad(
+                "ari.entity_id",
+                "must look like a MAC address, e.g. 02:fc:00:00:00:01",
+            );
         }
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
             return bad("rtp.port_min", "must be non-zero and below rtp.port_max");
@@ -217,7 +228,10 @@ impl Config {
             self.log.level.as_str(),
             "error" | "warn" | "info" | "debug" | "trace"
         ) {
-            return bad("log.level", "must be one of error, warn, info, debug, trace");
+            return bad(
+                "log.level",
+                "must be one of error, warn, info, debug, trace",
+            );
         }
         Ok(())
     }
@@ -280,7 +294,10 @@ mod tests {
     fn file_then_env_override() {
         let c = Config::from_layers(
             Some("[ari]\nbind = \"127.0.0.1:9999\"\n[rtp]\nport_min = 30000\nport_max = 30100\n"),
-            env(&[("CROSSBAR_ARI_PASSWORD", "s3cret"), ("CROSSBAR_RTP_PORT_MAX", "30200")]),
+            env(&[
+                ("CROSSBAR_ARI_PASSWORD", "s3cret"),
+                ("CROSSBAR_RTP_PORT_MAX", "30200"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.ari.bind.port(), 9999);
@@ -292,7 +309,10 @@ mod tests {
     fn bad_config_names_the_key() {
         let cases = [
             ("[ari]\nbindd = 1\n", "ari.bindd: unknown key"),
-            ("[rtp]\nport_min = 20000\nport_max = 10000\n", "rtp.port_min"),
+            (
+                "[rtp]\nport_min = 20000\nport_max = 10000\n",
+                "rtp.port_min",
+            ),
             ("[log]\nlevel = \"loud\"\n", "log.level"),
             ("[ari]\nbind = \"nowhere\"\n", "config"),
             ("[dataplane]\nmix_tick_ms = 7\n", "dataplane.mix_tick_ms"),

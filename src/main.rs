@@ -1,27 +1,105 @@
-//! The `crossbar` binary: loads the configuration and runs the node.
+//! The `crossbar` binary: loads the configuration, starts the data-plane
+//! shards and serves ARI until SIGINT/SIGTERM.
+
+use std::path::Path;
+
+use crossbar::config::Config;
+use crossbar::host::{serve, Node};
+use crossbar::shard::Dataplane;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut config_path = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--config" | "-c" => config_path = args.next(),
+            "--config" | "-c" => match args.next() {
+                Some(p) => config_path = Some(p),
+                None => fail("--config needs a file name"),
+            },
             "--help" | "-h" => {
-                println!("usage: crossbar [--config FILE]\n\nEnvironment: CROSSBAR_<SECTION>_<KEY> overrides any key.");
+                println!(
+                    "usage: crossbar [--config FILE]\n\n\
+                     Runs with the embedded defaults unless FILE overrides them;\n\
+                     CROSSBAR_<SECTION>_<KEY> environment variables override both.\n\
+                     --print-defaults shows the embedded configuration."
+                );
                 return;
             }
-            other => {
-                eprintln!("crossbar: unknown argument '{other}' (try --help)");
-                std::process::exit(2);
+            "--print-defaults" => {
+                print!("{}", crossbar::config::DEFAULT_TOML);
+                return;
             }
+            other => fail(&format!("unknown argument '{other}' (try --help)")),
         }
     }
-    let config = match crossbar::config::Config::load(config_path.as_deref().map(std::path::Path::new)) {
+    let config = match Config::load(config_path.as_deref().map(Path::new)) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("crossbar: bad configuration: {e}");
-            std::process::exit(2);
-        }
+        Err(e) => fail(&format!("bad configuration: {e}")),
     };
-    let _ = config;
+    let level = match config.log.level.as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+    if config.uses_default_credentials() {
+        tracing::warn!(
+            "ARI uses the development credentials asterisk/asterisk: set ari.username and ari.password (or CROSSBAR_ARI_USERNAME / CROSSBAR_ARI_PASSWORD) for anything but local development"
+        );
+    }
+    let dataplane = match Dataplane::start(&config) {
+        Ok(d) => d,
+        Err(e) => fail(&format!("cannot start the data plane: {e}")),
+    };
+    tracing::info!(
+        shards = dataplane.shard_count(),
+        rtp = %format!("{}:{}-{}", config.rtp.bind_ip, config.rtp.port_min, config.rtp.port_max),
+        "data plane started"
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => fail(&format!("cannot start the control runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let bind = config.ari.bind;
+        let listener = match tokio::net::TcpListener::bind(bind).await {
+            Ok(l) => l,
+            Err(e) => fail(&format!("cannot listen on {bind}: {e}")),
+        };
+        tracing::info!("ARI listening on http://{bind}/ari (events: ws://{bind}/ari/events)");
+        let node = Node::new(config, dataplane);
+        tokio::select! {
+            r = serve(node, listener) => {
+                if let Err(e) = r {
+                    fail(&format!("control socket failed: {e}"));
+                }
+            }
+            _ = shutdown_signal() => tracing::info!("shutting down"),
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("crossbar: {message}");
+    std::process::exit(2);
 }

@@ -1,1 +1,21 @@
-//! ARI: the REST + WebSocket contract (route table, api-docs, models, errors).
+//! ARI, the external contract of the control plane: the route table
+//! ([`routes`]), its api-docs ([`docs`], [`models`]), request arguments
+//! ([`args`]), errors ([`error`]) and the operations per resource
+//! ([`channels`], [`bridges`], [`applications`], [`asterisk`], [`events`]).
+//!
+//! Handlers translate an ARI request into registry mutations and data-plane
+//! messages; they hold the control lock for the whole operation and never
+//! touch media.
+
+pub mod applications;
+pub mod args;
+pub mod asterisk;
+pub mod bridges;
+pub mod channels;
+pub mod docs;
+pub mod error;
+pub mod events;
+pub mod models;
+pub mod ops;
+pub mod routes;
+pub mod spec;

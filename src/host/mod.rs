@@ -1,1 +1,164 @@
-//! The control socket host: HTTP/WebSocket server, the only I/O owner of the control plane.
+//! The control-plane host: the only I/O owner of the control plane. It runs the
+//! HTTP/WebSocket control socket on one thread, holds the [`Registry`] behind one
+//! async lock, and reaches the data plane through [`Dataplane`] messages.
+//!
+//! Invariants:
+//! - Every ARI operation runs under the control lock from start to finish, so
+//!   operations are serialised as on a single control thread and their events
+//!   leave in order.
+//! - Events are flushed to the WebSockets when the lock guard drops
+//!   ([`ControlGuard`]), so no operation can forget to send its events.
+
+mod http;
+mod metrics;
+mod session;
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, Mutex, MutexGuard};
+
+use crate::clock::Timestamp;
+use crate::config::Config;
+use crate::control::Registry;
+use crate::shard::Dataplane;
+
+pub use http::serve;
+pub use metrics::Metrics;
+
+/// A WebSocket's outgoing queue of event texts.
+pub type EventSink = mpsc::UnboundedSender<String>;
+
+/// The control plane's mutable state: the registry and the socket that holds
+/// each application. As in Asterisk, a second socket for an application
+/// replaces the first: the old one gets `ApplicationReplaced` and no more events.
+pub struct Control {
+    pub reg: Registry,
+    sinks: HashMap<String, (u64, EventSink)>,
+    next_session: u64,
+}
+
+impl Control {
+    /// Registers a WebSocket holding `apps`; returns its session id.
+    pub fn attach(
+        &mut self,
+        now: Timestamp,
+        apps: &[String],
+        subscribe_all: bool,
+        sink: EventSink,
+    ) -> u64 {
+        self.next_session += 1;
+        let sid = self.next_session;
+        for app in apps {
+            match self.sinks.insert(app.clone(), (sid, sink.clone())) {
+                Some((_, old)) => {
+                    let replaced = serde_json::json!({
+                        "type": "ApplicationReplaced",
+                        "timestamp": now.to_string(),
+                        "asterisk_id": self.reg.entity_id(),
+                        "application": app,
+                    });
+                    let _ = old.send(replaced.to_string());
+                }
+                None => self.reg.hold_app(app, subscribe_all),
+            }
+        }
+        sid
+    }
+
+    /// Unregisters a WebSocket session from the apps it still holds.
+    pub fn detach(&mut self, sid: u64, apps: &[String]) {
+        for app in apps {
+            if self.sinks.get(app).is_some_and(|(s, _)| *s == sid) {
+                self.sinks.remove(app);
+                self.reg.release_app(app);
+            }
+        }
+    }
+
+    /// Sends the registry's pending events to the sockets holding their apps.
+    fn flush(&mut self, metrics: &Metrics) {
+        for delivery in self.reg.take_outbox() {
+            let Some((_, sink)) = self.sinks.get(&delivery.app) else {
+                continue;
+            };
+            if sink.send(delivery.event.to_string()).is_ok() {
+                metrics.inc(&metrics.events_sent);
+            }
+        }
+    }
+}
+
+/// The control lock, held for a whole operation; flushes events on drop.
+pub struct ControlGuard<'a> {
+    guard: MutexGuard<'a, Control>,
+    metrics: &'a Metrics,
+}
+
+impl Deref for ControlGuard<'_> {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        &self.guard
+    }
+}
+
+impl DerefMut for ControlGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Control {
+        &mut self.guard
+    }
+}
+
+impl Drop for ControlGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.flush(self.metrics);
+    }
+}
+
+/// Everything an ARI handler can reach.
+pub struct Node {
+    pub config: Config,
+    pub dataplane: Dataplane,
+    pub metrics: Metrics,
+    pub started: Timestamp,
+    control: Mutex<Control>,
+    me: Weak<Node>,
+}
+
+impl Node {
+    /// A node around a started data plane.
+    pub fn new(config: Config, dataplane: Dataplane) -> Arc<Node> {
+        let started = Timestamp::now();
+        let reg = Registry::new(&config.ari.entity_id, config.ari.bridgepeer, started);
+        Arc::new_cyclic(|me| Node {
+            me: me.clone(),
+            config,
+            dataplane,
+            metrics: Metrics::default(),
+            started,
+            control: Mutex::new(Control {
+                reg,
+                sinks: HashMap::new(),
+                next_session: 0,
+            }),
+        })
+    }
+
+    /// Takes the control lock for one operation.
+    pub async fn lock(&self) -> ControlGuard<'_> {
+        ControlGuard {
+            guard: self.control.lock().await,
+            metrics: &self.metrics,
+        }
+    }
+
+    /// A strong handle to this node, for work scheduled after a reply (timers).
+    pub fn handle(&self) -> Option<Arc<Node>> {
+        self.me.upgrade()
+    }
+
+    /// The current time, read once per operation by the host.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}

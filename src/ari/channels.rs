@@ -1,0 +1,693 @@
+//! `/channels`: external media legs, Local channel pairs, and what an
+//! application can do with a channel in Stasis (answer, hang up, move, mute,
+//! hold, variables, ...).
+//!
+//! Local channels without a dialplan: `Local/EXTEN@CONTEXT` makes a pair whose
+//! `;2` half enters the Stasis application named `CONTEXT` (as Asterisk's
+//! automatic `exten => _.,1,Stasis(CONTEXT)` would), with `dialplan.exten`
+//! EXTEN. Originated, the `;1` half enters `app` once `;2` is answered; created
+//! (`/channels/create`), `;1` enters `app` at once and `;2` is started by `dial`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::args::Args;
+use super::error::AriError;
+use super::ops;
+use super::spec::Reply;
+use crate::clock::Timestamp;
+use crate::control::channel::{Cause, Channel, ChannelKind, ChannelState, DialplanCep};
+use crate::host::{Control, Node};
+use crate::media::Format;
+use crate::shard::{Direction, LegSpec};
+
+/// `GET /channels`.
+pub async fn list(node: &Node, _args: Args) -> Result<Reply, AriError> {
+    let ctl = node.lock().await;
+    let all: Vec<Value> = ctl
+        .reg
+        .channels_sorted()
+        .iter()
+        .map(|c| c.snapshot())
+        .collect();
+    Ok(Reply::Json(Value::Array(all)))
+}
+
+/// `GET /channels/{channelId}`.
+pub async fn get(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let ctl = node.lock().await;
+    Ok(Reply::Json(
+        ctl.reg.existing(args.path("channelId"))?.snapshot(),
+    ))
+}
+
+/// `POST /channels/externalMedia`.
+pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let app = args
+        .non_empty("app")
+        .ok_or_else(|| AriError::bad_request("app cannot be empty"))?;
+    let format_name = args
+        .non_empty("format")
+        .ok_or_else(|| AriError::bad_request("format cannot be empty"))?;
+    let format = Format::from_name(format_name).ok_or_else(|| {
+        AriError::bad_request(format!(
+            "Provided format ({format_name}) was not found: expected one of {}",
+            Format::ALL.map(Format::name).join(", ")
+        ))
+    })?;
+    if args.str("encapsulation") != Some("rtp") {
+        return Err(AriError::bad_request(
+            "The encapsulation and/or transport is not supported (crossbar serves encapsulation=rtp over transport=udp)",
+        ));
+    }
+    if args.str("transport") != Some("udp") {
+        return Err(AriError::bad_request(
+            "transport must be 'udp' for rtp encapsulation",
+        ));
+    }
+    if args.str("connection_type") != Some("client") {
+        return Err(AriError::bad_request(
+            "connection_type must be 'client' for rtp encapsulation",
+        ));
+    }
+    let host = args.non_empty("external_host").ok_or_else(|| {
+        AriError::bad_request("external_host is required for all but websocket server connections")
+    })?;
+    let remote = parse_external_host(host)?;
+    let data_args = split_args(args.str("data"));
+    let variables = string_map(args.body("variables"))?;
+
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    require_app(&ctl, app)?;
+    let id = ctl.reg.claim_channel_id(args.str("channelId"))?;
+    let leg = ctl.reg.next_key();
+    let local = node
+        .dataplane
+        .create_rtp_leg(leg, LegSpec { remote, format })
+        .await
+        .map_err(ops::dataplane_error)?;
+    let name = format!("UnicastRTP/{remote}-{}", ctl.reg.next_name_suffix());
+    let seq = ctl.reg.next_seq();
+    let mut channel = new_channel(id.clone(), name, leg, format, now, seq);
+    channel.kind = ChannelKind::UnicastRtp { local, remote };
+    channel.state = ChannelState::Up;
+    channel.vars = variables;
+    ctl.reg.insert_channel(now, channel);
+    ctl.reg.enter_stasis(now, &id, app, data_args);
+    Ok(Reply::Json(ctl.reg.existing(&id)?.snapshot()))
+}
+
+/// `POST /channels` and `POST /channels/{channelId}`.
+pub async fn originate(node: &Node, args: Args) -> Result<Reply, AriError> {
+    start_local(node, args, false).await
+}
+
+/// `POST /channels/create`.
+pub async fn create(node: &Node, args: Args) -> Result<Reply, AriError> {
+    start_local(node, args, true).await
+}
+
+/// The parts of `Local/EXTEN@CONTEXT`.
+struct LocalTarget {
+    resource: String,
+    exten: String,
+    context: String,
+}
+
+fn parse_endpoint(endpoint: &str) -> Result<LocalTarget, AriError> {
+    let (tech, resource) = endpoint.split_once('/').ok_or_else(|| {
+        AriError::bad_request(format!(
+            "Endpoint parameter '{endpoint}' does not contain tech/resource"
+        ))
+    })?;
+    if resource.is_empty() {
+        return Err(AriError::bad_request(format!(
+            "No resource provided in endpoint parameter '{endpoint}'"
+        )));
+    }
+    if !tech.eq_ignore_ascii_case("local") {
+        return Err(AriError::bad_request(format!(
+            "Endpoint technology '{tech}' is not supported: crossbar originates Local/EXTEN@APP channels"
+        )));
+    }
+    let resource = resource.split('/').next().unwrap_or(resource);
+    let (exten, context) = resource.split_once('@').unwrap_or((resource, "default"));
+    if exten.is_empty() || context.is_empty() {
+        return Err(AriError::bad_request(format!(
+            "Endpoint '{endpoint}' must be Local/EXTEN@APP"
+        )));
+    }
+    Ok(LocalTarget {
+        resource: resource.to_string(),
+        exten: exten.to_string(),
+        context: context.to_string(),
+    })
+}
+
+async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply, AriError> {
+    let endpoint = args
+        .non_empty("endpoint")
+        .ok_or_else(|| AriError::bad_request("Endpoint must be specified"))?;
+    let target = parse_endpoint(endpoint)?;
+    let app = args.non_empty("app").ok_or_else(|| {
+        AriError::bad_request("Application must be specified: crossbar has no dialplan")
+    })?;
+    let app_args = split_args(args.str("appArgs"));
+    if args.non_empty("originator").is_some() && args.non_empty("formats").is_some() {
+        return Err(AriError::bad_request(
+            "Originator and formats can't both be specified",
+        ));
+    }
+    let format = match args.non_empty("formats") {
+        Some(list) => list
+            .split(',')
+            .find_map(|f| Format::from_name(f.trim()))
+            .ok_or_else(|| {
+                AriError::bad_request(format!("Provided format ({list}) was not found"))
+            })?,
+        None => Format::Ulaw,
+    };
+    let (caller_name, caller_number) = parse_caller_id(args.str("callerId").unwrap_or(""));
+    let variables = string_map(args.body("variables"))?;
+    let timeout = args.int("timeout").unwrap_or(30);
+
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    require_app(&ctl, app)?;
+    require_app(&ctl, &target.context)?;
+    if let Some(originator) = args.non_empty("originator") {
+        ctl.reg
+            .existing(originator)
+            .map_err(|_| AriError::bad_request("Provided originator channel was not found"))?;
+    }
+    let id1 = ctl.reg.claim_channel_id(args.str("channelId"))?;
+    let id2 = match args.non_empty("otherChannelId") {
+        Some(other) if other == id1 => {
+            return Err(AriError::conflict(format!(
+                "Channel with id '{other}' already exists"
+            )))
+        }
+        given => ctl.reg.claim_channel_id(given)?,
+    };
+    let (leg1, leg2) = (ctl.reg.next_key(), ctl.reg.next_key());
+    node.dataplane
+        .create_local_pair(leg1, leg2, format)
+        .await
+        .map_err(ops::dataplane_error)?;
+    let suffix = ctl.reg.next_name_suffix();
+    let base = format!("Local/{}-{suffix}", target.resource);
+
+    let seq = ctl.reg.next_seq();
+    let mut one = new_channel(id1.clone(), format!("{base};1"), leg1, format, now, seq);
+    one.kind = ChannelKind::Local {
+        peer: id2.clone(),
+        half: 1,
+    };
+    one.caller = (caller_name, caller_number);
+    one.vars = variables;
+    let seq = ctl.reg.next_seq();
+    let mut two = new_channel(id2.clone(), format!("{base};2"), leg2, format, now, seq);
+    two.kind = ChannelKind::Local {
+        peer: id1.clone(),
+        half: 2,
+    };
+    two.dialplan = DialplanCep {
+        context: target.context.clone(),
+        exten: target.exten.clone(),
+        priority: 1,
+    };
+    two.caller = one.caller.clone();
+
+    if create_only {
+        one.awaiting_dial = true;
+        two.pending_stasis = Some((target.context.clone(), Vec::new()));
+        ctl.reg.insert_channel(now, one);
+        ctl.reg.insert_channel(now, two);
+        ctl.reg.enter_stasis(now, &id1, app, app_args);
+    } else {
+        one.pending_stasis = Some((app.to_string(), app_args));
+        two.state = ChannelState::Ring;
+        ctl.reg.insert_channel(now, one);
+        ctl.reg.insert_channel(now, two);
+        ctl.reg.enter_stasis(now, &id2, &target.context, Vec::new());
+        if timeout > 0 {
+            schedule_answer_timeout(node, &id1, timeout as u64);
+        }
+    }
+    Ok(Reply::Json(ctl.reg.existing(&id1)?.snapshot()))
+}
+
+/// Hangs up an originated Local pair whose `;2` half was not answered in time.
+fn schedule_answer_timeout(node: &Node, id: &str, seconds: u64) {
+    let Some(node) = node.handle() else {
+        return;
+    };
+    let id = id.to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        answer_timeout(node, id).await;
+    });
+}
+
+async fn answer_timeout(node: Arc<Node>, id: String) {
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let unanswered = ctl
+        .reg
+        .channel(&id)
+        .is_some_and(|c| c.state != ChannelState::Up && c.pending_stasis.is_some());
+    if unanswered {
+        let cause = Cause::from_code(19).unwrap_or(Cause::NORMAL);
+        if let Err(e) = ops::hangup(&node, &mut ctl, now, &id, cause, false).await {
+            tracing::warn!(channel = %id, "answer timeout hangup failed: {e}");
+        }
+    }
+}
+
+/// `POST /channels/{channelId}/dial`.
+pub async fn dial(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let ch = ctl
+        .reg
+        .channel(id)
+        .ok_or_else(|| AriError::not_found("Channel cannot be found."))?;
+    if !ch.awaiting_dial {
+        return Err(AriError::conflict("Channel cannot be dialed."));
+    }
+    let Some(peer) = ch.local_peer().map(str::to_string) else {
+        return Err(AriError::conflict("Channel cannot be dialed."));
+    };
+    let dialstring = ch.name.trim_end_matches(";1").to_string();
+    let Some((app, app_args)) = ctl
+        .reg
+        .channel(&peer)
+        .and_then(|p| p.pending_stasis.clone())
+    else {
+        return Err(AriError::conflict("Channel cannot be dialed."));
+    };
+    if let Some(c) = ctl.reg.channel_mut(id) {
+        c.awaiting_dial = false;
+    }
+    ctl.reg.dial_event(now, id, &dialstring, "");
+    if !ctl.reg.has_app(&app) {
+        ctl.reg.dial_event(now, id, &dialstring, "CHANUNAVAIL");
+        let cause = Cause::from_code(1).unwrap_or(Cause::NORMAL);
+        ops::hangup(node, &mut ctl, now, &peer, cause, false).await?;
+        return Ok(Reply::NoContent);
+    }
+    if let Some(p) = ctl.reg.channel_mut(&peer) {
+        p.pending_stasis = None;
+    }
+    ctl.reg.set_state(now, &peer, ChannelState::Ring);
+    ctl.reg.enter_stasis(now, &peer, &app, app_args);
+    Ok(Reply::NoContent)
+}
+
+/// `DELETE /channels/{channelId}`.
+pub async fn hangup(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let cause = match (args.non_empty("reason"), args.non_empty("reason_code")) {
+        (Some(_), Some(_)) => {
+            return Err(AriError::bad_request(
+                "The reason and reason_code can't both be specified",
+            ))
+        }
+        (Some(reason), None) => Cause::from_reason(reason)
+            .ok_or_else(|| AriError::bad_request("Invalid reason for hangup reason provided"))?,
+        (None, Some(code)) => code
+            .parse::<u16>()
+            .ok()
+            .and_then(Cause::from_code)
+            .ok_or_else(|| {
+                AriError::bad_request("Invalid reason for hangup reason code provided")
+            })?,
+        (None, None) => Cause::NORMAL,
+    };
+    let id = args.path("channelId");
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    ctl.reg.existing(id)?;
+    ops::hangup(node, &mut ctl, now, id, cause, true).await?;
+    Ok(Reply::NoContent)
+}
+
+/// `POST /channels/{channelId}/answer`.
+pub async fn answer(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    ctl.reg.in_stasis(id)?;
+    ops::answer(&mut ctl, now, id);
+    Ok(Reply::NoContent)
+}
+
+/// `POST /channels/{channelId}/ring`: indicates ringing. On a Local half the
+/// other half sees it (`Ringing`); an RTP leg has no signalling to carry it.
+pub async fn ring(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let ch = ctl.reg.in_stasis(id)?;
+    let peer = ch.local_peer().map(str::to_string);
+    if let Some(peer) = peer {
+        if ctl
+            .reg
+            .channel(&peer)
+            .is_some_and(|p| p.state == ChannelState::Down)
+        {
+            ctl.reg.set_state(now, &peer, ChannelState::Ringing);
+        }
+    }
+    Ok(Reply::NoContent)
+}
+
+/// `DELETE /channels/{channelId}/ring` and `POST /channels/{channelId}/progress`:
+/// indications with no state change on the channel itself.
+pub async fn indicate(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let ctl = node.lock().await;
+    ctl.reg.in_stasis(args.path("channelId"))?;
+    Ok(Reply::NoContent)
+}
+
+fn direction(args: &Args) -> Direction {
+    match args.str("direction") {
+        Some("in") => Direction::In,
+        Some("out") => Direction::Out,
+        _ => Direction::Both,
+    }
+}
+
+async fn set_mute(node: &Node, args: Args, on: bool) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let dir = direction(&args);
+    let mut ctl = node.lock().await;
+    let leg = ctl.reg.in_stasis(id)?.leg;
+    node.dataplane
+        .set_mute(leg, dir, on)
+        .await
+        .map_err(ops::dataplane_error)?;
+    if let Some(c) = ctl.reg.channel_mut(id) {
+        if matches!(dir, Direction::In | Direction::Both) {
+            c.muted_in = on;
+        }
+        if matches!(dir, Direction::Out | Direction::Both) {
+            c.muted_out = on;
+        }
+    }
+    Ok(Reply::NoContent)
+}
+
+/// `POST /channels/{channelId}/mute`.
+pub async fn mute(node: &Node, args: Args) -> Result<Reply, AriError> {
+    set_mute(node, args, true).await
+}
+
+/// `DELETE /channels/{channelId}/mute`.
+pub async fn unmute(node: &Node, args: Args) -> Result<Reply, AriError> {
+    set_mute(node, args, false).await
+}
+
+async fn set_hold(node: &Node, args: Args, on: bool) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let leg = ctl.reg.in_stasis(id)?.leg;
+    node.dataplane
+        .set_hold(leg, on)
+        .await
+        .map_err(ops::dataplane_error)?;
+    ctl.reg.hold_event(now, id, on);
+    Ok(Reply::NoContent)
+}
+
+/// `POST /channels/{channelId}/hold`.
+pub async fn hold(node: &Node, args: Args) -> Result<Reply, AriError> {
+    set_hold(node, args, true).await
+}
+
+/// `DELETE /channels/{channelId}/hold`.
+pub async fn unhold(node: &Node, args: Args) -> Result<Reply, AriError> {
+    set_hold(node, args, false).await
+}
+
+/// `GET /channels/{channelId}/variable`.
+pub async fn get_var(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let name = args
+        .non_empty("variable")
+        .ok_or_else(|| AriError::bad_request("Variable name is required"))?;
+    let ctl = node.lock().await;
+    ctl.reg.in_stasis(id)?;
+    let value = ctl
+        .reg
+        .get_var(id, name)
+        .ok_or_else(|| AriError::not_found("Provided variable was not found"))?;
+    Ok(Reply::Json(json!({ "value": value })))
+}
+
+/// `POST /channels/{channelId}/variable`.
+pub async fn set_var(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let name = args
+        .non_empty("variable")
+        .ok_or_else(|| AriError::bad_request("Variable name is required"))?;
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let ch = ctl.reg.in_stasis(id)?;
+    if ch.builtin_var(name).is_some() {
+        return Err(AriError::bad_request(format!(
+            "Variable {name} is read-only"
+        )));
+    }
+    ctl.reg
+        .set_var(now, id, name, args.str("value").unwrap_or(""));
+    Ok(Reply::NoContent)
+}
+
+/// `POST /channels/{channelId}/move`.
+pub async fn move_to(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let app = args
+        .non_empty("app")
+        .ok_or_else(|| AriError::bad_request("Missing parameter app"))?;
+    let app_args = split_args(args.str("appArgs"));
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let bridge = ctl.reg.in_stasis(id)?.bridge.clone();
+    if !ctl.reg.has_app(app) {
+        ctl.reg.move_failed(now, id, app, app_args);
+        return Ok(Reply::NoContent);
+    }
+    if let Some(bridge) = bridge {
+        ops::leave_bridge(node, &mut ctl, now, &bridge, id).await?;
+    }
+    ctl.reg.leave_stasis(now, id);
+    ctl.reg.enter_stasis(now, id, app, app_args);
+    Ok(Reply::NoContent)
+}
+
+/// `POST /channels/{channelId}/continue`: the channel leaves Stasis. crossbar
+/// has no dialplan to continue in, so the channel then ends with Normal
+/// Clearing (`StasisEnd`, then `ChannelDestroyed`).
+pub async fn continue_in_dialplan(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let ch = ctl.reg.in_stasis(id)?;
+    let bridge = ch.bridge.clone();
+    let leg = ch.leg;
+    let peer = ch.local_peer().map(str::to_string);
+    if let Some(bridge) = bridge {
+        ops::leave_bridge(node, &mut ctl, now, &bridge, id).await?;
+    }
+    ctl.reg.leave_stasis(now, id);
+    let _ = node.dataplane.destroy_leg(leg).await;
+    ctl.reg.remove_channel(now, id, Cause::NORMAL);
+    if let Some(peer) = peer {
+        ops::hangup(node, &mut ctl, now, &peer, Cause::NORMAL, false).await?;
+    }
+    Ok(Reply::NoContent)
+}
+
+/// `GET /channels/{channelId}/rtp_statistics`.
+pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let ctl = node.lock().await;
+    let ch = ctl
+        .reg
+        .channel(id)
+        .ok_or_else(|| AriError::not_found("Channel cannot be found."))?;
+    let (leg, channel_id) = (ch.leg, ch.id.clone());
+    let stats = node
+        .dataplane
+        .rtp_stats(leg)
+        .await
+        .map_err(ops::dataplane_error)?;
+    Ok(Reply::Json(json!({
+        "txcount": stats.tx_packets,
+        "rxcount": stats.rx_packets,
+        "rxdropped": stats.rx_dropped,
+        "local_address": stats.local.map(|a| a.to_string()),
+        "remote_address": stats.remote.map(|a| a.to_string()),
+        "channel_uniqueid": channel_id,
+    })))
+}
+
+/// A fresh channel with crossbar's defaults.
+fn new_channel(
+    id: String,
+    name: String,
+    leg: u64,
+    format: Format,
+    now: Timestamp,
+    seq: u64,
+) -> Channel {
+    Channel {
+        id,
+        name,
+        leg,
+        kind: ChannelKind::UnicastRtp {
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            remote: SocketAddr::from(([0, 0, 0, 0], 0)),
+        },
+        format,
+        state: ChannelState::Down,
+        caller: (String::new(), String::new()),
+        connected: (String::new(), String::new()),
+        dialplan: DialplanCep {
+            context: "default".to_string(),
+            exten: "s".to_string(),
+            priority: 1,
+        },
+        creationtime: now,
+        language: "en".to_string(),
+        app: None,
+        departed_app: None,
+        app_args: Vec::new(),
+        bridge: None,
+        vars: Map::new(),
+        seq,
+        muted_in: false,
+        muted_out: false,
+        held: false,
+        awaiting_dial: false,
+        pending_stasis: None,
+    }
+}
+
+fn require_app(ctl: &Control, app: &str) -> Result<(), AriError> {
+    if ctl.reg.has_app(app) {
+        Ok(())
+    } else {
+        Err(AriError::bad_request(format!(
+            "Stasis application '{app}' is not registered (no WebSocket holds /ari/events?app={app})"
+        )))
+    }
+}
+
+/// `external_host` must be `IP:PORT` (hostnames are not resolved on the
+/// control thread).
+fn parse_external_host(host: &str) -> Result<SocketAddr, AriError> {
+    if host
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.is_empty())
+    {
+        return Err(AriError::bad_request(
+            "external_host must be <host>:<port> for all transports other than websocket",
+        ));
+    }
+    let addr: SocketAddr = host.parse().map_err(|_| {
+        AriError::bad_request(format!(
+            "external_host '{host}' must be an IP address and port (hostnames are not resolved)"
+        ))
+    })?;
+    if addr.port() == 0 {
+        return Err(AriError::bad_request("external_host port must not be 0"));
+    }
+    Ok(addr)
+}
+
+/// Application args: a comma-separated list, as Stasis() takes them.
+fn split_args(s: Option<&str>) -> Vec<String> {
+    match s {
+        None | Some("") => Vec::new(),
+        Some(s) => s.split(',').map(str::to_string).collect(),
+    }
+}
+
+/// `"Name" <number>` or a bare number.
+fn parse_caller_id(s: &str) -> (String, String) {
+    let s = s.trim();
+    if let (Some(open), Some(close)) = (s.find('<'), s.rfind('>')) {
+        if open < close {
+            let name = s[..open].trim().trim_matches('"').to_string();
+            return (name, s[open + 1..close].trim().to_string());
+        }
+    }
+    (String::new(), s.to_string())
+}
+
+/// The `variables` body object as channel variables (string values only).
+pub fn string_map(body: Option<&Value>) -> Result<Map<String, Value>, AriError> {
+    let Some(v) = body else {
+        return Ok(Map::new());
+    };
+    let Some(obj) = v.as_object() else {
+        return Err(AriError::bad_request(
+            "The 'variables' field must be a JSON object",
+        ));
+    };
+    let mut out = Map::new();
+    for (k, v) in obj {
+        match v {
+            Value::String(_) => {
+                out.insert(k.clone(), v.clone());
+            }
+            Value::Number(_) | Value::Bool(_) => {
+                out.insert(k.clone(), json!(v.to_string()));
+            }
+            _ => {
+                return Err(AriError::bad_request(format!(
+                    "Invalid value for variable '{k}': expected a string"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_host_forms() {
+        assert!(parse_external_host("127.0.0.1:4000").is_ok());
+        assert!(parse_external_host("[::1]:4000").is_ok());
+        let e = parse_external_host("127.0.0.1").unwrap_err();
+        assert!(e.message.starts_with("external_host must be <host>:<port>"));
+        let e = parse_external_host("media.example:4000").unwrap_err();
+        assert!(e.message.contains("hostnames are not resolved"));
+    }
+
+    #[test]
+    fn endpoints_and_caller_ids() {
+        let t = parse_endpoint("Local/bob@callee").unwrap();
+        assert_eq!((t.exten.as_str(), t.context.as_str()), ("bob", "callee"));
+        assert!(parse_endpoint("PJSIP/bob")
+            .unwrap_err()
+            .message
+            .contains("not supported"));
+        assert!(parse_endpoint("Local").is_err());
+        assert_eq!(
+            parse_caller_id("\"Alice\" <100>"),
+            ("Alice".to_string(), "100".to_string())
+        );
+        assert_eq!(parse_caller_id("200"), (String::new(), "200".to_string()));
+    }
+}

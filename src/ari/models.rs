@@ -1,0 +1,754 @@
+//! The models the api-docs declare: the JSON objects crossbar sends, field by
+//! field, so that clients that build themselves from the docs (ari-client,
+//! asyncari) can type every reply and every event.
+//!
+//! Invariant: every event type the registry emits has a model here, listed in
+//! the `Event` model's `subTypes` (ari-client and asyncari crash on an event type
+//! they have no model for). A test checks the registry's event names against
+//! this table.
+
+/// One property of a model: name, Swagger type, required, description.
+pub type Prop = (&'static str, &'static str, bool, &'static str);
+
+/// A model declaration.
+pub struct Model {
+    pub id: &'static str,
+    pub description: &'static str,
+    pub props: &'static [Prop],
+    pub sub_types: &'static [&'static str],
+}
+
+const EVENT_BASE: &[Prop] = &[
+    (
+        "type",
+        "string",
+        true,
+        "Indicates the type of this message.",
+    ),
+    (
+        "asterisk_id",
+        "string",
+        false,
+        "The unique ID for the node that raised this event.",
+    ),
+    (
+        "application",
+        "string",
+        true,
+        "Name of the application receiving the event.",
+    ),
+    (
+        "timestamp",
+        "Date",
+        true,
+        "Time at which this event was created.",
+    ),
+];
+
+/// Every event type crossbar emits.
+pub const EVENT_TYPES: &[&str] = &[
+    "ApplicationMoveFailed",
+    "ApplicationReplaced",
+    "BridgeCreated",
+    "BridgeDestroyed",
+    "ChannelCreated",
+    "ChannelDestroyed",
+    "ChannelEnteredBridge",
+    "ChannelHangupRequest",
+    "ChannelHold",
+    "ChannelLeftBridge",
+    "ChannelStateChange",
+    "ChannelUnhold",
+    "ChannelUserevent",
+    "ChannelVarset",
+    "Dial",
+    "StasisEnd",
+    "StasisStart",
+];
+
+/// All models, by the resource file that declares them.
+pub fn models_of(resource: &str) -> &'static [Model] {
+    match resource {
+        "asterisk" => ASTERISK,
+        "channels" => CHANNELS,
+        "bridges" => BRIDGES,
+        "applications" => APPLICATIONS,
+        "events" => EVENTS,
+        _ => &[],
+    }
+}
+
+const ASTERISK: &[Model] = &[
+    Model {
+        id: "BuildInfo",
+        description: "Info about how the node was built",
+        sub_types: &[],
+        props: &[
+            ("os", "string", true, "OS the node was built on."),
+            (
+                "kernel",
+                "string",
+                true,
+                "Kernel version the node was built on.",
+            ),
+            ("options", "string", true, "Compile time options."),
+            ("machine", "string", true, "Machine architecture."),
+            ("date", "string", true, "Date the node was built."),
+            ("user", "string", true, "Username that built the node."),
+        ],
+    },
+    Model {
+        id: "SystemInfo",
+        description: "Info about the node",
+        sub_types: &[],
+        props: &[
+            ("version", "string", true, "The node's version."),
+            ("entity_id", "string", true, "The node's entity id."),
+        ],
+    },
+    Model {
+        id: "SetId",
+        description: "Effective user/group id",
+        sub_types: &[],
+        props: &[
+            ("user", "string", true, "Effective user id."),
+            ("group", "string", true, "Effective group id."),
+        ],
+    },
+    Model {
+        id: "ConfigInfo",
+        description: "Info about the node's configuration",
+        sub_types: &[],
+        props: &[
+            ("name", "string", true, "The node's system name."),
+            (
+                "default_language",
+                "string",
+                true,
+                "Default language for media playback.",
+            ),
+            (
+                "setid",
+                "SetId",
+                true,
+                "Effective user/group id for running the node.",
+            ),
+        ],
+    },
+    Model {
+        id: "StatusInfo",
+        description: "Info about the node's status",
+        sub_types: &[],
+        props: &[
+            (
+                "startup_time",
+                "Date",
+                true,
+                "Time when the node was started.",
+            ),
+            (
+                "last_reload_time",
+                "Date",
+                true,
+                "Time when the node's configuration was last loaded.",
+            ),
+        ],
+    },
+    Model {
+        id: "AsteriskInfo",
+        description: "Node system information",
+        sub_types: &[],
+        props: &[
+            (
+                "build",
+                "BuildInfo",
+                false,
+                "Info about how the node was built.",
+            ),
+            (
+                "system",
+                "SystemInfo",
+                false,
+                "Info about the system running the node.",
+            ),
+            (
+                "config",
+                "ConfigInfo",
+                false,
+                "Info about the node's configuration.",
+            ),
+            (
+                "status",
+                "StatusInfo",
+                false,
+                "Info about the node's status.",
+            ),
+        ],
+    },
+    Model {
+        id: "AsteriskPing",
+        description: "Node ping information",
+        sub_types: &[],
+        props: &[
+            ("asterisk_id", "string", true, "The node's entity id."),
+            ("ping", "string", true, "Always string value is pong."),
+            (
+                "timestamp",
+                "string",
+                true,
+                "The timestamp string of the request.",
+            ),
+        ],
+    },
+    Model {
+        id: "Variable",
+        description: "The value of a channel variable",
+        sub_types: &[],
+        props: &[(
+            "value",
+            "string",
+            true,
+            "The value of the variable requested.",
+        )],
+    },
+];
+
+const CHANNELS: &[Model] = &[
+    Model {
+        id: "CallerID",
+        description: "Caller identification",
+        sub_types: &[],
+        props: &[
+            ("name", "string", true, "Name."),
+            ("number", "string", true, "Number."),
+        ],
+    },
+    Model {
+        id: "DialplanCEP",
+        description: "Dialplan location (context/extension/priority)",
+        sub_types: &[],
+        props: &[
+            ("context", "string", true, "Context in the dialplan."),
+            ("exten", "string", true, "Extension in the dialplan."),
+            ("priority", "long", true, "Priority in the dialplan."),
+            (
+                "app_name",
+                "string",
+                true,
+                "Name of current dialplan application.",
+            ),
+            (
+                "app_data",
+                "string",
+                true,
+                "Parameter of current dialplan application.",
+            ),
+        ],
+    },
+    Model {
+        id: "Channel",
+        description: "A specific communication connection between the node and an endpoint.",
+        sub_types: &[],
+        props: &[
+            ("id", "string", true, "Unique identifier of the channel."),
+            (
+                "name",
+                "string",
+                true,
+                "Name of the channel (i.e. UnicastRTP/127.0.0.1:4000-00000001).",
+            ),
+            ("state", "string", true, "Channel state."),
+            (
+                "protocol_id",
+                "string",
+                true,
+                "Protocol id from underlying channel driver.",
+            ),
+            ("caller", "CallerID", true, "Caller identification."),
+            (
+                "connected",
+                "CallerID",
+                true,
+                "Connected line identification.",
+            ),
+            ("accountcode", "string", true, "Account code."),
+            (
+                "dialplan",
+                "DialplanCEP",
+                true,
+                "Current location (crossbar has no dialplan; Stasis application and args).",
+            ),
+            (
+                "creationtime",
+                "Date",
+                true,
+                "Timestamp when channel was created.",
+            ),
+            ("language", "string", true, "The default spoken language."),
+            (
+                "channelvars",
+                "object",
+                false,
+                "Channel variables (UNICASTRTP_LOCAL_ADDRESS/PORT for external media).",
+            ),
+        ],
+    },
+    RTP_STAT,
+];
+
+const RTP_STAT: Model = Model {
+    id: "RTPstat",
+    description: "A statistics of a RTP.",
+    sub_types: &[],
+    props: &[
+        ("txcount", "int", true, "Number of packets transmitted."),
+        ("rxcount", "int", true, "Number of packets received."),
+        (
+            "rxdropped",
+            "int",
+            true,
+            "Number of received packets dropped (malformed, wrong source, unknown payload type).",
+        ),
+        (
+            "local_address",
+            "string",
+            false,
+            "Local address of the leg's socket.",
+        ),
+        (
+            "remote_address",
+            "string",
+            false,
+            "Remote address media is sent to.",
+        ),
+        (
+            "channel_uniqueid",
+            "string",
+            true,
+            "The Asterisk channel's unique ID that owns this instance.",
+        ),
+    ],
+};
+
+const BRIDGES: &[Model] = &[
+    Model { id: "Bridge", description: "The merging of media from one or more channels.", sub_types: &[], props: &[
+        ("id", "string", true, "Unique identifier for this bridge."),
+        ("technology", "string", true, "Name of the current bridging technology (native_rtp, simple_bridge, softmix, holding_bridge)."),
+        ("bridge_type", "string", true, "Type of bridge technology (mixing, holding)."),
+        ("bridge_class", "string", true, "Bridging class."),
+        ("creator", "string", true, "Entity that created the bridge."),
+        ("name", "string", true, "Name the creator gave the bridge."),
+        ("channels", "List[string]", true, "Ids of channels participating in this bridge."),
+        ("creationtime", "Date", true, "Timestamp when bridge was created."),
+        ("video_mode", "string", false, "The video mode the bridge uses."),
+    ]},
+];
+
+const APPLICATIONS: &[Model] = &[Model {
+    id: "Application",
+    description: "Details of a Stasis application",
+    sub_types: &[],
+    props: &[
+        ("name", "string", true, "Name of this application."),
+        (
+            "channel_ids",
+            "List[string]",
+            true,
+            "Id's for channels subscribed to.",
+        ),
+        (
+            "bridge_ids",
+            "List[string]",
+            true,
+            "Id's for bridges subscribed to.",
+        ),
+        (
+            "endpoint_ids",
+            "List[string]",
+            true,
+            "{tech}/{resource} for endpoints subscribed to.",
+        ),
+        (
+            "device_names",
+            "List[string]",
+            true,
+            "Names of the devices subscribed to.",
+        ),
+        (
+            "events_allowed",
+            "List[object]",
+            true,
+            "Event types sent to the application.",
+        ),
+        (
+            "events_disallowed",
+            "List[object]",
+            true,
+            "Event types not sent to the application.",
+        ),
+    ],
+}];
+
+const EVENTS: &[Model] = &[
+    Model {
+        id: "Message",
+        description: "Base type for errors and events",
+        sub_types: &["MissingParams", "Event"],
+        props: &[
+            (
+                "type",
+                "string",
+                true,
+                "Indicates the type of this message.",
+            ),
+            (
+                "asterisk_id",
+                "string",
+                false,
+                "The unique ID for the node that raised this message.",
+            ),
+        ],
+    },
+    Model {
+        id: "MissingParams",
+        description: "Error event sent when required params are missing.",
+        sub_types: &[],
+        props: &[
+            (
+                "type",
+                "string",
+                true,
+                "Indicates the type of this message.",
+            ),
+            (
+                "params",
+                "List[string]",
+                true,
+                "A list of the missing parameters.",
+            ),
+        ],
+    },
+    Model {
+        id: "Event",
+        description: "Base type for asynchronous events from the node.",
+        sub_types: EVENT_TYPES,
+        props: EVENT_BASE,
+    },
+    Model {
+        id: "ApplicationMoveFailed",
+        description:
+            "Notification that trying to move a channel to another Stasis application failed.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "channel",
+                "Channel",
+                true,
+                "The channel that failed to move.",
+            ),
+            (
+                "destination",
+                "string",
+                true,
+                "The application it was to move to.",
+            ),
+            (
+                "args",
+                "List[string]",
+                true,
+                "Arguments to the application.",
+            ),
+        ],
+    },
+    Model {
+        id: "ApplicationReplaced",
+        description: "Notification that another WebSocket has taken over for an application.",
+        sub_types: &[],
+        props: EVENT_BASE,
+    },
+    Model {
+        id: "BridgeCreated",
+        description: "Notification that a bridge has been created.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            ("bridge", "Bridge", true, "The bridge."),
+        ],
+    },
+    Model {
+        id: "BridgeDestroyed",
+        description: "Notification that a bridge has been destroyed.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            ("bridge", "Bridge", true, "The bridge."),
+        ],
+    },
+    Model {
+        id: "ChannelCreated",
+        description: "Notification that a channel has been created.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            ("channel", "Channel", true, "The channel."),
+        ],
+    },
+    Model {
+        id: "ChannelDestroyed",
+        description: "Notification that a channel has been destroyed.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "cause",
+                "int",
+                true,
+                "Integer representation of the cause of the hangup.",
+            ),
+            (
+                "cause_txt",
+                "string",
+                true,
+                "Text representation of the cause of the hangup.",
+            ),
+            ("channel", "Channel", true, "The channel."),
+        ],
+    },
+    Model {
+        id: "ChannelEnteredBridge",
+        description: "Notification that a channel has entered a bridge.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "bridge",
+                "Bridge",
+                true,
+                "The bridge, with its technology and members at that moment.",
+            ),
+            ("channel", "Channel", false, "The channel."),
+        ],
+    },
+    Model {
+        id: "ChannelHangupRequest",
+        description: "A hangup was requested on the channel.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "cause",
+                "int",
+                false,
+                "Integer representation of the cause of the hangup.",
+            ),
+            (
+                "soft",
+                "boolean",
+                false,
+                "Whether the hangup request was a soft hangup request.",
+            ),
+            (
+                "channel",
+                "Channel",
+                true,
+                "The channel on which the hangup was requested.",
+            ),
+        ],
+    },
+    Model {
+        id: "ChannelHold",
+        description: "A channel initiated a media hold.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "channel",
+                "Channel",
+                true,
+                "The channel that initiated the hold event.",
+            ),
+        ],
+    },
+    Model {
+        id: "ChannelLeftBridge",
+        description: "Notification that a channel has left a bridge.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "bridge",
+                "Bridge",
+                true,
+                "The bridge, with its technology and members at that moment.",
+            ),
+            ("channel", "Channel", true, "The channel."),
+        ],
+    },
+    Model {
+        id: "ChannelStateChange",
+        description: "Notification of a channel's state change.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            ("channel", "Channel", true, "The channel."),
+        ],
+    },
+    Model {
+        id: "ChannelUnhold",
+        description: "A channel initiated a media unhold.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "channel",
+                "Channel",
+                true,
+                "The channel that initiated the unhold event.",
+            ),
+        ],
+    },
+    Model {
+        id: "ChannelUserevent",
+        description: "User-generated event with additional user-defined fields in the object.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            ("eventname", "string", true, "The name of the user event."),
+            (
+                "channel",
+                "Channel",
+                false,
+                "A channel that is signaled with the user event.",
+            ),
+            (
+                "bridge",
+                "Bridge",
+                false,
+                "A bridge that is signaled with the user event.",
+            ),
+            ("userevent", "object", true, "Custom Userevent data."),
+        ],
+    },
+    Model {
+        id: "ChannelVarset",
+        description: "Channel variable changed.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            ("variable", "string", true, "The variable that changed."),
+            ("value", "string", true, "The new value of the variable."),
+            (
+                "channel",
+                "Channel",
+                false,
+                "The channel on which the variable was set.",
+            ),
+        ],
+    },
+    Model {
+        id: "Dial",
+        description: "Dialing state has changed.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "dialstatus",
+                "string",
+                true,
+                "Current status of the dialing attempt to the peer.",
+            ),
+            (
+                "dialstring",
+                "string",
+                false,
+                "The dial string for calling the peer channel.",
+            ),
+            (
+                "forward",
+                "string",
+                false,
+                "Forwarding target requested by the original dialed channel.",
+            ),
+            ("peer", "Channel", true, "The dialed channel."),
+        ],
+    },
+    Model {
+        id: "StasisEnd",
+        description: "Notification that a channel has left a Stasis application.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            ("channel", "Channel", true, "The channel."),
+        ],
+    },
+    Model {
+        id: "StasisStart",
+        description: "Notification that a channel has entered a Stasis application.",
+        sub_types: &[],
+        props: &[
+            ("type", "string", true, ""),
+            ("asterisk_id", "string", false, ""),
+            ("application", "string", true, ""),
+            ("timestamp", "Date", true, ""),
+            (
+                "args",
+                "List[string]",
+                true,
+                "Arguments to the application.",
+            ),
+            ("channel", "Channel", true, "The channel."),
+            (
+                "replace_channel",
+                "Channel",
+                false,
+                "The channel it replaces, if any.",
+            ),
+        ],
+    },
+];

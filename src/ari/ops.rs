@@ -1,0 +1,148 @@
+//! Operations shared by several ARI resources: joining and leaving bridges,
+//! hanging up (with Local pair propagation), answering. Each one asks the data
+//! plane first and records the outcome in the registry only once the shard has
+//! confirmed, so events always show what the data plane really does.
+
+use super::error::AriError;
+use crate::clock::Timestamp;
+use crate::control::bridge::Member;
+use crate::control::channel::{Cause, ChannelState};
+use crate::host::{Control, Node};
+use crate::shard::DataplaneError;
+
+/// Maps a data-plane failure to an ARI error.
+pub fn dataplane_error(e: DataplaneError) -> AriError {
+    match e {
+        DataplaneError::NoPorts => AriError::new(503, "No free RTP port on this node"),
+        other => AriError::internal(format!("Data plane: {other}")),
+    }
+}
+
+/// Adds `member` to `bridge_id`, leaving its current bridge first.
+pub async fn join_bridge(
+    node: &Node,
+    ctl: &mut Control,
+    now: Timestamp,
+    bridge_id: &str,
+    member: Member,
+) -> Result<(), AriError> {
+    let current = ctl
+        .reg
+        .channel(&member.channel)
+        .and_then(|c| c.bridge.clone());
+    if let Some(current) = current {
+        if current == bridge_id {
+            return Ok(());
+        }
+        leave_bridge(node, ctl, now, &current, &member.channel).await?;
+    }
+    let bridge = ctl.reg.existing_bridge(bridge_id)?;
+    let key = bridge.key;
+    let mut members = bridge.members.clone();
+    members.push(member.clone());
+    let spec = ctl.reg.bridge_spec(bridge, &members);
+    let tech = node
+        .dataplane
+        .set_bridge(key, spec)
+        .await
+        .map_err(dataplane_error)?;
+    ctl.reg.join_bridge(now, bridge_id, member, tech.name());
+    Ok(())
+}
+
+/// Removes `channel` from `bridge_id`.
+pub async fn leave_bridge(
+    node: &Node,
+    ctl: &mut Control,
+    now: Timestamp,
+    bridge_id: &str,
+    channel: &str,
+) -> Result<(), AriError> {
+    let bridge = ctl.reg.existing_bridge(bridge_id)?;
+    let key = bridge.key;
+    let members: Vec<Member> = bridge
+        .members
+        .iter()
+        .filter(|m| m.channel != channel)
+        .cloned()
+        .collect();
+    let spec = ctl.reg.bridge_spec(bridge, &members);
+    let tech = node
+        .dataplane
+        .set_bridge(key, spec)
+        .await
+        .map_err(dataplane_error)?;
+    ctl.reg.leave_bridge(now, bridge_id, channel, tech.name());
+    Ok(())
+}
+
+/// Hangs up `id` and, for a Local half, its peer: `ChannelHangupRequest`, then
+/// `ChannelLeftBridge` if bridged, `StasisEnd` if in an application, and
+/// `ChannelDestroyed` with `cause`.
+///
+/// `soft` marks a hangup asked for over ARI (Asterisk reports cause 32, its
+/// soft-hangup flag, in that request); the peer of a Local half gets a hard
+/// hangup with the real cause.
+pub async fn hangup(
+    node: &Node,
+    ctl: &mut Control,
+    now: Timestamp,
+    id: &str,
+    cause: Cause,
+    soft: bool,
+) -> Result<(), AriError> {
+    let mut next = Some((id.to_string(), soft));
+    while let Some((id, soft)) = next.take() {
+        let Some(ch) = ctl.reg.channel(&id) else {
+            break;
+        };
+        let peer = ch.local_peer().map(str::to_string);
+        let bridge = ch.bridge.clone();
+        let leg = ch.leg;
+        ctl.reg
+            .hangup_request(now, &id, if soft { 32 } else { cause.code }, soft);
+        if let Some(bridge) = bridge {
+            leave_bridge(node, ctl, now, &bridge, &id).await?;
+        }
+        ctl.reg.leave_stasis(now, &id);
+        match node.dataplane.destroy_leg(leg).await {
+            Ok(()) | Err(DataplaneError::Unknown) => {}
+            Err(e) => return Err(dataplane_error(e)),
+        }
+        ctl.reg.remove_channel(now, &id, cause);
+        next = peer
+            .filter(|p| ctl.reg.channel(p).is_some())
+            .map(|p| (p, false));
+    }
+    Ok(())
+}
+
+/// Answers `id`. For a Local half, the other half is answered too and, if it
+/// was originated into an application, enters it now.
+pub fn answer(ctl: &mut Control, now: Timestamp, id: &str) {
+    ctl.reg.set_state(now, id, ChannelState::Up);
+    let Some(peer) = ctl
+        .reg
+        .channel(id)
+        .and_then(|c| c.local_peer().map(str::to_string))
+    else {
+        return;
+    };
+    let Some(p) = ctl.reg.channel(&peer) else {
+        return;
+    };
+    if p.state == ChannelState::Up {
+        return;
+    }
+    let pending = p.pending_stasis.clone();
+    let was_dialed = p.app.is_some();
+    ctl.reg.set_state(now, &peer, ChannelState::Up);
+    if let Some(c) = ctl.reg.channel_mut(&peer) {
+        c.pending_stasis = None;
+    }
+    if let Some((app, args)) = pending {
+        ctl.reg.enter_stasis(now, &peer, &app, args);
+    } else if was_dialed {
+        ctl.reg.dial_event(now, &peer, "", "ANSWER");
+    }
+}

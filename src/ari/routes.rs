@@ -1,0 +1,890 @@
+//! The route table: every ARI operation crossbar serves, with its parameters
+//! and error responses. Requests are routed through it and the api-docs are
+//! generated from it, so the docs list exactly what is served.
+
+use super::spec::{Api, DataType, Method, Operation, Param, Resource};
+use super::{applications, asterisk, bridges, channels, events};
+use crate::handler;
+
+const CHANNEL_ID: Param = Param::path("channelId", "Channel's id");
+const BRIDGE_ID: Param = Param::path("bridgeId", "Bridge's id");
+const APP_NAME: Param = Param::path("applicationName", "Application's name");
+const VARIABLES: Param = Param::body(
+    "variables",
+    "The \"variables\" key in the body object holds variable key/value pairs to set on the channel on creation.",
+    DataType::Containers,
+);
+const NOT_FOUND: (u16, &str) = (404, "Channel not found");
+const NOT_IN_STASIS: (u16, &str) = (409, "Channel not in a Stasis application");
+const STASIS_ERRORS: &[(u16, &str)] = &[NOT_FOUND, NOT_IN_STASIS];
+
+/// A channel operation that takes only the channel id.
+const fn on_channel(
+    method: Method,
+    nickname: &'static str,
+    summary: &'static str,
+    handler: super::spec::Handler,
+) -> Operation {
+    Operation {
+        method,
+        nickname,
+        summary,
+        response_class: "void",
+        params: &[CHANNEL_ID],
+        errors: STASIS_ERRORS,
+        upgrade: None,
+        handler: Some(handler),
+    }
+}
+
+const fn op(
+    method: Method,
+    nickname: &'static str,
+    summary: &'static str,
+    response_class: &'static str,
+    params: &'static [Param],
+    errors: &'static [(u16, &'static str)],
+    handler: super::spec::Handler,
+) -> Operation {
+    Operation {
+        method,
+        nickname,
+        summary,
+        response_class,
+        params,
+        errors,
+        upgrade: None,
+        handler: Some(handler),
+    }
+}
+
+const ORIGINATE_PARAMS: &[Param] = &[
+    Param::query(
+        "endpoint",
+        "Endpoint to call: Local/EXTEN@APP (the ;2 half enters the Stasis application APP).",
+    )
+    .required()
+    .missing("Endpoint must be specified"),
+    Param::query(
+        "extension",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+    Param::query(
+        "context",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+    Param::query(
+        "priority",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    )
+    .typed(DataType::Long),
+    Param::query(
+        "label",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+    Param::query(
+        "app",
+        "The Stasis application the ;1 half enters once answered.",
+    ),
+    Param::query(
+        "appArgs",
+        "Comma-separated application arguments (StasisStart args).",
+    ),
+    Param::query(
+        "callerId",
+        "CallerID to use when dialing the endpoint or extension.",
+    ),
+    Param::query(
+        "timeout",
+        "Seconds to wait for an answer before hanging up (<= 0: wait forever).",
+    )
+    .typed(DataType::Int)
+    .default("30"),
+    VARIABLES,
+    Param::query(
+        "channelId",
+        "The unique id to assign the channel (;1) on creation.",
+    ),
+    Param::query(
+        "otherChannelId",
+        "The unique id to assign the second (;2) channel.",
+    ),
+    Param::query(
+        "originator",
+        "The unique id of the channel which is originating this one.",
+    ),
+    Param::query(
+        "formats",
+        "Comma-separated formats for the channel (ulaw, alaw, slin, slin16, slin48, g722, opus).",
+    ),
+];
+
+const ORIGINATE_WITH_ID_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query(
+        "endpoint",
+        "Endpoint to call: Local/EXTEN@APP (the ;2 half enters the Stasis application APP).",
+    )
+    .required()
+    .missing("Endpoint must be specified"),
+    Param::query(
+        "extension",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+    Param::query(
+        "context",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+    Param::query(
+        "priority",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    )
+    .typed(DataType::Long),
+    Param::query(
+        "label",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+    Param::query(
+        "app",
+        "The Stasis application the ;1 half enters once answered.",
+    ),
+    Param::query(
+        "appArgs",
+        "Comma-separated application arguments (StasisStart args).",
+    ),
+    Param::query(
+        "callerId",
+        "CallerID to use when dialing the endpoint or extension.",
+    ),
+    Param::query(
+        "timeout",
+        "Seconds to wait for an answer before hanging up (<= 0: wait forever).",
+    )
+    .typed(DataType::Int)
+    .default("30"),
+    VARIABLES,
+    Param::query(
+        "otherChannelId",
+        "The unique id to assign the second (;2) channel.",
+    ),
+    Param::query(
+        "originator",
+        "The unique id of the channel which is originating this one.",
+    ),
+    Param::query("formats", "Comma-separated formats for the channel."),
+];
+
+const ORIGINATE_ERRORS: &[(u16, &str)] = &[
+    (400, "Invalid parameters for originating a channel."),
+    (409, "Channel with given unique ID already exists."),
+];
+
+const CREATE_PARAMS: &[Param] = &[
+    Param::query("endpoint", "Endpoint to call: Local/EXTEN@APP.")
+        .required()
+        .missing("Endpoint must be specified"),
+    Param::query("app", "The Stasis application the ;1 half is placed into.")
+        .required()
+        .missing("app cannot be empty"),
+    Param::query("appArgs", "Comma-separated application arguments."),
+    Param::query(
+        "channelId",
+        "The unique id to assign the channel (;1) on creation.",
+    ),
+    Param::query(
+        "otherChannelId",
+        "The unique id to assign the second (;2) channel.",
+    ),
+    Param::query("originator", "Unique ID of the calling channel."),
+    Param::query("formats", "Comma-separated formats for the channel."),
+    VARIABLES,
+];
+
+const EXTERNAL_MEDIA_PARAMS: &[Param] = &[
+    Param::query(
+        "channelId",
+        "The unique id to assign the channel on creation.",
+    ),
+    Param::query("app", "Stasis Application to place channel into.")
+        .required()
+        .missing("app cannot be empty"),
+    VARIABLES,
+    Param::query(
+        "external_host",
+        "Hostname/ip:port of the external host, where RTP is sent.",
+    ),
+    Param::query("encapsulation", "Payload encapsulation protocol.")
+        .default("rtp")
+        .one_of(&["rtp"]),
+    Param::query("transport", "Transport protocol.")
+        .default("udp")
+        .one_of(&["udp"]),
+    Param::query("connection_type", "Connection type (client/server).")
+        .default("client")
+        .one_of(&["client"]),
+    Param::query("format", "Format to encode audio in.")
+        .required()
+        .missing("format cannot be empty"),
+    Param::query("direction", "External media direction.")
+        .default("both")
+        .one_of(&["both"]),
+    Param::query(
+        "data",
+        "Comma-separated arguments passed to the application (StasisStart args).",
+    ),
+    Param::query(
+        "transport_data",
+        "Transport-specific data; unused for RTP over UDP.",
+    ),
+];
+
+const HANGUP_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query(
+        "reason_code",
+        "The reason code for hanging up the channel (Q.850 cause).",
+    ),
+    Param::query("reason", "Reason for hanging up the channel."),
+];
+
+const MOVE_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query(
+        "app",
+        "The channel will be passed to this Stasis application.",
+    )
+    .required()
+    .missing("Missing parameter app"),
+    Param::query(
+        "appArgs",
+        "The application arguments to pass to the Stasis application.",
+    ),
+];
+
+const CONTINUE_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query(
+        "context",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+    Param::query(
+        "extension",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+    Param::query(
+        "priority",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    )
+    .typed(DataType::Int),
+    Param::query(
+        "label",
+        "Accepted for compatibility; crossbar has no dialplan.",
+    ),
+];
+
+const MUTE_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query("direction", "Direction in which to mute audio.")
+        .default("both")
+        .one_of(&["both", "in", "out"]),
+];
+
+const GET_VAR_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query("variable", "The channel variable to get.")
+        .required()
+        .missing("Variable name is required"),
+];
+
+const SET_VAR_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query("variable", "The channel variable to set.")
+        .required()
+        .missing("Variable name is required"),
+    Param::query("value", "The value to set the variable to (empty: unset)."),
+];
+
+const DIAL_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query("caller", "Channel ID of caller."),
+    Param::query("timeout", "Dial timeout.")
+        .typed(DataType::Int)
+        .default("0"),
+];
+
+const CHANNELS: &[Api] = &[
+    Api {
+        path: "/channels",
+        description: "Active channels",
+        operations: &[
+            op(
+                Method::Get,
+                "list",
+                "List all active channels.",
+                "List[Channel]",
+                &[],
+                &[],
+                handler!(channels::list),
+            ),
+            op(
+                Method::Post,
+                "originate",
+                "Create a new channel (originate) and place it in a Stasis application.",
+                "Channel",
+                ORIGINATE_PARAMS,
+                ORIGINATE_ERRORS,
+                handler!(channels::originate),
+            ),
+        ],
+    },
+    Api {
+        path: "/channels/create",
+        description:
+            "Create a channel and place it in a Stasis app, but do not dial the channel yet.",
+        operations: &[op(
+            Method::Post,
+            "create",
+            "Create channel.",
+            "Channel",
+            CREATE_PARAMS,
+            &[(409, "Channel with given unique ID already exists.")],
+            handler!(channels::create),
+        )],
+    },
+    Api {
+        path: "/channels/externalMedia",
+        description: "Create a channel to an External Media source/sink.",
+        operations: &[op(
+            Method::Post,
+            "externalMedia",
+            "Start an External Media session.",
+            "Channel",
+            EXTERNAL_MEDIA_PARAMS,
+            &[
+                (400, "Invalid parameters"),
+                (409, "Channel with given unique ID already exists."),
+            ],
+            handler!(channels::external_media),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}",
+        description: "Active channel",
+        operations: &[
+            op(
+                Method::Get,
+                "get",
+                "Channel details.",
+                "Channel",
+                &[CHANNEL_ID],
+                &[NOT_FOUND],
+                handler!(channels::get),
+            ),
+            op(
+                Method::Post,
+                "originateWithId",
+                "Create a new channel (originate with id).",
+                "Channel",
+                ORIGINATE_WITH_ID_PARAMS,
+                ORIGINATE_ERRORS,
+                handler!(channels::originate),
+            ),
+            op(
+                Method::Delete,
+                "hangup",
+                "Delete (i.e. hangup) a channel.",
+                "void",
+                HANGUP_PARAMS,
+                &[(400, "Invalid reason for hangup provided"), NOT_FOUND],
+                handler!(channels::hangup),
+            ),
+        ],
+    },
+    Api {
+        path: "/channels/{channelId}/continue",
+        description:
+            "Exit application; continue execution in the dialplan (crossbar: the channel ends).",
+        operations: &[op(
+            Method::Post,
+            "continueInDialplan",
+            "Exit application; the channel ends with Normal Clearing.",
+            "void",
+            CONTINUE_PARAMS,
+            STASIS_ERRORS,
+            handler!(channels::continue_in_dialplan),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/move",
+        description: "Move the channel from one Stasis application to another.",
+        operations: &[op(
+            Method::Post,
+            "move",
+            "Move the channel from one Stasis application to another.",
+            "void",
+            MOVE_PARAMS,
+            STASIS_ERRORS,
+            handler!(channels::move_to),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/answer",
+        description: "Answer a channel",
+        operations: &[on_channel(
+            Method::Post,
+            "answer",
+            "Answer a channel.",
+            handler!(channels::answer),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/ring",
+        description: "Send a ringing indication to a channel",
+        operations: &[
+            on_channel(
+                Method::Post,
+                "ring",
+                "Indicate ringing to a channel.",
+                handler!(channels::ring),
+            ),
+            on_channel(
+                Method::Delete,
+                "ringStop",
+                "Stop ringing indication on a channel if locally generated.",
+                handler!(channels::indicate),
+            ),
+        ],
+    },
+    Api {
+        path: "/channels/{channelId}/progress",
+        description: "Send a progress indication to a channel",
+        operations: &[on_channel(
+            Method::Post,
+            "progress",
+            "Indicate progress to a channel.",
+            handler!(channels::indicate),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/mute",
+        description: "Mute a channel",
+        operations: &[
+            op(
+                Method::Post,
+                "mute",
+                "Mute a channel.",
+                "void",
+                MUTE_PARAMS,
+                STASIS_ERRORS,
+                handler!(channels::mute),
+            ),
+            op(
+                Method::Delete,
+                "unmute",
+                "Unmute a channel.",
+                "void",
+                MUTE_PARAMS,
+                STASIS_ERRORS,
+                handler!(channels::unmute),
+            ),
+        ],
+    },
+    Api {
+        path: "/channels/{channelId}/hold",
+        description: "Put a channel on hold",
+        operations: &[
+            on_channel(
+                Method::Post,
+                "hold",
+                "Hold a channel: its media is not passed on.",
+                handler!(channels::hold),
+            ),
+            on_channel(
+                Method::Delete,
+                "unhold",
+                "Remove a channel from hold.",
+                handler!(channels::unhold),
+            ),
+        ],
+    },
+    Api {
+        path: "/channels/{channelId}/variable",
+        description: "Variables on a channel",
+        operations: &[
+            op(
+                Method::Get,
+                "getChannelVar",
+                "Get the value of a channel variable.",
+                "Variable",
+                GET_VAR_PARAMS,
+                &[
+                    (400, "Missing variable parameter."),
+                    (404, "Channel or variable not found"),
+                    NOT_IN_STASIS,
+                ],
+                handler!(channels::get_var),
+            ),
+            op(
+                Method::Post,
+                "setChannelVar",
+                "Set the value of a channel variable.",
+                "void",
+                SET_VAR_PARAMS,
+                &[
+                    (400, "Missing variable parameter."),
+                    NOT_FOUND,
+                    NOT_IN_STASIS,
+                ],
+                handler!(channels::set_var),
+            ),
+        ],
+    },
+    Api {
+        path: "/channels/{channelId}/dial",
+        description: "Dial a channel",
+        operations: &[op(
+            Method::Post,
+            "dial",
+            "Dial a created channel.",
+            "void",
+            DIAL_PARAMS,
+            &[
+                (404, "Channel cannot be found."),
+                (409, "Channel cannot be dialed."),
+            ],
+            handler!(channels::dial),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/rtp_statistics",
+        description: "Get RTP statistics information for RTP on a channel",
+        operations: &[op(
+            Method::Get,
+            "rtpstatistics",
+            "RTP stats on a channel.",
+            "RTPstat",
+            &[CHANNEL_ID],
+            &[(404, "Channel cannot be found.")],
+            handler!(channels::rtp_statistics),
+        )],
+    },
+];
+
+const BRIDGE_CREATE_PARAMS: &[Param] = &[
+    Param::query("type", "Comma separated list of bridge type attributes (mixing, holding, dtmf_events, proxy_media, video_sfu, video_single, sdp_label)."),
+    Param::query("bridgeId", "Unique ID to give to the bridge being created."),
+    Param::query("name", "Name to give to the bridge being created."),
+];
+
+const BRIDGE_CREATE_WITH_ID_PARAMS: &[Param] = &[
+    Param::query("type", "Comma separated list of bridge type attributes (mixing, holding, dtmf_events, proxy_media, video_sfu, video_single, sdp_label)."),
+    BRIDGE_ID,
+    Param::query("name", "Set the name of the bridge."),
+];
+
+const ADD_CHANNEL_PARAMS: &[Param] = &[
+    BRIDGE_ID,
+    Param::query("channel", "Ids of channels to add to bridge.")
+        .required()
+        .multiple()
+        .missing("Missing parameter channel"),
+    Param::query(
+        "role",
+        "Channel's role in the bridge (announcer: heard by all, hears no one).",
+    ),
+    Param::query(
+        "absorbDTMF",
+        "Absorb DTMF coming from this channel, preventing it to pass through to the bridge.",
+    )
+    .typed(DataType::Boolean)
+    .default("false"),
+    Param::query(
+        "mute",
+        "Mute audio from this channel, preventing it to pass through to the bridge.",
+    )
+    .typed(DataType::Boolean)
+    .default("false"),
+    Param::query(
+        "inhibitConnectedLineUpdates",
+        "Do not present the identity of the newly connected channel to other bridge members.",
+    )
+    .typed(DataType::Boolean)
+    .default("false"),
+];
+
+const REMOVE_CHANNEL_PARAMS: &[Param] = &[
+    BRIDGE_ID,
+    Param::query("channel", "Ids of channels to remove from bridge.")
+        .required()
+        .multiple()
+        .missing("Missing parameter channel"),
+];
+
+const BRIDGES: &[Api] = &[
+    Api {
+        path: "/bridges",
+        description: "Active bridges",
+        operations: &[
+            op(
+                Method::Get,
+                "list",
+                "List all active bridges.",
+                "List[Bridge]",
+                &[],
+                &[],
+                handler!(bridges::list),
+            ),
+            op(
+                Method::Post,
+                "create",
+                "Create a new bridge.",
+                "Bridge",
+                BRIDGE_CREATE_PARAMS,
+                &[
+                    (400, "Invalid bridge type"),
+                    (409, "Bridge with the same bridgeId already exists"),
+                ],
+                handler!(bridges::create),
+            ),
+        ],
+    },
+    Api {
+        path: "/bridges/{bridgeId}",
+        description: "Individual bridge",
+        operations: &[
+            op(
+                Method::Post,
+                "createWithId",
+                "Create a new bridge with the given id.",
+                "Bridge",
+                BRIDGE_CREATE_WITH_ID_PARAMS,
+                &[
+                    (400, "Invalid bridge type"),
+                    (409, "Bridge with the same bridgeId already exists"),
+                ],
+                handler!(bridges::create),
+            ),
+            op(
+                Method::Get,
+                "get",
+                "Get bridge details.",
+                "Bridge",
+                &[BRIDGE_ID],
+                &[(404, "Bridge not found")],
+                handler!(bridges::get),
+            ),
+            op(
+                Method::Delete,
+                "destroy",
+                "Shut down a bridge; its channels stay in their applications.",
+                "void",
+                &[BRIDGE_ID],
+                &[(404, "Bridge not found")],
+                handler!(bridges::destroy),
+            ),
+        ],
+    },
+    Api {
+        path: "/bridges/{bridgeId}/addChannel",
+        description: "Add a channel to a bridge",
+        operations: &[op(
+            Method::Post,
+            "addChannel",
+            "Add a channel to a bridge.",
+            "void",
+            ADD_CHANNEL_PARAMS,
+            &[
+                (400, "Channel not found"),
+                (404, "Bridge not found"),
+                (422, "Channel not in Stasis application"),
+            ],
+            handler!(bridges::add_channel),
+        )],
+    },
+    Api {
+        path: "/bridges/{bridgeId}/removeChannel",
+        description: "Remove a channel from a bridge",
+        operations: &[op(
+            Method::Post,
+            "removeChannel",
+            "Remove a channel from a bridge.",
+            "void",
+            REMOVE_CHANNEL_PARAMS,
+            &[
+                (400, "Channel not found"),
+                (404, "Bridge not found"),
+                (422, "Channel not in this bridge"),
+            ],
+            handler!(bridges::remove_channel),
+        )],
+    },
+];
+
+const SUBSCRIPTION_PARAMS: &[Param] = &[
+    APP_NAME,
+    Param::query("eventSource", "URI for event source (channel:{channelId}, bridge:{bridgeId}, endpoint:{tech}[/{resource}], deviceState:{deviceName}")
+        .required()
+        .multiple()
+        .missing("Missing parameter eventSource"),
+];
+
+const APPLICATIONS: &[Api] = &[
+    Api {
+        path: "/applications",
+        description: "Stasis applications",
+        operations: &[op(Method::Get, "list", "List all applications.", "List[Application]", &[], &[], handler!(applications::list))],
+    },
+    Api {
+        path: "/applications/{applicationName}",
+        description: "Stasis application",
+        operations: &[op(Method::Get, "get", "Get details of an application.", "Application", &[APP_NAME], &[(404, "Application does not exist.")], handler!(applications::get))],
+    },
+    Api {
+        path: "/applications/{applicationName}/subscription",
+        description: "Stasis application",
+        operations: &[
+            op(Method::Post, "subscribe", "Subscribe an application to a event source.", "Application", SUBSCRIPTION_PARAMS, &[(400, "Missing parameter."), (404, "Application does not exist."), (422, "Event source does not exist.")], handler!(applications::subscribe)),
+            op(Method::Delete, "unsubscribe", "Unsubscribe an application from an event source.", "Application", SUBSCRIPTION_PARAMS, &[(400, "Missing parameter; event source scheme not recognized."), (404, "Application does not exist."), (409, "Application not subscribed to event source."), (422, "Event source does not exist.")], handler!(applications::unsubscribe)),
+        ],
+    },
+    Api {
+        path: "/applications/{applicationName}/eventFilter",
+        description: "Stasis application",
+        operations: &[op(Method::Put, "filter", "Filter application events types.", "Application", &[APP_NAME, Param::body("filter", "Specify which event types to allow/disallow: {\"allowed\": [{\"type\": ...}], \"disallowed\": [...]}", DataType::Object)], &[(400, "Bad request."), (404, "Application does not exist.")], handler!(applications::filter))],
+    },
+];
+
+const ASTERISK: &[Api] = &[
+    Api {
+        path: "/asterisk/info",
+        description: "Node system information",
+        operations: &[op(
+            Method::Get,
+            "getInfo",
+            "Gets node system information.",
+            "AsteriskInfo",
+            &[Param::query("only", "Filter information returned")
+                .multiple()
+                .one_of(&["build", "system", "config", "status"])],
+            &[],
+            handler!(asterisk::info),
+        )],
+    },
+    Api {
+        path: "/asterisk/ping",
+        description: "Node ping",
+        operations: &[op(
+            Method::Get,
+            "ping",
+            "Response pong message.",
+            "AsteriskPing",
+            &[],
+            &[],
+            handler!(asterisk::ping),
+        )],
+    },
+    Api {
+        path: "/asterisk/variable",
+        description: "Global variables",
+        operations: &[
+            op(
+                Method::Get,
+                "getGlobalVar",
+                "Get the value of a global variable.",
+                "Variable",
+                &[Param::query("variable", "The variable to get")
+                    .required()
+                    .missing("Variable name is required")],
+                &[(400, "Missing variable parameter.")],
+                handler!(asterisk::get_global_var),
+            ),
+            op(
+                Method::Post,
+                "setGlobalVar",
+                "Set the value of a global variable.",
+                "void",
+                &[
+                    Param::query("variable", "The variable to set")
+                        .required()
+                        .missing("Variable name is required"),
+                    Param::query("value", "The value to set the variable to"),
+                ],
+                &[(400, "Missing variable parameter.")],
+                handler!(asterisk::set_global_var),
+            ),
+        ],
+    },
+];
+
+const EVENTS: &[Api] = &[
+    Api {
+        path: "/events",
+        description: "Events from the node to applications",
+        operations: &[Operation {
+            method: Method::Get,
+            nickname: "eventWebsocket",
+            summary: "WebSocket connection for events.",
+            response_class: "Message",
+            params: &[
+                Param::query("app", "Applications to subscribe to.")
+                    .required()
+                    .multiple()
+                    .missing("HTTP request is missing param: [app]"),
+                Param::query("subscribeAll", "Subscribe to all events, not only the application's.")
+                    .typed(DataType::Boolean),
+            ],
+            errors: &[],
+            upgrade: Some("websocket"),
+            handler: None,
+        }],
+    },
+    Api {
+        path: "/events/user/{eventName}",
+        description: "Stasis application user events",
+        operations: &[op(
+            Method::Post,
+            "userEvent",
+            "Generate a user event.",
+            "void",
+            &[
+                Param::path("eventName", "Event name"),
+                Param::query("application", "The name of the application that will receive this event")
+                    .required()
+                    .missing("Missing parameter application"),
+                Param::query("source", "URI for event source (channel:{channelId}, bridge:{bridgeId})").multiple(),
+                Param::body("variables", "The \"variables\" key in the body object holds custom key/value pairs to add to the user event.", DataType::Containers),
+            ],
+            &[(404, "Application does not exist."), (422, "Event source not found."), (400, "Invalid event source URI or userevent data.")],
+            handler!(events::user_event),
+        )],
+    },
+];
+
+/// Every resource crossbar serves, in api-docs order.
+pub static RESOURCES: &[Resource] = &[
+    Resource {
+        name: "asterisk",
+        description: "Node resources",
+        apis: ASTERISK,
+    },
+    Resource {
+        name: "channels",
+        description: "Channel resources",
+        apis: CHANNELS,
+    },
+    Resource {
+        name: "bridges",
+        description: "Bridge resources",
+        apis: BRIDGES,
+    },
+    Resource {
+        name: "events",
+        description: "WebSocket resource",
+        apis: EVENTS,
+    },
+    Resource {
+        name: "applications",
+        description: "Stasis application resources",
+        apis: APPLICATIONS,
+    },
+];

@@ -1,0 +1,89 @@
+//! Node counters, served in Prometheus text form on `/metrics` (outside `/ari`,
+//! behind the same credentials).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of the control plane. Relaxed atomics: they are statistics only.
+#[derive(Default)]
+pub struct Metrics {
+    pub http_requests: AtomicU64,
+    pub http_client_errors: AtomicU64,
+    pub http_server_errors: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub ws_sessions: AtomicU64,
+    pub ws_bad_messages: AtomicU64,
+    pub events_sent: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a reply by status class.
+    pub fn count_status(&self, status: u16) {
+        self.inc(&self.http_requests);
+        match status {
+            400..=499 => self.inc(&self.http_client_errors),
+            500..=599 => self.inc(&self.http_server_errors),
+            _ => {}
+        }
+    }
+
+    /// The Prometheus exposition text, with `extra` gauges appended.
+    pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
+        let mut out = String::new();
+        let rows: [(&str, &str, &AtomicU64); 7] = [
+            (
+                "crossbar_http_requests_total",
+                "ARI HTTP requests served",
+                &self.http_requests,
+            ),
+            (
+                "crossbar_http_client_errors_total",
+                "ARI replies with a 4xx status",
+                &self.http_client_errors,
+            ),
+            (
+                "crossbar_http_server_errors_total",
+                "ARI replies with a 5xx status",
+                &self.http_server_errors,
+            ),
+            (
+                "crossbar_auth_failures_total",
+                "Requests refused for missing or wrong credentials",
+                &self.auth_failures,
+            ),
+            (
+                "crossbar_ws_sessions_total",
+                "Events WebSockets opened",
+                &self.ws_sessions,
+            ),
+            (
+                "crossbar_ws_bad_messages_total",
+                "Malformed messages received on events WebSockets",
+                &self.ws_bad_messages,
+            ),
+            (
+                "crossbar_events_sent_total",
+                "Events queued to WebSockets",
+                &self.events_sent,
+            ),
+        ];
+        for (name, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, value) in extra {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+}
