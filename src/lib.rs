@@ -12,4 +12,5 @@ pub mod config;
 pub mod control;
 pub mod host;
 pub mod media;
+pub mod rtp;
 pub mod shard;

@@ -121,14 +121,45 @@ type Reply<T> = oneshot::Sender<Result<T, DataplaneError>>;
 /// A message from the control plane to one shard.
 #[derive(Debug)]
 pub enum Command {
-    CreateRtpLeg { leg: LegId, spec: LegSpec, reply: Reply<SocketAddr> },
-    CreateLocalPair { a: LegId, b: LegId, format: Format, reply: Reply<()> },
-    DestroyLeg { leg: LegId, reply: Reply<()> },
-    SetBridge { bridge: BridgeKey, spec: BridgeSpec, reply: Reply<Technology> },
-    DestroyBridge { bridge: BridgeKey, reply: Reply<()> },
-    SetMute { leg: LegId, direction: Direction, on: bool, reply: Reply<()> },
-    SetHold { leg: LegId, on: bool, reply: Reply<()> },
-    Stats { leg: LegId, reply: Reply<RtpStats> },
+    CreateRtpLeg {
+        leg: LegId,
+        spec: LegSpec,
+        reply: Reply<SocketAddr>,
+    },
+    CreateLocalPair {
+        a: LegId,
+        b: LegId,
+        format: Format,
+        reply: Reply<()>,
+    },
+    DestroyLeg {
+        leg: LegId,
+        reply: Reply<()>,
+    },
+    SetBridge {
+        bridge: BridgeKey,
+        spec: BridgeSpec,
+        reply: Reply<Technology>,
+    },
+    DestroyBridge {
+        bridge: BridgeKey,
+        reply: Reply<()>,
+    },
+    SetMute {
+        leg: LegId,
+        direction: Direction,
+        on: bool,
+        reply: Reply<()>,
+    },
+    SetHold {
+        leg: LegId,
+        on: bool,
+        reply: Reply<()>,
+    },
+    Stats {
+        leg: LegId,
+        reply: Reply<RtpStats>,
+    },
     Shutdown,
 }
 
@@ -152,13 +183,13 @@ impl Dataplane {
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
             let lo = min + span * index as u32;
-            let hi = if index + 1 == count { max } else { lo + span - 1 };
+            let hi = if index + 1 == count {
+                max
+            } else {
+                lo + span - 1
+            };
             let (tx, rx) = std_mpsc::sync_channel(COMMAND_QUEUE);
-            let shard = thread::Shard::new(
-                index,
-                config.rtp.bind_ip,
-                lo as u16..=hi as u16,
-            );
+            let shard = thread::Shard::new(index, config.rtp.bind_ip, lo as u16..=hi as u16);
             let pin = config.dataplane.pin;
             threads.push(
                 std::thread::Builder::new()
@@ -194,38 +225,77 @@ impl Dataplane {
     }
 
     /// Binds a socket for a new RTP leg; returns its local address.
-    pub async fn create_rtp_leg(&self, leg: LegId, spec: LegSpec) -> Result<SocketAddr, DataplaneError> {
-        self.call(leg, |reply| Command::CreateRtpLeg { leg, spec, reply }).await
+    pub async fn create_rtp_leg(
+        &self,
+        leg: LegId,
+        spec: LegSpec,
+    ) -> Result<SocketAddr, DataplaneError> {
+        self.call(leg, |reply| Command::CreateRtpLeg { leg, spec, reply })
+            .await
     }
 
     /// Creates the two halves of a Local channel pair, joined back to back.
-    pub async fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> Result<(), DataplaneError> {
-        self.call(a, |reply| Command::CreateLocalPair { a, b, format, reply }).await
+    pub async fn create_local_pair(
+        &self,
+        a: LegId,
+        b: LegId,
+        format: Format,
+    ) -> Result<(), DataplaneError> {
+        self.call(a, |reply| Command::CreateLocalPair {
+            a,
+            b,
+            format,
+            reply,
+        })
+        .await
     }
 
     /// Removes a leg (and closes its socket).
     pub async fn destroy_leg(&self, leg: LegId) -> Result<(), DataplaneError> {
-        self.call(leg, |reply| Command::DestroyLeg { leg, reply }).await
+        self.call(leg, |reply| Command::DestroyLeg { leg, reply })
+            .await
     }
 
     /// Sets a bridge's membership and flags; returns the technology chosen.
-    pub async fn set_bridge(&self, bridge: BridgeKey, spec: BridgeSpec) -> Result<Technology, DataplaneError> {
-        self.call(bridge, |reply| Command::SetBridge { bridge, spec, reply }).await
+    pub async fn set_bridge(
+        &self,
+        bridge: BridgeKey,
+        spec: BridgeSpec,
+    ) -> Result<Technology, DataplaneError> {
+        self.call(bridge, |reply| Command::SetBridge {
+            bridge,
+            spec,
+            reply,
+        })
+        .await
     }
 
     /// Removes a bridge.
     pub async fn destroy_bridge(&self, bridge: BridgeKey) -> Result<(), DataplaneError> {
-        self.call(bridge, |reply| Command::DestroyBridge { bridge, reply }).await
+        self.call(bridge, |reply| Command::DestroyBridge { bridge, reply })
+            .await
     }
 
     /// Mutes or unmutes a leg in one or both directions.
-    pub async fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> Result<(), DataplaneError> {
-        self.call(leg, |reply| Command::SetMute { leg, direction, on, reply }).await
+    pub async fn set_mute(
+        &self,
+        leg: LegId,
+        direction: Direction,
+        on: bool,
+    ) -> Result<(), DataplaneError> {
+        self.call(leg, |reply| Command::SetMute {
+            leg,
+            direction,
+            on,
+            reply,
+        })
+        .await
     }
 
     /// Puts a leg on hold (its media is not passed on) or takes it off.
     pub async fn set_hold(&self, leg: LegId, on: bool) -> Result<(), DataplaneError> {
-        self.call(leg, |reply| Command::SetHold { leg, on, reply }).await
+        self.call(leg, |reply| Command::SetHold { leg, on, reply })
+            .await
     }
 
     /// A leg's counters.

@@ -6,9 +6,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::sync::mpsc::Receiver;
 
-use super::{
-    BridgeKey, BridgeSpec, Command, DataplaneError, LegId, LegSpec, RtpStats, Technology,
-};
+use super::{BridgeKey, BridgeSpec, Command, DataplaneError, LegId, LegSpec, RtpStats, Technology};
 
 /// A leg as the shard holds it.
 struct Leg {
@@ -79,7 +77,11 @@ impl Shard {
                         .ok_or(DataplaneError::Unknown),
                 );
             }
-            Command::SetBridge { bridge, spec, reply } => {
+            Command::SetBridge {
+                bridge,
+                spec,
+                reply,
+            } => {
                 let tech = if spec.holding {
                     Technology::HoldingBridge
                 } else {
@@ -98,7 +100,11 @@ impl Shard {
             }
             Command::SetMute { leg, reply, .. } | Command::SetHold { leg, reply, .. } => {
                 let known = self.legs.contains_key(&leg);
-                let _ = reply.send(if known { Ok(()) } else { Err(DataplaneError::Unknown) });
+                let _ = reply.send(if known {
+                    Ok(())
+                } else {
+                    Err(DataplaneError::Unknown)
+                });
             }
             Command::Stats { leg, reply } => {
                 let _ = reply.send(
@@ -124,10 +130,16 @@ impl Shard {
         for _ in 0..slots {
             let port = self.next_port & !1;
             let port = if port < lo { lo + (lo & 1) } else { port };
-            self.next_port = if u32::from(port) + 2 > u32::from(hi) { lo } else { port + 2 };
+            self.next_port = if u32::from(port) + 2 > u32::from(hi) {
+                lo
+            } else {
+                port + 2
+            };
             match UdpSocket::bind((self.bind_ip, port)) {
                 Ok(socket) => {
-                    let local = socket.local_addr().map_err(|e| DataplaneError::Io(e.to_string()))?;
+                    let local = socket
+                        .local_addr()
+                        .map_err(|e| DataplaneError::Io(e.to_string()))?;
                     self.legs.insert(
                         leg,
                         Leg {
