@@ -89,7 +89,7 @@ impl ExtSeq {
 
 impl RtpTimestamp {
     /// Adds `ticks` (wrapping).
-    pub fn add(self, ticks: u32) -> RtpTimestamp {
+    pub fn wrapping_add(self, ticks: u32) -> RtpTimestamp {
         RtpTimestamp(self.0.wrapping_add(ticks))
     }
 
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn timestamp_wraps() {
-        assert_eq!(RtpTimestamp(u32::MAX).add(2), RtpTimestamp(1));
+        assert_eq!(RtpTimestamp(u32::MAX).wrapping_add(2), RtpTimestamp(1));
         assert_eq!(RtpTimestamp(1).delta(RtpTimestamp(u32::MAX)), 2);
     }
 }

@@ -97,7 +97,7 @@ impl OutStream {
             None => (self.first_seq, self.first_ts),
             Some(last) => {
                 let elapsed = now.saturating_duration_since(last.at);
-                (last.seq.next(), last.ts.add(self.ticks(elapsed)))
+                (last.seq.next(), last.ts.wrapping_add(self.ticks(elapsed)))
             }
         }
     }
@@ -157,7 +157,7 @@ impl OutStream {
             }
         };
         self.source = Some(Source::Local {
-            next_ts: ts.add(samples),
+            next_ts: ts.wrapping_add(samples),
         });
         self.sent(now, seq, ts, payload_len);
         Header {
