@@ -11,5 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod host;
+pub mod jitter;
 pub mod media;
+pub mod rtp;
 pub mod shard;
