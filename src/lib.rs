@@ -8,8 +8,10 @@
 
 pub mod ari;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod control;
 pub mod host;
 pub mod media;
+pub mod mix;
 pub mod shard;
