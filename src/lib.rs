@@ -14,6 +14,6 @@ pub mod control;
 pub mod host;
 pub mod jitter;
 pub mod media;
-pub mod rtp;
 pub mod mix;
+pub mod rtp;
 pub mod shard;
