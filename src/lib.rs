@@ -8,8 +8,12 @@
 
 pub mod ari;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod control;
 pub mod host;
+pub mod jitter;
 pub mod media;
+pub mod mix;
+pub mod rtp;
 pub mod shard;

@@ -528,14 +528,26 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
         .rtp_stats(leg)
         .await
         .map_err(ops::dataplane_error)?;
-    Ok(Reply::Json(json!({
+    let mut v = json!({
         "txcount": stats.tx_packets,
         "rxcount": stats.rx_packets,
+        "txoctetcount": stats.tx_octets,
+        "rxoctetcount": stats.rx_octets,
         "rxdropped": stats.rx_dropped,
-        "local_address": stats.local.map(|a| a.to_string()),
-        "remote_address": stats.remote.map(|a| a.to_string()),
+        "rxbad": stats.rx_bad,
+        "rxwrongsource": stats.rx_wrong_source,
+        "rxrtcp": stats.rx_rtcp,
+        "txdropped": stats.tx_dropped,
+        "txerrors": stats.tx_errors,
         "channel_uniqueid": channel_id,
-    })))
+    });
+    if let Some(local) = stats.local {
+        v["local_address"] = json!(local.to_string());
+    }
+    if let Some(remote) = stats.remote {
+        v["remote_address"] = json!(remote.to_string());
+    }
+    Ok(Reply::Json(v))
 }
 
 /// A fresh channel with crossbar's defaults.

@@ -8,12 +8,32 @@
 //!   exactly one shard.
 //! - Ids here ([`LegId`], [`BridgeKey`]) are small numbers the control plane
 //!   assigns; ARI's string ids never reach the data plane.
+//! - A command wakes its shard through an eventfd the shard's io_uring reads.
+//!
+//! # Placement
+//! A new RTP leg or Local pair is created on shard `id % n` (a Local pair on
+//! the shard of its first half). A bridge lives on the shard of its first
+//! member when it is first set (or `bridge % n` when empty) and stays there.
+//! [`Dataplane::set_bridge`] first gathers everything that must share the
+//! bridge's shard — its members, the other half of each Local pair among
+//! them, and, transitively, the bridges those are in and their members — and
+//! moves each leg that lives elsewhere: the old shard cancels the leg's
+//! operations and hands its state (socket and RTP state) back in a message
+//! ([`Command::Detach`]), the new shard adopts it ([`Command::Attach`]);
+//! other bridges involved are re-created on the new shard. Nothing is
+//! shared between shards; the routing table here is touched only by the
+//! control plane. Commands of one leg must not be issued concurrently with a
+//! `set_bridge` that moves it (the control plane serialises them per bridge).
 
 mod thread;
+mod uring;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
@@ -85,9 +105,27 @@ pub enum Direction {
 /// Counters of one leg.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RtpStats {
+    /// Datagrams received on the leg's socket (or handed to a Local half).
     pub rx_packets: u64,
+    /// Packets sent to the leg's remote (or handed to a Local half).
     pub tx_packets: u64,
+    /// Good packets not passed on: muted, on hold, or no one to send to.
     pub rx_dropped: u64,
+    /// Datagrams that are not valid RTP for the leg (short, version, bad
+    /// header, truncated, payload type not of its format).
+    pub rx_bad: u64,
+    /// Datagrams from a source other than the leg's remote.
+    pub rx_wrong_source: u64,
+    /// Valid RTCP received on the RTP port (counted, not relayed).
+    pub rx_rtcp: u64,
+    /// Bytes of all datagrams received.
+    pub rx_octets: u64,
+    /// Bytes sent.
+    pub tx_octets: u64,
+    /// Packets not sent to the leg: muted out, or no remote known yet.
+    pub tx_dropped: u64,
+    /// Sends the kernel failed.
+    pub tx_errors: u64,
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
 }
@@ -160,13 +198,50 @@ pub enum Command {
         leg: LegId,
         reply: Reply<RtpStats>,
     },
+    /// Removes a leg from this shard and hands its state back (to move it).
+    Detach {
+        leg: LegId,
+        reply: Reply<LegTransfer>,
+    },
+    /// Adopts a leg detached from another shard.
+    Attach {
+        leg: LegTransfer,
+        reply: Reply<()>,
+    },
     Shutdown,
+}
+
+/// A leg's whole state (socket included) on its way between shards; opaque.
+pub struct LegTransfer(Box<thread::Leg>);
+
+impl fmt::Debug for LegTransfer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LegTransfer")
+    }
+}
+
+/// Where the control plane's ids live, and what binds them together.
+#[derive(Default)]
+struct Routes {
+    /// Leg → (shard, Local pair peer).
+    legs: HashMap<LegId, (usize, Option<LegId>)>,
+    /// Bridge → (shard, members).
+    bridges: HashMap<BridgeKey, (usize, BridgeSpec)>,
+    /// Leg → the bridge it is a member of.
+    membership: HashMap<LegId, BridgeKey>,
+}
+
+/// One shard as the handle sees it.
+struct ShardHandle {
+    commands: std_mpsc::SyncSender<Command>,
+    wake: OwnedFd,
 }
 
 /// The control plane's handle to every shard.
 pub struct Dataplane {
-    shards: Vec<std_mpsc::SyncSender<Command>>,
+    shards: Vec<ShardHandle>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    routes: Mutex<Routes>,
 }
 
 /// Depth of each shard's command queue.
@@ -189,16 +264,49 @@ impl Dataplane {
                 lo + span - 1
             };
             let (tx, rx) = std_mpsc::sync_channel(COMMAND_QUEUE);
-            let shard = thread::Shard::new(index, config.rtp.bind_ip, lo as u16..=hi as u16);
+            let shard = thread::Shard::new(
+                index,
+                config.rtp.bind_ip,
+                lo as u16..=hi as u16,
+                config.dataplane.mix_tick_ms,
+            );
             let pin = config.dataplane.pin;
+            // SAFETY: eventfd has no memory preconditions; the result is
+            // checked before use.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is a fresh descriptor nobody else owns.
+            let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+            let shard_wake = wake.try_clone()?;
+            let (ready_tx, ready_rx) = std_mpsc::channel();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("shard-{index}"))
-                    .spawn(move || shard.run(rx, pin))?,
+                    .spawn(move || shard.run(rx, shard_wake, pin, ready_tx))?,
             );
-            shards.push(tx);
+            shards.push(ShardHandle { commands: tx, wake });
+            let ready = ready_rx
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("shard thread died at start")));
+            if let Err(e) = ready {
+                drop(Dataplane {
+                    shards,
+                    threads,
+                    routes: Mutex::default(),
+                });
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("shard {index}: io_uring set-up failed: {e}"),
+                ));
+            }
         }
-        Ok(Dataplane { shards, threads })
+        Ok(Dataplane {
+            shards,
+            threads,
+            routes: Mutex::default(),
+        })
     }
 
     /// The number of shards.
@@ -206,21 +314,36 @@ impl Dataplane {
         self.shards.len()
     }
 
-    /// The shard that owns `leg` or `bridge` ids: legs and bridges are spread
-    /// over shards by id (a bridge's members are moved to its shard later).
-    fn shard_of(&self, id: u64) -> &std_mpsc::SyncSender<Command> {
-        &self.shards[(id % self.shards.len() as u64) as usize]
+    /// The shard a new id is created on.
+    fn home(&self, id: u64) -> usize {
+        (id % self.shards.len() as u64) as usize
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        // A panic while holding the lock leaves plain maps behind: usable.
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shard a leg lives on now.
+    fn leg_shard(&self, leg: LegId) -> usize {
+        self.routes()
+            .legs
+            .get(&leg)
+            .map_or_else(|| self.home(leg), |r| r.0)
     }
 
     async fn call<T>(
         &self,
-        id: u64,
+        shard: usize,
         make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, DataplaneError> {
         let (tx, rx) = oneshot::channel();
-        self.shard_of(id)
+        let handle = &self.shards[shard];
+        handle
+            .commands
             .send(make(tx))
             .map_err(|_| DataplaneError::ShardGone)?;
+        wake(&handle.wake);
         rx.await.map_err(|_| DataplaneError::ShardGone)?
     }
 
@@ -230,8 +353,12 @@ impl Dataplane {
         leg: LegId,
         spec: LegSpec,
     ) -> Result<SocketAddr, DataplaneError> {
-        self.call(leg, |reply| Command::CreateRtpLeg { leg, spec, reply })
-            .await
+        let shard = self.home(leg);
+        let local = self
+            .call(shard, |reply| Command::CreateRtpLeg { leg, spec, reply })
+            .await?;
+        self.routes().legs.insert(leg, (shard, None));
+        Ok(local)
     }
 
     /// Creates the two halves of a Local channel pair, joined back to back.
@@ -241,39 +368,164 @@ impl Dataplane {
         b: LegId,
         format: Format,
     ) -> Result<(), DataplaneError> {
-        self.call(a, |reply| Command::CreateLocalPair {
+        let shard = self.home(a);
+        self.call(shard, |reply| Command::CreateLocalPair {
             a,
             b,
             format,
             reply,
         })
-        .await
+        .await?;
+        let mut routes = self.routes();
+        routes.legs.insert(a, (shard, Some(b)));
+        routes.legs.insert(b, (shard, Some(a)));
+        Ok(())
     }
 
     /// Removes a leg (and closes its socket).
     pub async fn destroy_leg(&self, leg: LegId) -> Result<(), DataplaneError> {
-        self.call(leg, |reply| Command::DestroyLeg { leg, reply })
-            .await
+        let shard = self.leg_shard(leg);
+        self.call(shard, |reply| Command::DestroyLeg { leg, reply })
+            .await?;
+        let mut routes = self.routes();
+        if let Some((_, Some(peer))) = routes.legs.remove(&leg) {
+            if let Some(r) = routes.legs.get_mut(&peer) {
+                r.1 = None;
+            }
+        }
+        routes.membership.remove(&leg);
+        Ok(())
     }
 
     /// Sets a bridge's membership and flags; returns the technology chosen.
+    /// Members living on other shards are moved to the bridge's shard first
+    /// (see the module docs, Placement).
     pub async fn set_bridge(
         &self,
         bridge: BridgeKey,
         spec: BridgeSpec,
     ) -> Result<Technology, DataplaneError> {
-        self.call(bridge, |reply| Command::SetBridge {
-            bridge,
-            spec,
-            reply,
-        })
-        .await
+        let (target, moves, rebuilds) = {
+            let routes = self.routes();
+            if spec
+                .members
+                .iter()
+                .any(|m| !routes.legs.contains_key(&m.leg))
+            {
+                return Err(DataplaneError::Unknown);
+            }
+            let target = match routes.bridges.get(&bridge) {
+                Some((shard, _)) => *shard,
+                None => spec
+                    .members
+                    .first()
+                    .and_then(|m| routes.legs.get(&m.leg))
+                    .map_or_else(|| self.home(bridge), |r| r.0),
+            };
+            // Everything that must share the target shard.
+            let mut legs: HashSet<LegId> = HashSet::new();
+            let mut bridges: HashSet<BridgeKey> = HashSet::new();
+            let mut queue: Vec<LegId> = spec.members.iter().map(|m| m.leg).collect();
+            while let Some(leg) = queue.pop() {
+                if !legs.insert(leg) {
+                    continue;
+                }
+                if let Some((_, Some(peer))) = routes.legs.get(&leg) {
+                    queue.push(*peer);
+                }
+                if let Some(&other) = routes.membership.get(&leg) {
+                    if other != bridge && bridges.insert(other) {
+                        if let Some((_, other_spec)) = routes.bridges.get(&other) {
+                            queue.extend(other_spec.members.iter().map(|m| m.leg));
+                        }
+                    }
+                }
+            }
+            let moves: Vec<(LegId, usize)> = legs
+                .into_iter()
+                .filter_map(|l| routes.legs.get(&l).map(|r| (l, r.0)))
+                .filter(|(_, shard)| *shard != target)
+                .collect();
+            let rebuilds: Vec<(BridgeKey, usize, BridgeSpec)> = bridges
+                .into_iter()
+                .filter_map(|b| {
+                    routes
+                        .bridges
+                        .get(&b)
+                        .map(|(s, spec)| (b, *s, spec.clone()))
+                })
+                .filter(|(_, shard, _)| *shard != target)
+                .collect();
+            (target, moves, rebuilds)
+        };
+        for (other, from, _) in &rebuilds {
+            let other = *other;
+            self.call(*from, |reply| Command::DestroyBridge {
+                bridge: other,
+                reply,
+            })
+            .await?;
+        }
+        for (leg, from) in moves {
+            let state = self
+                .call(from, |reply| Command::Detach { leg, reply })
+                .await?;
+            self.call(target, |reply| Command::Attach { leg: state, reply })
+                .await?;
+            if let Some(r) = self.routes().legs.get_mut(&leg) {
+                r.0 = target;
+            }
+        }
+        for (other, _, other_spec) in rebuilds {
+            let spec = other_spec.clone();
+            self.call(target, |reply| Command::SetBridge {
+                bridge: other,
+                spec,
+                reply,
+            })
+            .await?;
+            self.routes().bridges.insert(other, (target, other_spec));
+        }
+        let members = spec.clone();
+        let technology = self
+            .call(target, |reply| Command::SetBridge {
+                bridge,
+                spec,
+                reply,
+            })
+            .await?;
+        let mut routes = self.routes();
+        if let Some((_, old)) = routes.bridges.insert(bridge, (target, members.clone())) {
+            for m in old.members {
+                if routes.membership.get(&m.leg) == Some(&bridge) {
+                    routes.membership.remove(&m.leg);
+                }
+            }
+        }
+        for m in &members.members {
+            routes.membership.insert(m.leg, bridge);
+        }
+        Ok(technology)
     }
 
     /// Removes a bridge.
     pub async fn destroy_bridge(&self, bridge: BridgeKey) -> Result<(), DataplaneError> {
-        self.call(bridge, |reply| Command::DestroyBridge { bridge, reply })
-            .await
+        let shard = self
+            .routes()
+            .bridges
+            .get(&bridge)
+            .map_or_else(|| self.home(bridge), |r| r.0);
+        self.call(shard, |reply| Command::DestroyBridge { bridge, reply })
+            .await?;
+        let mut routes = self.routes();
+        if let Some((_, spec)) = routes.bridges.remove(&bridge) {
+            for m in spec.members {
+                if routes.membership.get(&m.leg) == Some(&bridge) {
+                    routes.membership.remove(&m.leg);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Mutes or unmutes a leg in one or both directions.
@@ -283,7 +535,8 @@ impl Dataplane {
         direction: Direction,
         on: bool,
     ) -> Result<(), DataplaneError> {
-        self.call(leg, |reply| Command::SetMute {
+        let shard = self.leg_shard(leg);
+        self.call(shard, |reply| Command::SetMute {
             leg,
             direction,
             on,
@@ -294,23 +547,42 @@ impl Dataplane {
 
     /// Puts a leg on hold (its media is not passed on) or takes it off.
     pub async fn set_hold(&self, leg: LegId, on: bool) -> Result<(), DataplaneError> {
-        self.call(leg, |reply| Command::SetHold { leg, on, reply })
+        let shard = self.leg_shard(leg);
+        self.call(shard, |reply| Command::SetHold { leg, on, reply })
             .await
     }
 
     /// A leg's counters.
     pub async fn rtp_stats(&self, leg: LegId) -> Result<RtpStats, DataplaneError> {
-        self.call(leg, |reply| Command::Stats { leg, reply }).await
+        let shard = self.leg_shard(leg);
+        self.call(shard, |reply| Command::Stats { leg, reply })
+            .await
+    }
+
+    /// The shard a leg lives on now (for tests and diagnostics).
+    pub fn shard_of_leg(&self, leg: LegId) -> Option<usize> {
+        self.routes().legs.get(&leg).map(|r| r.0)
     }
 }
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
         for shard in &self.shards {
-            let _ = shard.send(Command::Shutdown);
+            if shard.commands.send(Command::Shutdown).is_ok() {
+                wake(&shard.wake);
+            }
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// Wakes a shard: one eventfd write its ring's pending read completes on.
+fn wake(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live local array to an eventfd we own.
+    unsafe {
+        libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len());
     }
 }

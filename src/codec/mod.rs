@@ -1,0 +1,167 @@
+//! Audio codecs of the data plane, sans-IO and allocation-free per packet.
+//!
+//! This module owns the conversion between RTP payload bytes and signed-linear
+//! 16-bit PCM (`i16`, host order) for every [`Format`] crossbar carries, plus the
+//! sample-rate conversion between the bridge rates (8, 16 and 48 kHz) and the
+//! two-party [`Transcoder`] that chains decode → resample → encode.
+//!
+//! Invariants shared by every codec here:
+//! - Decoding writes into a caller-provided `&mut [i16]` and returns how many
+//!   samples it wrote; encoding writes into a caller-provided `&mut [u8]` and
+//!   returns how many bytes it wrote. Nothing allocates after construction.
+//! - No input can make them panic. A destination that is too small gives
+//!   [`CodecError::OutputTooSmall`] *before* any codec state changes, so the
+//!   caller can retry with a bigger buffer; a malformed length gives
+//!   [`CodecError::BadLength`].
+//! - Per-leg state (G.722 ADPCM predictors, Opus encoder/decoder, resampler
+//!   history) lives in the value; stateless codecs (G.711, L16) are free
+//!   functions wrapped by the same [`Decoder`]/[`Encoder`] enums.
+
+pub mod g711;
+pub mod g722;
+pub mod l16;
+pub mod opus;
+pub mod resample;
+mod transcode;
+
+pub use resample::Resampler;
+pub use transcode::Transcoder;
+
+use crate::media::Format;
+use std::fmt;
+
+/// The longest frame any codec here handles: 120 ms at 48 kHz (Opus's maximum).
+pub const MAX_FRAME_SAMPLES: usize = 5760;
+
+/// Why a codec operation did not produce output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecError {
+    /// The destination buffer holds fewer than `needed` elements.
+    OutputTooSmall {
+        /// Elements (samples or bytes) the operation needs.
+        needed: usize,
+    },
+    /// The input length is not valid for this codec (an odd L16 payload, an odd
+    /// number of samples for G.722, a frame size Opus does not support, a frame
+    /// longer than [`MAX_FRAME_SAMPLES`]).
+    BadLength,
+    /// The sample rates cannot be converted (only 8, 16 and 48 kHz exist here).
+    UnsupportedRate,
+    /// libopus rejected the operation (corrupt packet, bad argument, ...).
+    Opus(::opus::ErrorCode),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::OutputTooSmall { needed } => {
+                write!(f, "output buffer too small ({needed} elements needed)")
+            }
+            CodecError::BadLength => f.write_str("input length not valid for this codec"),
+            CodecError::UnsupportedRate => f.write_str("unsupported sample rate conversion"),
+            CodecError::Opus(code) => write!(f, "opus: {}", code.description()),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// Returns `Err(OutputTooSmall)` unless `have >= needed`.
+pub(crate) fn ensure_room(have: usize, needed: usize) -> Result<(), CodecError> {
+    if have < needed {
+        Err(CodecError::OutputTooSmall { needed })
+    } else {
+        Ok(())
+    }
+}
+
+/// A per-leg decoder for one [`Format`]: payload bytes → PCM at
+/// [`Format::sample_rate`].
+pub enum Decoder {
+    /// G.711 µ-law.
+    Ulaw,
+    /// G.711 A-law.
+    Alaw,
+    /// Signed linear big-endian, at any of the three rates.
+    L16,
+    /// G.722 at 64 kbit/s.
+    G722(Box<g722::G722Decoder>),
+    /// Opus, 48 kHz mono.
+    Opus(opus::OpusDecoder),
+}
+
+impl Decoder {
+    /// A fresh decoder for `format`.
+    pub fn new(format: Format) -> Result<Decoder, CodecError> {
+        Ok(match format {
+            Format::Ulaw => Decoder::Ulaw,
+            Format::Alaw => Decoder::Alaw,
+            Format::Slin | Format::Slin16 | Format::Slin48 => Decoder::L16,
+            Format::G722 => Decoder::G722(Box::default()),
+            Format::Opus => Decoder::Opus(opus::OpusDecoder::new()?),
+        })
+    }
+
+    /// Decodes one payload into `pcm`, returning the number of samples written.
+    pub fn decode(&mut self, payload: &[u8], pcm: &mut [i16]) -> Result<usize, CodecError> {
+        match self {
+            Decoder::Ulaw => g711::decode_ulaw(payload, pcm),
+            Decoder::Alaw => g711::decode_alaw(payload, pcm),
+            Decoder::L16 => l16::decode(payload, pcm),
+            Decoder::G722(d) => d.decode(payload, pcm),
+            Decoder::Opus(d) => d.decode(payload, pcm),
+        }
+    }
+
+    /// Fills all of `pcm` with a stand-in for a lost packet: Opus runs its
+    /// packet-loss concealment (`pcm.len()` must then be a multiple of 2.5 ms),
+    /// the other codecs give silence. Returns `pcm.len()`.
+    pub fn conceal(&mut self, pcm: &mut [i16]) -> Result<usize, CodecError> {
+        match self {
+            Decoder::Opus(d) => d.conceal(pcm),
+            _ => {
+                pcm.fill(0);
+                Ok(pcm.len())
+            }
+        }
+    }
+}
+
+/// A per-leg encoder for one [`Format`]: PCM at [`Format::sample_rate`] →
+/// payload bytes.
+pub enum Encoder {
+    /// G.711 µ-law.
+    Ulaw,
+    /// G.711 A-law.
+    Alaw,
+    /// Signed linear big-endian, at any of the three rates.
+    L16,
+    /// G.722 at 64 kbit/s.
+    G722(Box<g722::G722Encoder>),
+    /// Opus, 48 kHz mono, VOIP application.
+    Opus(opus::OpusEncoder),
+}
+
+impl Encoder {
+    /// A fresh encoder for `format` (Opus at [`opus::DEFAULT_BITRATE`]).
+    pub fn new(format: Format) -> Result<Encoder, CodecError> {
+        Ok(match format {
+            Format::Ulaw => Encoder::Ulaw,
+            Format::Alaw => Encoder::Alaw,
+            Format::Slin | Format::Slin16 | Format::Slin48 => Encoder::L16,
+            Format::G722 => Encoder::G722(Box::default()),
+            Format::Opus => Encoder::Opus(opus::OpusEncoder::new(opus::DEFAULT_BITRATE)?),
+        })
+    }
+
+    /// Encodes `pcm` into `payload`, returning the number of bytes written.
+    pub fn encode(&mut self, pcm: &[i16], payload: &mut [u8]) -> Result<usize, CodecError> {
+        match self {
+            Encoder::Ulaw => g711::encode_ulaw(pcm, payload),
+            Encoder::Alaw => g711::encode_alaw(pcm, payload),
+            Encoder::L16 => l16::encode(pcm, payload),
+            Encoder::G722(e) => e.encode(pcm, payload),
+            Encoder::Opus(e) => e.encode(pcm, payload),
+        }
+    }
+}
