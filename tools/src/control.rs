@@ -145,6 +145,9 @@ pub struct Phase {
     pub extra: Option<(&'static str, Duration)>,
 }
 
+/// One line of the events-by-type listing: phase, counts, last event, settled.
+type EventRow<'a> = (&'a str, &'a BTreeMap<String, u64>, Option<Duration>, bool);
+
 /// The whole run.
 pub struct Report {
     pub url: String,
@@ -313,6 +316,9 @@ struct Window {
 
 impl Window {
     fn open(o: &Options, events: &EventCounter, name: &'static str) -> Result<Window, String> {
+        if !o.json {
+            eprintln!("crossbar-load: {name}: {} requests…", o.legs);
+        }
         let tally = events.tally()?;
         let cpu = o.pid.map(procstat::cpu_ticks).transpose()?;
         let latency = Histogram::new_with_bounds(1, 600_000_000_000, 3)
@@ -340,7 +346,8 @@ impl Window {
     /// Runs one request and records its latency.
     fn timed<T>(&mut self, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         let t = Instant::now();
-        let r = f()?;
+        let r =
+            f().map_err(|e| format!("{} phase, request {}: {e}", self.name, self.requests + 1))?;
         self.last_reply = Instant::now();
         let ns = u64::try_from(self.last_reply.duration_since(t).as_nanos()).unwrap_or(u64::MAX);
         self.latency.saturating_record(ns.max(1));
@@ -487,7 +494,7 @@ impl Report {
             );
         }
         s += "\nevents by type (counted until the socket was quiet):\n";
-        let mut rows: Vec<(&str, &BTreeMap<String, u64>, Option<Duration>, bool)> = self
+        let mut rows: Vec<EventRow> = self
             .phases
             .iter()
             .map(|p| (p.name, &p.events.by_type, p.last_event, p.settled))
