@@ -52,12 +52,7 @@ pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> 
     let format_name = args
         .non_empty("format")
         .ok_or_else(|| AriError::bad_request("format cannot be empty"))?;
-    let format = Format::from_name(format_name).ok_or_else(|| {
-        AriError::bad_request(format!(
-            "Provided format ({format_name}) was not found: expected one of {}",
-            Format::ALL.map(Format::name).join(", ")
-        ))
-    })?;
+    let format = parse_format(format_name)?;
     if args.str("encapsulation") != Some("rtp") {
         return Err(AriError::bad_request(
             "The encapsulation and/or transport is not supported (crossbar serves encapsulation=rtp over transport=udp)",
@@ -112,6 +107,7 @@ pub async fn create(node: &Node, args: Args) -> Result<Reply, AriError> {
 }
 
 /// The parts of `Local/EXTEN@CONTEXT`.
+#[derive(Debug)]
 struct LocalTarget {
     resource: String,
     exten: String,
@@ -163,12 +159,7 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
         ));
     }
     let format = match args.non_empty("formats") {
-        Some(list) => list
-            .split(',')
-            .find_map(|f| Format::from_name(f.trim()))
-            .ok_or_else(|| {
-                AriError::bad_request(format!("Provided format ({list}) was not found"))
-            })?,
+        Some(list) => parse_format(list.split(',').next().unwrap_or(list).trim())?,
         None => Format::Ulaw,
     };
     let (caller_name, caller_number) = parse_caller_id(args.str("callerId").unwrap_or(""));
@@ -589,6 +580,27 @@ fn new_channel(
         held: false,
         awaiting_dial: false,
         pending_stasis: None,
+    }
+}
+
+/// A format this build carries, or 400.
+fn parse_format(name: &str) -> Result<Format, AriError> {
+    let available = || {
+        Format::available()
+            .map(Format::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match Format::from_name(name) {
+        Some(f) if f.is_available() => Ok(f),
+        Some(f) => Err(AriError::bad_request(format!(
+            "Format {f} is not available in this build (build crossbar with --features opus); available: {}",
+            available()
+        ))),
+        None => Err(AriError::bad_request(format!(
+            "Provided format ({name}) was not found: expected one of {}",
+            available()
+        ))),
     }
 }
 
