@@ -50,8 +50,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Starts crossbar and waits (bounded) until GET /ari/asterisk/ping answers 200. */
 async function startServer() {
   const bin = process.env.CROSSBAR_BIN || path.join(REPO, 'target', 'debug', 'crossbar');
+  // crossbar refuses unknown CROSSBAR_* variables: keep the harness's own out.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) =>
+    k !== 'CROSSBAR_BIN' && !k.startsWith('CROSSBAR_NODE_') && !k.startsWith('CROSSBAR_PY_')));
   const env = {
-    ...process.env,
+    ...inherited,
     CROSSBAR_ARI_BIND: `${HOST}:${PORT}`,
     CROSSBAR_RTP_BIND_IP: HOST,
     CROSSBAR_RTP_PORT_MIN: String(RTP_MIN),
