@@ -192,7 +192,8 @@ impl Server {
                 .timeout_global(Some(Duration::from_millis(500)))
                 .build()
                 .call()
-                .is_ok_and(|r| r.status() == 200);
+                // any HTTP answer means it listens (401 with other credentials)
+                .is_ok_and(|r| r.status() == 200 || r.status() == 401);
             if ready {
                 return;
             }
