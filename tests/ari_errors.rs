@@ -363,3 +363,59 @@ fn node_still_serves_after_a_burst_of_bad_requests() {
     let ch = s.external_media("A", "");
     assert_eq!(ws.next_event("StasisStart")["channel"]["id"], ch["id"]);
 }
+
+#[test]
+fn websocket_without_credentials_is_refused_with_401() {
+    let s = Server::start();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/ari/events?app=A", s.port);
+    match tungstenite::client(url.as_str(), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            assert_eq!(resp.status().as_u16(), 401);
+            assert_eq!(
+                resp.headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok()),
+                Some("Basic realm=\"Asterisk REST Interface\"")
+            );
+        }
+        Err(e) => panic!("expected an HTTP 401 refusal, got {e}"),
+        Ok(_) => panic!("the WebSocket was accepted without credentials"),
+    }
+    s.get("/ari/applications/A")
+        .assert_error(404, "Application does not exist.");
+}
+
+#[test]
+fn replies_are_compact_json_with_content_length() {
+    let s = Server::start();
+    let r = s.get("/ari/asterisk/ping");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.text.len().to_string().as_str())
+    );
+    assert!(
+        !r.text.contains(": ") && !r.text.contains('\n'),
+        "{}",
+        r.text
+    );
+    let body = r.ok();
+    assert!(common::is_ari_timestamp(
+        body["timestamp"].as_str().unwrap()
+    ));
+    let b = s.bridge("");
+    let r = s.delete(&format!("/ari/bridges/{b}"));
+    r.no_content();
+    assert_eq!(r.header("content-type"), None);
+    let r = s.get("/ari/channels/nope");
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.text.len().to_string().as_str())
+    );
+    assert_eq!(r.text, r#"{"message":"Channel not found"}"#);
+}

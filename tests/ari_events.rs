@@ -707,3 +707,101 @@ fn bridge_of_20_in_asterisk_mode_costs_o_n_squared_events() {
     assert_eq!(varsets, (2..=n).sum::<usize>());
     assert_eq!(events.len(), n + varsets);
 }
+
+#[test]
+fn originate_timeout_hangs_up_the_unanswered_pair() {
+    let s = Server::start();
+    let _a = s.ws("A");
+    let mut bws = s.ws("B");
+    let one = id(s
+        .post("/ari/channels?endpoint=Local/t@B&app=A&timeout=1&otherChannelId=two")
+        .ok());
+    assert_eq!(types(&bws.sync(&s)), ["StasisStart"]);
+    let started = std::time::Instant::now();
+    let destroyed = bws.next_event("ChannelDestroyed");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "timeout took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(destroyed["channel"]["id"], "two");
+    assert_eq!(destroyed["cause"], 19);
+    assert_eq!(destroyed["cause_txt"], "User alerting, no answer");
+    s.get(&format!("/ari/channels/{one}"))
+        .assert_error(404, "Channel not found");
+}
+
+#[test]
+fn one_socket_for_two_apps_and_app_released_on_close() {
+    let s = Server::start();
+    let mut ws = s.ws("A,B");
+    s.external_media("A", "&channelId=ca");
+    s.external_media("B", "&channelId=cb");
+    let e1 = ws.next_event("StasisStart");
+    let e2 = ws.next_event("StasisStart");
+    assert_eq!(
+        (&e1["application"], &e1["channel"]["id"]),
+        (&json!("A"), &json!("ca"))
+    );
+    assert_eq!(
+        (&e2["application"], &e2["channel"]["id"]),
+        (&json!("B"), &json!("cb"))
+    );
+    let apps = s.get("/ari/applications");
+    let names: Vec<&str> = apps
+        .ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A", "B"]);
+    assert_eq!(
+        keys(&apps.ok()[0]),
+        [
+            "name",
+            "channel_ids",
+            "bridge_ids",
+            "endpoint_ids",
+            "device_names",
+            "events_allowed",
+            "events_disallowed"
+        ]
+    );
+    drop(ws);
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while s.get("/ari/applications/A").status != 404 {
+        assert!(std::time::Instant::now() < deadline, "A never released");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    s.get("/ari/applications/B")
+        .assert_error(404, "Application does not exist.");
+}
+
+#[test]
+fn bridge_model_fields_in_asterisk_order() {
+    let s = Server::start();
+    let r = s.post("/ari/bridges?bridgeId=ord&type=holding&name=n");
+    let b = r.ok();
+    assert_eq!(
+        keys(b),
+        [
+            "id",
+            "technology",
+            "bridge_type",
+            "bridge_class",
+            "creator",
+            "name",
+            "channels",
+            "creationtime",
+            "video_mode"
+        ]
+    );
+    assert_eq!(b["bridge_type"], "holding");
+    assert_eq!(b["technology"], "holding_bridge");
+    assert!(is_ari_timestamp(b["creationtime"].as_str().unwrap()));
+    // a generated id is a UUIDv4
+    let g = s.bridge("");
+    assert_eq!(g.len(), 36);
+    assert_eq!(&g[14..15], "4", "{g}");
+}
