@@ -617,9 +617,9 @@ fn require_app(ctl: &Control, app: &str) -> Result<(), AriError> {
 /// `external_host` must be `IP:PORT` (hostnames are not resolved on the
 /// control thread).
 fn parse_external_host(host: &str) -> Result<SocketAddr, AriError> {
-    if host
+    if !host
         .rsplit_once(':')
-        .is_none_or(|(h, p)| h.is_empty() || p.is_empty())
+        .is_some_and(|(h, p)| !h.is_empty() && !p.is_empty())
     {
         return Err(AriError::bad_request(
             "external_host must be <host>:<port> for all transports other than websocket",
