@@ -565,6 +565,47 @@ fn channel_variables_and_varset() {
         .assert_error(404, "Channel not found");
 }
 
+#[test]
+fn several_channel_variables_at_once() {
+    let s = Server::start();
+    let mut a = s.ws("A");
+    let c = id(&s.external_media("A", ""));
+    a.sync(&s);
+    s.post_json(
+        &format!("/ari/channels/{c}/variables"),
+        r#"{"variables": {"X": "1", "Y": {"value": "2"}}}"#,
+    )
+    .no_content();
+    let events = a.sync(&s);
+    assert_eq!(types(&events), ["ChannelVarset", "ChannelVarset"]);
+    assert_eq!(
+        (&events[0]["variable"], &events[0]["value"]),
+        (&json!("X"), &json!("1"))
+    );
+    assert_eq!(
+        (&events[1]["variable"], &events[1]["value"]),
+        (&json!("Y"), &json!("2"))
+    );
+    assert_eq!(
+        s.get(&format!(
+            "/ari/channels/{c}/variables?variables=X,Y,UNICASTRTP_LOCAL_PORT"
+        ))
+        .ok()["variables"]["Y"],
+        "2"
+    );
+    s.get(&format!("/ari/channels/{c}/variables?variables=X,NOPE"))
+        .assert_error(404, "Provided variable was not found");
+    s.get(&format!("/ari/channels/{c}/variables"))
+        .assert_error(400, "At least one variable name is required");
+    s.post_json(
+        &format!("/ari/channels/{c}/variables"),
+        r#"{"variables": {"X": 5}}"#,
+    )
+    .assert_error_prefix(400, "Each value in 'variables' must be");
+    s.post(&format!("/ari/channels/{c}/variables"))
+        .assert_error(400, "The 'variables' field is required");
+}
+
 /// Builds a bridge of `n` externalMedia members in `app`, one join at a time;
 /// returns (bridge id, channel ids, channel names).
 fn build_bridge(s: &Server, app: &str, n: usize) -> (String, Vec<String>, Vec<String>) {

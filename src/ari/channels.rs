@@ -460,6 +460,74 @@ pub async fn set_var(node: &Node, args: Args) -> Result<Reply, AriError> {
     Ok(Reply::NoContent)
 }
 
+/// `GET /channels/{channelId}/variables`.
+pub async fn get_vars(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let names = args.list("variables");
+    if names.is_empty() {
+        return Err(AriError::bad_request(
+            "At least one variable name is required",
+        ));
+    }
+    let ctl = node.lock().await;
+    ctl.reg.in_stasis(id)?;
+    let mut out = Map::new();
+    for name in names {
+        let value = ctl
+            .reg
+            .get_var(id, name)
+            .ok_or_else(|| AriError::not_found("Provided variable was not found"))?;
+        out.insert(name.clone(), json!(value));
+    }
+    Ok(Reply::Json(json!({ "variables": out })))
+}
+
+/// `POST /channels/{channelId}/variables`: `{"variables": {"NAME": "value"}}`;
+/// a value may also be `{"value": "..."}` as Asterisk accepts.
+pub async fn set_vars(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let Some(body) = args.body("variables") else {
+        return Err(AriError::bad_request("The 'variables' field is required"));
+    };
+    let Some(fields) = body.as_object() else {
+        return Err(AriError::bad_request(
+            "The 'variables' field must be a JSON object",
+        ));
+    };
+    let mut pairs = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => match o.get("value") {
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    return Err(AriError::bad_request(
+                        "Each object value in 'variables' must include string field 'value'",
+                    ))
+                }
+            },
+            _ => {
+                return Err(AriError::bad_request(
+                    "Each value in 'variables' must be a string or an object with 'value'",
+                ))
+            }
+        };
+        pairs.push((name.clone(), value));
+    }
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let ch = ctl.reg.in_stasis(id)?;
+    if let Some((name, _)) = pairs.iter().find(|(n, _)| ch.builtin_var(n).is_some()) {
+        return Err(AriError::bad_request(format!(
+            "Variable {name} is read-only"
+        )));
+    }
+    for (name, value) in &pairs {
+        ctl.reg.set_var(now, id, name, value);
+    }
+    Ok(Reply::NoContent)
+}
+
 /// `POST /channels/{channelId}/move`.
 pub async fn move_to(node: &Node, args: Args) -> Result<Reply, AriError> {
     let id = args.path("channelId");
