@@ -3,7 +3,8 @@
 //! free port, runs `control --legs 20 --json` and checks the figures and the
 //! exact events crossbar sends in its default mode (`ari.bridgepeer = "off"`).
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -48,13 +49,6 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn ping(url: &str) -> bool {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(2)))
@@ -69,11 +63,13 @@ fn ping(url: &str) -> bool {
 }
 
 fn start_node() -> Node {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_crossbar"))
+    let port = common::free_port();
+    // The harness's per-port range (60 ports): clear of parallel tests' nodes.
+    let rtp = common::rtp_range(port);
+    let child = common::crossbar_command()
         .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{port}"))
-        .env("CROSSBAR_RTP_PORT_MIN", "23000")
-        .env("CROSSBAR_RTP_PORT_MAX", "23999")
+        .env("CROSSBAR_RTP_PORT_MIN", rtp.0.to_string())
+        .env("CROSSBAR_RTP_PORT_MAX", rtp.1.to_string())
         .env("CROSSBAR_DATAPLANE_SHARDS", "1")
         .env("CROSSBAR_DATAPLANE_PIN", "false")
         .env("CROSSBAR_LOG_LEVEL", "warn")
