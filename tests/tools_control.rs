@@ -120,7 +120,7 @@ fn control_scenario_against_crossbar() {
     let out = Command::new(tool)
         .args(["control", "--url", &node.url, "--user", "asterisk"])
         .args(["--password", "asterisk", "--legs", &legs, "--json"])
-        .args(["--pid", &pid, "--settle-ms", "200"])
+        .args(["--pid", &pid, "--settle-ms", "200", "--hold-ms", "100"])
         .output()
         .expect("run crossbar-load");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -168,6 +168,13 @@ fn control_scenario_against_crossbar() {
         assert_eq!(p["events"].as_u64(), Some(LEGS * expected.len() as u64));
         assert_eq!(p["events_per_leg"].as_f64(), Some(expected.len() as f64));
     }
+    let hold = &report["phases"]["hold"];
+    assert_eq!(hold["requests"].as_u64(), Some(0), "{hold}");
+    assert_eq!(hold["events"].as_u64(), Some(0), "{hold}");
+    assert!(
+        hold["wall_ms"].as_f64().expect("hold wall") >= 100.0,
+        "{hold}"
+    );
     assert!(
         report["phases"]["join"]["bridge_create_us"]
             .as_f64()

@@ -32,6 +32,7 @@ pub struct Options {
     pub timeout: Duration,
     pub settle: Duration,
     pub settle_max: Duration,
+    pub hold: Option<Duration>,
     pub rtp_host: IpAddr,
     pub allow_remote: bool,
 }
@@ -50,6 +51,7 @@ impl Options {
             timeout: Duration::from_millis(5000),
             settle: Duration::from_millis(250),
             settle_max: Duration::from_millis(30_000),
+            hold: None,
             rtp_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             allow_remote: false,
         };
@@ -112,6 +114,7 @@ impl Options {
                 "--timeout-ms" => o.timeout = ms(&value)?,
                 "--settle-ms" => o.settle = ms(&value)?,
                 "--settle-max-ms" => o.settle_max = ms(&value)?,
+                "--hold-ms" => o.hold = Some(ms(&value)?),
                 "--rtp-host" => {
                     o.rtp_host = value
                         .parse()
@@ -269,6 +272,14 @@ fn phases(
     }
     out.push(w.close(o, events)?);
 
+    if let Some(hold) = o.hold {
+        // No requests: what the full bridge costs the server while it sits there.
+        let mut w = Window::open(o, events, "hold")?;
+        std::thread::sleep(hold);
+        w.last_reply = Instant::now();
+        out.push(w.close(o, events)?);
+    }
+
     let mut w = Window::open(o, events, "hangup")?;
     while let Some(leg) = created.legs.last() {
         let path = format!("/ari/channels/{}", encode(leg));
@@ -317,7 +328,10 @@ struct Window {
 impl Window {
     fn open(o: &Options, events: &EventCounter, name: &'static str) -> Result<Window, String> {
         if !o.json {
-            eprintln!("crossbar-load: {name}: {} requests…", o.legs);
+            match (name, o.hold) {
+                ("hold", Some(h)) => eprintln!("crossbar-load: hold: {} ms…", h.as_millis()),
+                _ => eprintln!("crossbar-load: {name}: {} requests…", o.legs),
+            }
         }
         let tally = events.tally()?;
         let cpu = o.pid.map(procstat::cpu_ticks).transpose()?;
@@ -398,7 +412,7 @@ fn human_ns(ns: u64) -> String {
 impl Phase {
     fn rate(&self) -> f64 {
         let s = self.wall.as_secs_f64();
-        if s > 0.0 {
+        if s > 0.0 && self.requests > 0 {
             self.requests as f64 / s
         } else {
             0.0

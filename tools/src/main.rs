@@ -11,7 +11,7 @@
 //! crossbar-load control [--url http://127.0.0.1:8088] [--user asterisk] [--password asterisk]
 //!                       [--app crossbar-load] [--legs 400] [--pid PID] [--json]
 //!                       [--timeout-ms 5000] [--settle-ms 250] [--settle-max-ms 30000]
-//!                       [--rtp-host 127.0.0.1] [--allow-remote]
+//!                       [--hold-ms MS] [--rtp-host 127.0.0.1] [--allow-remote]
 //! ```
 //!
 //! It opens the events WebSocket for `--app`, then runs three phases, one
@@ -19,6 +19,8 @@
 //! 1. `create`: N `POST /ari/channels/externalMedia` legs (µ-law, pointed at a
 //!    UDP socket the tool binds on `--rtp-host`, so nothing goes into the void);
 //! 2. `join`: one `POST /ari/bridges?type=mixing`, then N `addChannel`;
+//!    with `--hold-ms MS`, then a `hold` phase without requests: the server's
+//!    CPU while the full bridge just sits there for MS;
 //! 3. `hangup`: N `DELETE /ari/channels/{id}`;
 //!
 //! and finally destroys the bridge (`cleanup`). For each phase it reports
@@ -58,6 +60,7 @@ control options:
   --timeout-ms MS    per-request timeout (default 5000)
   --settle-ms MS     a phase ends when the event socket has been quiet this long (default 250)
   --settle-max-ms MS but waits at most this long for events after its last request (default 30000)
+  --hold-ms MS       after the join phase, a 'hold' phase: no requests, the full bridge sits for MS
   --rtp-host IP      address of the UDP socket the legs point at (default 127.0.0.1)
   --allow-remote     allow a server outside 127.0.0.0/8 / localhost
 ";
