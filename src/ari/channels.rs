@@ -112,6 +112,7 @@ pub async fn create(node: &Node, args: Args) -> Result<Reply, AriError> {
 }
 
 /// The parts of `Local/EXTEN@CONTEXT`.
+#[derive(Debug)]
 struct LocalTarget {
     resource: String,
     exten: String,
