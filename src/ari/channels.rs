@@ -598,8 +598,16 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
         "rxrtcp": stats.rx_rtcp,
         "txdropped": stats.tx_dropped,
         "txerrors": stats.tx_errors,
+        "rxploss": stats.rx_lost,
+        "rxjitter": stats.rx_jitter,
         "channel_uniqueid": channel_id,
     });
+    if let Some(ssrc) = stats.rx_ssrc {
+        v["remote_ssrc"] = json!(ssrc);
+    }
+    if let Some(ssrc) = stats.tx_ssrc {
+        v["local_ssrc"] = json!(ssrc);
+    }
     if let Some(local) = stats.local {
         v["local_address"] = json!(local.to_string());
     }

@@ -31,6 +31,9 @@ pub use transcode::Transcoder;
 use crate::media::Format;
 use std::fmt;
 
+/// The largest Opus packet (RFC 6716 §3.2.1), whether or not this build has Opus.
+pub const OPUS_MAX_PACKET: usize = 1275;
+
 /// The longest frame any codec here handles: 120 ms at 48 kHz (Opus's maximum).
 pub const MAX_FRAME_SAMPLES: usize = 5760;
 
