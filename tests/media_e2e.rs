@@ -27,11 +27,14 @@ use media_common::{
 };
 
 /// Minimum SNR of a 1 kHz tone through PCMU → crossbar → PCMA (and back):
-/// two G.711 quantisations (≈ 37 dB each at this level) leave ≈ 34 dB.
-const G711_SNR_DB: f64 = 25.0;
+/// two G.711 quantisations leave 34.8 dB at this level (measured by
+/// `analysis_measures_known_signals`), so 30 dB allows one glitch, not a
+/// wrong resampler or gain.
+const G711_SNR_DB: f64 = 30.0;
 /// Minimum SNR of a 1 kHz tone through PCMU ↔ Opus (32 kbit/s, resampled
-/// 8 ↔ 48 kHz on the way).
-const OPUS_SNR_DB: f64 = 15.0;
+/// 8 ↔ 48 kHz on the way): Opus alone round-trips it at 37.5 dB, G.711 adds
+/// its quantisation, the resampler its stop band.
+const OPUS_SNR_DB: f64 = 20.0;
 /// In a softmix, each other member's tone carries at least this share of its
 /// fair part (1/(N−1)) of the power a member receives.
 const SOFTMIX_FAIR_SHARE: f64 = 0.5;
@@ -151,7 +154,7 @@ fn analysis_measures_known_signals() {
     }
     let snr = tone_snr_db(&out, rate as u32, 1000.0, 800);
     eprintln!("PCMU→PCMA chain: {snr:.1} dB");
-    assert!(snr > G711_SNR_DB + 5.0, "G.711 chain SNR {snr:.1} dB");
+    assert!(snr > G711_SNR_DB + 3.0, "G.711 chain SNR {snr:.1} dB");
     // A pure tone measures its own power; a mixture splits it.
     let p = goertzel_power(&tone, 8000, 1000.0) / mean_power(&tone);
     assert!((p - 1.0).abs() < 0.01, "pure tone share {p}");
@@ -190,7 +193,7 @@ fn analysis_measures_known_signals() {
     }
     let snr = tone_snr_db(&out[48000 / 2..], 48000, 1000.0, 4800);
     eprintln!("Opus round trip: {snr:.1} dB");
-    assert!(snr > OPUS_SNR_DB + 5.0, "Opus SNR {snr:.1} dB");
+    assert!(snr > OPUS_SNR_DB + 10.0, "Opus SNR {snr:.1} dB");
 }
 
 // ---------------------------------------------------------------------------
