@@ -386,7 +386,7 @@ async fn technology_follows_membership_and_flags() {
     );
     assert_eq!(
         dp.set_bridge(1, bridge(&[1, 2, 3])).await.unwrap(),
-        Technology::SimpleBridge
+        Technology::Softmix
     );
     assert_eq!(
         dp.set_bridge(1, bridge(&[1, 4])).await.unwrap(),

@@ -201,21 +201,17 @@ fn parse_bool_true(s: &str) -> bool {
 
 fn check_value(p: &Param, value: &str) -> Result<(), AriError> {
     match p.data_type {
-        DataType::Int | DataType::Long => {
-            if value.trim().parse::<i64>().is_err() {
-                return Err(AriError::bad_request(format!(
-                    "Invalid value '{value}' for parameter {}: expected an integer",
-                    p.name
-                )));
-            }
+        DataType::Int | DataType::Long if value.trim().parse::<i64>().is_err() => {
+            return Err(AriError::bad_request(format!(
+                "Invalid value '{value}' for parameter {}: expected an integer",
+                p.name
+            )));
         }
-        DataType::Boolean => {
-            if parse_bool(value).is_none() {
-                return Err(AriError::bad_request(format!(
-                    "Invalid value '{value}' for parameter {}: expected true or false",
-                    p.name
-                )));
-            }
+        DataType::Boolean if parse_bool(value).is_none() => {
+            return Err(AriError::bad_request(format!(
+                "Invalid value '{value}' for parameter {}: expected true or false",
+                p.name
+            )));
         }
         _ => {}
     }
@@ -322,7 +318,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_input_with_clear_messages() {
-        let cases: &[(&[(&str, &str)], &[u8], &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [u8], &'a str);
+        let cases: &[Case] = &[
             (&[], b"", "Missing parameter channel"),
             (
                 &[("channel", "a"), ("bogus", "1")],

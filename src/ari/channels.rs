@@ -112,6 +112,7 @@ pub async fn create(node: &Node, args: Args) -> Result<Reply, AriError> {
 }
 
 /// The parts of `Local/EXTEN@CONTEXT`.
+#[derive(Debug)]
 struct LocalTarget {
     resource: String,
     exten: String,
@@ -607,7 +608,7 @@ fn require_app(ctl: &Control, app: &str) -> Result<(), AriError> {
 fn parse_external_host(host: &str) -> Result<SocketAddr, AriError> {
     if host
         .rsplit_once(':')
-        .is_none_or(|(h, p)| h.is_empty() || p.is_empty())
+        .map_or(true, |(h, p)| h.is_empty() || p.is_empty())
     {
         return Err(AriError::bad_request(
             "external_host must be <host>:<port> for all transports other than websocket",

@@ -21,6 +21,7 @@ pub struct Transcoder {
     encoder: Encoder,
     decoded: Box<[i16]>,
     resampled: Box<[i16]>,
+    last_samples: usize,
 }
 
 impl Transcoder {
@@ -34,6 +35,7 @@ impl Transcoder {
             encoder: Encoder::new(to)?,
             decoded: vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
             resampled: vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
+            last_samples: 0,
         })
     }
 
@@ -67,7 +69,14 @@ impl Transcoder {
         self.finish(samples, out)
     }
 
+    /// Samples (at the input format's sample rate) of the last frame
+    /// transcoded or concealed: its duration, for the output timestamp.
+    pub fn last_samples(&self) -> usize {
+        self.last_samples
+    }
+
     fn finish(&mut self, samples: usize, out: &mut [u8]) -> Result<usize, CodecError> {
+        self.last_samples = samples;
         if self.resampler.output_len(samples) > MAX_FRAME_SAMPLES {
             return Err(CodecError::BadLength);
         }

@@ -145,11 +145,11 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
     respond(&node, outcome)
 }
 
+/// An operation and the path parameters its template captured.
+pub type Routed = (&'static Operation, Vec<(String, String)>);
+
 /// Finds the operation for `method` on `path` (relative to `/ari`).
-pub fn route(
-    method: Method,
-    path: &str,
-) -> Result<(&'static Operation, Vec<(String, String)>), AriError> {
+pub fn route(method: Method, path: &str) -> Result<Routed, AriError> {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {

@@ -146,6 +146,16 @@ impl OutStream {
         (seq, ts)
     }
 
+    /// Leaves a gap of `ticks` before the next locally produced frame (input
+    /// frames were lost); no effect while relaying or before the first frame.
+    pub fn skip(&mut self, ticks: u32) {
+        if let Some(Source::Local { next_ts }) = self.source {
+            self.source = Some(Source::Local {
+                next_ts: next_ts.wrapping_add(ticks),
+            });
+        }
+    }
+
     /// The header of the next locally produced frame of `samples` clock ticks
     /// and `payload_len` bytes.
     pub fn next_local(&mut self, now: Instant, pt: Pt, samples: u32, payload_len: usize) -> Header {
@@ -217,6 +227,11 @@ impl ReceiveState {
                 .wrapping_sub((self.jitter16 + 8) >> 4);
         }
         ext
+    }
+
+    /// The SSRC of the stream, once a packet was seen.
+    pub fn ssrc(&self) -> Option<Ssrc> {
+        self.ssrc
     }
 
     /// The highest extended sequence number seen.

@@ -25,6 +25,9 @@
 //! control plane. Commands of one leg must not be issued concurrently with a
 //! `set_bridge` that moves it (the control plane serialises them per bridge).
 
+mod bridge;
+mod mixing;
+mod path;
 mod thread;
 mod uring;
 
@@ -126,6 +129,17 @@ pub struct RtpStats {
     pub tx_dropped: u64,
     /// Sends the kernel failed.
     pub tx_errors: u64,
+    /// Packets of the received stream lost so far (RFC 3550 A.3: expected −
+    /// received; negative with duplicates). RTP legs only.
+    pub rx_lost: i64,
+    /// Interarrival jitter of the received stream (RFC 3550 A.8), in RTP
+    /// timestamp units of the leg's format clock rate (8000 per second for
+    /// ulaw, 48000 for opus, ...), as an RTCP report block carries it.
+    pub rx_jitter: u32,
+    /// The SSRC of the last stream received, once one was.
+    pub rx_ssrc: Option<u32>,
+    /// Our SSRC on the leg, once something was sent.
+    pub tx_ssrc: Option<u32>,
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
 }
@@ -212,7 +226,7 @@ pub enum Command {
 }
 
 /// A leg's whole state (socket included) on its way between shards; opaque.
-pub struct LegTransfer(Box<thread::Leg>);
+pub struct LegTransfer(Box<path::Leg>);
 
 impl fmt::Debug for LegTransfer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

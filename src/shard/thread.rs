@@ -9,14 +9,13 @@
 //! the timer ticks); publish recycled buffers; re-arm what ended. Sends
 //! queued while handling a batch go out in the next single `io_uring_enter`.
 //!
-//! # Relay (native_rtp and same-format simple_bridge)
-//! A bridge with exactly two members of one format (not holding) gives each
-//! member a `forward` slot, decided once per membership change. A datagram
-//! received on leg A is checked (source, RTP validity, payload type),
-//! rewritten in place with the SSRC/seq/ts of the target's outgoing
-//! [`OutStream`] and sent to the target's remote from the receive buffer.
-//! The payload is never touched. Three or more members (softmix) and mixed
-//! formats (transcoding) forward nothing until the mixer and codecs land.
+//! # Media
+//! What a leg does with what it receives is its mode, set by its bridge on
+//! every `set_bridge` ([`super::bridge`] chooses the technology): relay in
+//! place, transcode, or feed the mix ([`super::path`]); mixing bridges are
+//! ticked by the ring's timer ([`super::mixing`]). Every path sends with the
+//! target leg's one `OutStream`, so a leg's outgoing SSRC, seq and ts stay
+//! continuous across technology changes.
 //!
 //! # Source addresses (symmetric RTP)
 //! A leg sends to its remote and accepts packets only from it. A leg created
@@ -31,14 +30,14 @@
 //! and telephone-event (101) are counted in `rx_bad` and dropped; RTCP on the
 //! RTP port (RFC 5761 demux) is counted in `rx_rtcp` and not relayed.
 //!
-//! # Mute and hold
-//! `mute in` (or a bridge member joined muted) and `hold` drop what the leg
-//! sends (`rx_dropped`); `mute out` sends nothing to it (`tx_dropped`).
+//! # Receive statistics
+//! Every valid media packet of an RTP leg's remote feeds the leg's
+//! `ReceiveState` (loss, interarrival jitter in timestamp units, SSRC),
+//! reported by `Stats`.
 //!
-//! # Local pairs
-//! A Local channel pair is two socketless legs: what is forwarded to one half
-//! comes out of the other, which forwards it on in its own bridge, on the
-//! same shard, without a copy (at most [`MAX_HOPS`] halves in a chain).
+//! # RTCP
+//! Received RTCP is counted, not relayed. crossbar sends no RTCP yet (see
+//! the module docs of `shard`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -49,81 +48,36 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::bridge::{self, Bridge, Plan};
+use super::mixing::{self, MemberPlan, MixState};
+use super::path::{
+    Buf, Leg, LegKind, Media, Mode, Packet, Slot, TranscodePath, HEADER_LEN, PT_CN,
+    PT_TELEPHONE_EVENT,
+};
 use super::uring::{self, BufRing, Op, RawAddr, BGID};
 use super::{
     BridgeKey, BridgeSpec, Command, DataplaneError, Direction, LegId, LegSpec, LegTransfer,
     RtpStats, Technology,
 };
+use crate::codec::Transcoder;
+use crate::jitter::JitterBuffer;
 use crate::media::Format;
 use crate::rtp::packet::looks_like_rtcp;
 use crate::rtp::xorshift::XorShift;
-use crate::rtp::{OutStream, Pt, RtpPacketMut, RtpTimestamp, SeqNo, Ssrc};
+use crate::rtp::{OutStream, Pt, ReceiveState, RtpPacket, RtpTimestamp, SeqNo, Ssrc};
 
-/// Longest chain of Local pair halves a packet may cross.
-const MAX_HOPS: usize = 4;
 /// Completions handled per loop turn.
 const CQE_BATCH: usize = 512;
 /// Submission queue entries.
 const RING_ENTRIES: u32 = 1024;
-/// Payload type of CN, accepted on every leg.
-const PT_CN: u8 = 13;
-/// Payload type of telephone-event crossbar uses.
-const PT_TELEPHONE_EVENT: u8 = 101;
-
-/// What carries a leg's media.
-#[derive(Debug)]
-enum LegKind {
-    /// An RTP socket, with its remote (learned when `None`).
-    Rtp {
-        socket: UdpSocket,
-        remote: Option<(SocketAddr, RawAddr)>,
-    },
-    /// A Local channel half; `peer_slot` is the other half on this shard.
-    Local { peer: LegId, peer_slot: Option<u32> },
-}
-
-impl std::fmt::Debug for RawAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RawAddr")
-    }
-}
-
-/// A leg as the shard holds it (moved whole between shards).
-#[derive(Debug)]
-pub(super) struct Leg {
-    id: LegId,
-    kind: LegKind,
-    format: Format,
-    out: OutStream,
-    mute_in: bool,
-    mute_out: bool,
-    member_mute: bool,
-    hold: bool,
-    bridge: Option<BridgeKey>,
-    /// Where relayed media goes: a slot on this shard.
-    forward: Option<u32>,
-    stats: RtpStats,
-}
-
-/// A slot of the leg table: a generation guards against stale completions.
-struct Slot {
-    gen: u32,
-    leg: Option<Box<Leg>>,
-}
-
-/// A bridge as the shard holds it.
-struct Bridge {
-    spec: BridgeSpec,
-    technology: Technology,
-}
-
-/// Per receive buffer: who a send from it was for, and the destination.
-#[derive(Clone, Copy)]
-struct TxSlot {
-    slot: u32,
-    gen: u32,
-    dest: Option<RawAddr>,
-}
+/// Frames a jitter buffer of the mixing path holds.
+const JITTER_SLOTS: usize = 8;
+/// Frames held before a mixing leg starts playing (one tick of slack).
+const JITTER_PREFETCH: usize = 2;
+/// Transmit pool buffers a shard always has (produced frames in flight).
+const TX_POOL_BASE: usize = 256;
+/// Transmit pool buffers per member of a transcoding or mixing bridge.
+const TX_POOL_PER_MEMBER: usize = 4;
 
 /// A shard's state.
 pub(super) struct Shard {
@@ -132,19 +86,21 @@ pub(super) struct Shard {
     ports: RangeInclusive<u16>,
     next_port: u16,
     tick: Duration,
+    tick_ms: u32,
     rng: XorShift,
-    slots: Vec<Slot>,
+    media: Media,
     free: Vec<u32>,
     ids: HashMap<LegId, u32>,
     bridges: HashMap<BridgeKey, Bridge>,
-    tx: Vec<TxSlot>,
+    /// Bridges with a mix, ticked in this order.
+    mixing: Vec<BridgeKey>,
     rearm: Vec<u32>,
 }
 
 /// The I/O half of a running shard.
-struct Io {
-    ring: IoUring,
-    bufs: BufRing,
+pub(super) struct Io {
+    pub(super) ring: IoUring,
+    pub(super) bufs: BufRing,
     wake_buf: Box<u64>,
     timespec: Box<types::Timespec>,
     recv_msg: Box<libc::msghdr>,
@@ -169,19 +125,16 @@ impl Shard {
             ports,
             next_port,
             tick: Duration::from_millis(u64::from(tick_ms.max(1))),
+            tick_ms: tick_ms.max(1),
             rng: XorShift::new(seed),
-            slots: Vec::new(),
+            media: Media::new(
+                usize::from(uring::BUFFERS),
+                HEADER_LEN + mixing::max_payload(Format::Slin48, tick_ms.max(1)).max(1500),
+            ),
             free: Vec::new(),
             ids: HashMap::new(),
             bridges: HashMap::new(),
-            tx: vec![
-                TxSlot {
-                    slot: 0,
-                    gen: 0,
-                    dest: None
-                };
-                usize::from(uring::BUFFERS)
-            ],
+            mixing: Vec::new(),
             rearm: Vec::with_capacity(64),
         }
     }
@@ -208,6 +161,7 @@ impl Shard {
                 return;
             }
         };
+        self.media.pool.reserve(TX_POOL_BASE);
         io.arm_wake(&wake);
         io.arm_tick(self.tick);
         let mut running = true;
@@ -226,6 +180,7 @@ impl Shard {
                 match Op::decode(cqe.user_data()) {
                     Some(Op::Recv { slot, gen }) => self.on_recv(&mut io, now, slot, gen, &cqe),
                     Some(Op::Send { bid }) => self.on_sent(&mut io, bid, cqe.result()),
+                    Some(Op::SendTx { index }) => self.media.tx_done(index, cqe.result()),
                     Some(Op::Wake) => {
                         running = self.drain_commands(&mut io, &commands);
                         if running {
@@ -236,7 +191,7 @@ impl Shard {
                         if !cqueue::more(cqe.flags()) {
                             io.arm_tick(self.tick);
                         }
-                        self.on_tick(now);
+                        self.on_tick(&mut io, now);
                     }
                     None => {}
                 }
@@ -250,7 +205,7 @@ impl Shard {
             }
         }
         // Close every socket's operations before the buffers go away.
-        for slot in 0..self.slots.len() as u32 {
+        for slot in 0..self.media.slots.len() as u32 {
             self.cancel_io(&mut io, slot);
         }
         let _ = io
@@ -275,9 +230,20 @@ impl Shard {
         }
     }
 
-    /// The mix tick: the hook where softmix and playback produce frames.
-    /// Relays need nothing from it.
-    fn on_tick(&mut self, _now: Instant) {}
+    /// The mix tick: every mixing bridge mixes and sends one frame per
+    /// member. Relays and transcodes need nothing from it.
+    fn on_tick(&mut self, io: &mut Io, now: Instant) {
+        for i in 0..self.mixing.len() {
+            let key = self.mixing[i];
+            if let Some(mix) = self
+                .bridges
+                .get_mut(&key)
+                .and_then(|b| b.mix.as_deref_mut())
+            {
+                mix.tick(&mut self.media, io, now);
+            }
+        }
+    }
 
     /// Handles one command; false means stop.
     fn handle(&mut self, io: &mut Io, command: Command) -> bool {
@@ -341,6 +307,7 @@ impl Shard {
             Command::DestroyBridge { bridge, reply } => {
                 let result = match self.bridges.remove(&bridge) {
                     Some(old) => {
+                        self.mixing.retain(|&b| b != bridge);
                         for m in &old.spec.members {
                             self.leave(m.leg, bridge);
                         }
@@ -376,6 +343,10 @@ impl Shard {
                         stats.local = socket.local_addr().ok();
                         stats.remote = remote.map(|(addr, _)| addr);
                     }
+                    stats.rx_lost = l.rx.lost();
+                    stats.rx_jitter = l.rx.jitter();
+                    stats.rx_ssrc = l.rx.ssrc().map(|s| s.0);
+                    stats.tx_ssrc = l.out.last_sent().map(|_| l.out.ssrc().0);
                     stats
                 }));
             }
@@ -394,8 +365,10 @@ impl Shard {
             Command::Attach { leg, reply } => {
                 let mut state = leg.0;
                 state.bridge = None;
-                state.forward = None;
+                state.mode = Mode::Drop;
+                state.jitter = None;
                 state.member_mute = false;
+                state.announcer = false;
                 state.out.switch_source();
                 let is_rtp = matches!(state.kind, LegKind::Rtp { .. });
                 let result = if self.ids.contains_key(&state.id) {
@@ -420,7 +393,7 @@ impl Shard {
     }
 
     fn slot_leg(&mut self, slot: u32) -> Option<&mut Leg> {
-        self.slots.get_mut(slot as usize)?.leg.as_deref_mut()
+        self.media.leg(slot)
     }
 
     fn new_leg(&mut self, id: LegId, kind: LegKind, format: Format) -> Box<Leg> {
@@ -438,9 +411,12 @@ impl Shard {
             mute_in: false,
             mute_out: false,
             member_mute: false,
+            announcer: false,
             hold: false,
             bridge: None,
-            forward: None,
+            mode: Mode::Drop,
+            jitter: None,
+            rx: ReceiveState::new(),
             stats: RtpStats::default(),
         })
     }
@@ -455,11 +431,11 @@ impl Shard {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.push(Slot { gen: 0, leg: None });
-                self.slots.len() as u32 - 1
+                self.media.slots.push(Slot { gen: 0, leg: None });
+                self.media.slots.len() as u32 - 1
             }
         };
-        let entry = &mut self.slots[slot as usize];
+        let entry = &mut self.media.slots[slot as usize];
         entry.gen = entry.gen.wrapping_add(1) & 0x0fff_ffff;
         entry.leg = Some(leg);
         self.ids.insert(id, slot);
@@ -485,8 +461,9 @@ impl Shard {
 
     /// Takes a leg out of its slot (and out of the forwarding of others).
     fn remove(&mut self, slot: u32) -> Option<Box<Leg>> {
-        let leg = self.slots.get_mut(slot as usize)?.leg.take()?;
-        self.slots[slot as usize].gen = self.slots[slot as usize].gen.wrapping_add(1) & 0x0fff_ffff;
+        let entry = self.media.slots.get_mut(slot as usize)?;
+        let leg = entry.leg.take()?;
+        entry.gen = entry.gen.wrapping_add(1) & 0x0fff_ffff;
         self.ids.remove(&leg.id);
         self.free.push(slot);
         if let LegKind::Local {
@@ -496,10 +473,10 @@ impl Shard {
         {
             self.set_peer_slot(ps, None);
         }
-        for entry in &mut self.slots {
+        for entry in &mut self.media.slots {
             if let Some(other) = entry.leg.as_deref_mut() {
-                if other.forward == Some(slot) {
-                    other.forward = None;
+                if other.mode.target() == Some(slot) {
+                    other.mode = Mode::Drop;
                 }
             }
         }
@@ -543,8 +520,10 @@ impl Shard {
         Err(DataplaneError::NoPorts)
     }
 
-    /// Applies a bridge's desired state; chooses its technology and the
-    /// forwarding of its members.
+    /// Applies a bridge's desired state: chooses its technology
+    /// ([`bridge::choose`]), sets each member's mode, builds the mix, and
+    /// sizes the transmit pool. All allocation of a bridge's media state
+    /// happens here, on the control path.
     fn set_bridge(
         &mut self,
         key: BridgeKey,
@@ -554,6 +533,7 @@ impl Shard {
             return Err(DataplaneError::Unknown);
         }
         let old = self.bridges.remove(&key);
+        self.mixing.retain(|&b| b != key);
         if let Some(old) = &old {
             for m in &old.spec.members {
                 if !spec.members.iter().any(|n| n.leg == m.leg) {
@@ -566,37 +546,116 @@ impl Shard {
             .iter()
             .filter_map(|m| self.leg_mut(m.leg).ok().map(|l| l.format))
             .collect();
-        let same_format = formats.windows(2).all(|w| w[0] == w[1]);
-        let relay = !spec.holding && spec.members.len() == 2 && same_format;
-        let technology = if spec.holding {
-            Technology::HoldingBridge
-        } else if relay && !spec.dtmf_events && !spec.proxy_media {
-            Technology::NativeRtp
-        } else {
-            Technology::SimpleBridge
-        };
-        let changed = old.as_ref().map(|o| o.technology) != Some(technology);
         let slots: Vec<u32> = spec
             .members
             .iter()
             .filter_map(|m| self.ids.get(&m.leg).copied())
             .collect();
+        let (technology, plan) = bridge::choose(&spec, &formats);
+        let changed = old.as_ref().map(|o| o.technology) != Some(technology);
+        let (tick_ms, shard) = (self.tick_ms, self.index);
         for (i, m) in spec.members.iter().enumerate() {
-            let forward = if relay {
-                slots.get(1 - i.min(1)).copied()
-            } else {
-                None
+            // The partner in a two-party bridge; an announcer hears no one.
+            let other = 1 - i.min(1);
+            let partner = match (slots.get(other), spec.members.get(other)) {
+                (Some(&to), Some(o)) if !o.announcer && other != i => Some(to),
+                _ => None,
             };
-            if let Ok(leg) = self.leg_mut(m.leg) {
-                leg.bridge = Some(key);
-                leg.member_mute = m.mute;
-                leg.forward = forward;
-                if changed {
-                    leg.out.switch_source();
+            let partner_format = formats.get(other).copied();
+            let Ok(leg) = self.leg_mut(m.leg) else {
+                continue;
+            };
+            let previous = std::mem::replace(&mut leg.mode, Mode::Drop);
+            leg.mode = match (plan, partner, partner_format) {
+                (Plan::Relay, Some(to), _) => Mode::Relay { to },
+                (Plan::Transcode, Some(to), Some(to_format)) => match previous {
+                    // Same direction as before: keep the codec state.
+                    Mode::Transcode(path)
+                        if path.to == to
+                            && path.tc.from_format() == leg.format
+                            && path.tc.to_format() == to_format =>
+                    {
+                        Mode::Transcode(path)
+                    }
+                    _ => match Transcoder::new(leg.format, to_format) {
+                        Ok(tc) => Mode::Transcode(Box::new(TranscodePath {
+                            to,
+                            tc,
+                            last_seq: None,
+                        })),
+                        Err(e) => {
+                            tracing::warn!(shard, "transcoder: {e}");
+                            Mode::Drop
+                        }
+                    },
+                },
+                (Plan::Mix { holding }, _, _) if !holding || m.announcer => Mode::Mix,
+                _ => Mode::Drop,
+            };
+            if matches!(leg.mode, Mode::Mix) {
+                if leg.jitter.is_none() {
+                    leg.jitter = Some(Box::new(JitterBuffer::new(
+                        JITTER_SLOTS,
+                        mixing::max_payload(leg.format, tick_ms),
+                        JITTER_PREFETCH,
+                    )));
                 }
+            } else {
+                leg.jitter = None;
+            }
+            leg.bridge = Some(key);
+            leg.member_mute = m.mute;
+            leg.announcer = m.announcer;
+            if changed {
+                leg.out.switch_source();
             }
         }
-        self.bridges.insert(key, Bridge { spec, technology });
+        let mix = match plan {
+            Plan::Mix { holding } => {
+                let members: Vec<MemberPlan> = spec
+                    .members
+                    .iter()
+                    .zip(&slots)
+                    .zip(&formats)
+                    .map(|((m, &slot), &format)| MemberPlan {
+                        slot,
+                        gen: self.media.gen(slot),
+                        format,
+                        speaks: !holding || m.announcer,
+                        hears: !m.announcer,
+                    })
+                    .collect();
+                match MixState::new(&members, tick_ms) {
+                    Ok(mix) => Some(Box::new(mix)),
+                    Err(e) => {
+                        tracing::warn!(shard = self.index, "mix: {e}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if mix.is_some() {
+            self.mixing.push(key);
+        }
+        self.bridges.insert(
+            key,
+            Bridge {
+                spec,
+                technology,
+                plan,
+                mix,
+            },
+        );
+        let producing: usize = self
+            .bridges
+            .values()
+            .filter(|b| matches!(b.plan, Plan::Transcode | Plan::Mix { .. }))
+            .map(|b| b.spec.members.len())
+            .sum();
+        self.media
+            .pool
+            .reserve(TX_POOL_BASE + TX_POOL_PER_MEMBER * producing);
         Ok(technology)
     }
 
@@ -605,8 +664,10 @@ impl Shard {
         if let Ok(l) = self.leg_mut(leg) {
             if l.bridge == Some(bridge) {
                 l.bridge = None;
-                l.forward = None;
+                l.mode = Mode::Drop;
+                l.jitter = None;
                 l.member_mute = false;
+                l.announcer = false;
                 l.out.switch_source();
             }
         }
@@ -614,7 +675,7 @@ impl Shard {
 
     /// Arms the multishot receive of the RTP leg in `slot`.
     fn arm_recv(&mut self, io: &mut Io, slot: u32) {
-        let gen = self.slots.get(slot as usize).map_or(0, |s| s.gen);
+        let gen = self.media.gen(slot);
         let Some(Leg {
             kind: LegKind::Rtp { socket, .. },
             ..
@@ -647,6 +708,7 @@ impl Shard {
 
     fn on_recv(&mut self, io: &mut Io, now: Instant, slot: u32, gen: u32, cqe: &cqueue::Entry) {
         let current = self
+            .media
             .slots
             .get(slot as usize)
             .is_some_and(|s| s.gen == gen && s.leg.is_some());
@@ -666,22 +728,16 @@ impl Shard {
 
     fn on_sent(&mut self, io: &mut Io, bid: u16, result: i32) {
         if result < 0 {
-            let tx = self.tx[usize::from(bid)];
-            if self
-                .slots
-                .get(tx.slot as usize)
-                .is_some_and(|s| s.gen == tx.gen)
-            {
-                if let Some(leg) = self.slot_leg(tx.slot) {
-                    leg.stats.tx_errors += 1;
-                }
+            let tx = self.media.rx_tx[usize::from(bid.min(uring::BUFFERS - 1))];
+            if let Some(leg) = self.media.leg_gen(tx.slot, tx.gen) {
+                leg.stats.tx_errors += 1;
             }
         }
         io.bufs.recycle(bid);
     }
 
     /// One datagram in buffer `bid` for the leg in `slot`; true when the
-    /// buffer was handed to a send.
+    /// buffer was handed on to the media path (which then owns it).
     fn on_datagram(
         &mut self,
         io: &mut Io,
@@ -693,7 +749,8 @@ impl Shard {
         let Some(received) = uring::parse_received(io.bufs.buffer(bid), filled) else {
             return false;
         };
-        let Some(leg) = self.slot_leg(slot) else {
+        let since_epoch = self.media.nanos(now);
+        let Some(leg) = self.media.leg(slot) else {
             return false;
         };
         leg.stats.rx_packets += 1;
@@ -709,7 +766,7 @@ impl Shard {
             }
         }
         let format_pt = leg.format.payload_type();
-        let buf = &mut io.bufs.buffer(bid)[received.offset..received.offset + received.len];
+        let buf = &io.bufs.buffer(bid)[received.offset..received.offset + received.len];
         if received.truncated {
             leg.stats.rx_bad += 1;
             return false;
@@ -722,81 +779,34 @@ impl Shard {
             }
             return false;
         }
-        let Ok(mut packet) = RtpPacketMut::parse(buf) else {
+        let Ok(packet) = RtpPacket::parse(buf) else {
             leg.stats.rx_bad += 1;
             return false;
         };
-        let Pt(pt) = packet.view().pt();
+        let Pt(pt) = packet.pt();
         if pt != format_pt && pt != PT_CN && pt != PT_TELEPHONE_EVENT {
             leg.stats.rx_bad += 1;
             return false;
         }
-        let mut from = slot;
-        for _ in 0..MAX_HOPS {
-            let Some(sender) = self.slot_leg(from) else {
-                return false;
-            };
-            if sender.mute_in || sender.member_mute || sender.hold {
-                sender.stats.rx_dropped += 1;
-                return false;
-            }
-            let Some(to) = sender.forward else {
-                sender.stats.rx_dropped += 1;
-                return false;
-            };
-            let gen = self.slots.get(to as usize).map_or(0, |s| s.gen);
-            let Some(target) = self.slot_leg(to) else {
-                return false;
-            };
-            if target.mute_out {
-                target.stats.tx_dropped += 1;
-                return false;
-            }
-            match &target.kind {
-                LegKind::Rtp { socket, remote } => {
-                    let Some((_, dest)) = remote else {
-                        target.stats.tx_dropped += 1;
-                        return false;
-                    };
-                    let (fd, dest) = (socket.as_raw_fd(), *dest);
-                    target.out.rewrite(now, &mut packet);
-                    target.stats.tx_packets += 1;
-                    target.stats.tx_octets += received.len as u64;
-                    self.tx[usize::from(bid)] = TxSlot {
-                        slot: to,
-                        gen,
-                        dest: Some(dest),
-                    };
-                    let dest = self.tx[usize::from(bid)]
-                        .dest
-                        .as_ref()
-                        .map_or(std::ptr::null(), |d| d.as_ptr());
-                    let bytes = packet.view().as_bytes();
-                    let entry =
-                        opcode::Send::new(types::Fd(fd), bytes.as_ptr(), bytes.len() as u32)
-                            .dest_addr(dest)
-                            .dest_addr_len(self.tx[usize::from(bid)].dest.map_or(0, |d| d.len()))
-                            .build()
-                            .user_data(Op::Send { bid }.encode());
-                    io.push(entry);
-                    return true;
-                }
-                LegKind::Local { peer_slot, .. } => {
-                    let Some(peer) = *peer_slot else {
-                        target.stats.tx_dropped += 1;
-                        return false;
-                    };
-                    target.stats.tx_packets += 1;
-                    target.stats.tx_octets += received.len as u64;
-                    if let Some(p) = self.slot_leg(peer) {
-                        p.stats.rx_packets += 1;
-                        p.stats.rx_octets += received.len as u64;
-                    }
-                    from = peer;
-                }
-            }
+        if pt == format_pt {
+            let arrival =
+                (since_epoch * u128::from(leg.format.clock_rate()) / 1_000_000_000) as u32;
+            leg.rx
+                .record(packet.ssrc(), packet.seq(), packet.timestamp(), arrival);
         }
-        false
+        self.media.ingest(
+            io,
+            now,
+            slot,
+            Packet {
+                buf: Buf::Rx {
+                    bid,
+                    offset: received.offset,
+                },
+                len: received.len,
+            },
+        );
+        true
     }
 }
 
@@ -818,7 +828,7 @@ impl Io {
     }
 
     /// Queues `entry`, submitting first when the submission queue is full.
-    fn push(&mut self, entry: squeue::Entry) {
+    pub(super) fn push(&mut self, entry: squeue::Entry) {
         loop {
             // SAFETY: every entry we build points only at memory that stays
             // valid until its completion: the shard's boxed msghdr, wake

@@ -38,8 +38,11 @@ pub(super) const DATA_OFFSET: usize = 16 + NAME_LEN;
 pub(super) enum Op {
     /// Multishot receive on the leg in `slot` (generation `gen`).
     Recv { slot: u32, gen: u32 },
-    /// A send from buffer `bid`.
+    /// A send from receive buffer `bid` (relayed in place).
     Send { bid: u16 },
+    /// A send from buffer `index` of the shard's transmit pool (a frame the
+    /// shard produced: transcoded, mixed, or relayed across a Local pair).
+    SendTx { index: u32 },
     /// The read of the command eventfd.
     Wake,
     /// The tick timer.
@@ -55,6 +58,7 @@ impl Op {
             Op::Send { bid } => 2 << 60 | u64::from(bid),
             Op::Wake => 3 << 60,
             Op::Tick => 4 << 60,
+            Op::SendTx { index } => 5 << 60 | u64::from(index),
         }
     }
 
@@ -69,6 +73,9 @@ impl Op {
             }),
             3 => Some(Op::Wake),
             4 => Some(Op::Tick),
+            5 => Some(Op::SendTx {
+                index: user_data as u32,
+            }),
             _ => None,
         }
     }
@@ -300,6 +307,7 @@ mod tests {
             Op::Send { bid: 2047 },
             Op::Wake,
             Op::Tick,
+            Op::SendTx { index: 70_000 },
         ] {
             assert_eq!(Op::decode(op.encode()), Some(op));
         }

@@ -1,0 +1,298 @@
+//! Softmix (and holding bridges with an announcer) on the shard's tick.
+//!
+//! [`MixState`] owns one mixing bridge's media state: the [`Mixer`] at the
+//! bridge's internal rate (the highest member sample rate: 8, 16 or 48 kHz),
+//! per member a decoder, a resampler to the bridge rate, a resampler back and
+//! an encoder (for when it talks), one shared encoder per output [`Format`]
+//! for the listeners, and all PCM scratch. Everything is allocated when the
+//! bridge is set; a tick allocates nothing.
+//!
+//! # A tick
+//! 1. Each member that may speak takes one frame from its jitter buffer
+//!    (filled by `path.rs` as packets arrive); a frame that decodes to one
+//!    tick of audio is resampled to the bridge rate and added as a talker. A
+//!    member with no frame (silent, lost, muted, on hold, not yet
+//!    prefetched), or whose frame is not one tick long, does not talk.
+//! 2. Each member that hears (everyone but announcers; in a holding bridge
+//!    everyone but announcers, and only announcers speak) gets one frame:
+//!    a talker gets `total − own` encoded with its own encoder; every
+//!    non-talker of a format gets the same `total` mix, resampled and
+//!    encoded once per format per tick and copied into each packet.
+//! 3. Frames go out every tick, silence included (as Asterisk's softmix
+//!    does), with the member's own [`crate::rtp::OutStream`] (seq + 1,
+//!    timestamp + one tick at the leg's clock rate). A Local half's frame is
+//!    ingested by its peer half.
+//!
+//! # Limits
+//! Members must send packets of one tick's duration (the configured
+//! `dataplane.mix_tick_ms`, 20 ms by default); frames of another duration
+//! are not mixed. Codec and resampler state is rebuilt when the membership
+//! changes (a short discontinuity for stateful codecs).
+
+use std::time::Instant;
+
+use super::path::{Buf, Media, Packet, HEADER_LEN};
+use super::thread::Io;
+use crate::codec::{CodecError, Decoder, Encoder, Resampler, MAX_FRAME_SAMPLES};
+use crate::jitter::Tick;
+use crate::media::Format;
+use crate::mix::Mixer;
+use crate::rtp::Pt;
+
+/// What a member of a mixing bridge is to the mix.
+pub(super) struct MemberPlan {
+    pub slot: u32,
+    pub gen: u32,
+    pub format: Format,
+    pub speaks: bool,
+    pub hears: bool,
+}
+
+struct MixMember {
+    slot: u32,
+    gen: u32,
+    pt: Pt,
+    speaks: bool,
+    hears: bool,
+    /// Samples one tick decodes to, at the member's sample rate.
+    in_samples: usize,
+    /// One tick at the member's RTP clock rate.
+    out_ticks: u32,
+    decoder: Decoder,
+    up: Resampler,
+    down: Resampler,
+    encoder: Encoder,
+    /// This tick's frame at the bridge rate.
+    pcm: Box<[i16]>,
+    talking: bool,
+    /// Index of the member's format in `outputs`.
+    listener: usize,
+}
+
+/// The listeners' mix in one format, encoded once per tick.
+struct ListenerOut {
+    format: Format,
+    down: Resampler,
+    encoder: Encoder,
+    payload: Box<[u8]>,
+    /// Bytes encoded this tick (`None`: not yet).
+    len: Option<usize>,
+}
+
+/// The media state of one mixing bridge.
+pub(super) struct MixState {
+    mixer: Mixer,
+    frame: usize,
+    members: Vec<MixMember>,
+    outputs: Vec<ListenerOut>,
+    decoded: Box<[i16]>,
+    mixed: Box<[i16]>,
+    resampled: Box<[i16]>,
+}
+
+/// Samples in one tick at `rate`.
+fn tick_samples(rate: u32, tick_ms: u32) -> usize {
+    (rate as usize * tick_ms as usize) / 1000
+}
+
+/// The largest payload of one tick in `format`: jitter buffer slot size.
+pub(super) fn max_payload(format: Format, tick_ms: u32) -> usize {
+    match format {
+        Format::Opus => crate::codec::opus::MAX_PACKET,
+        Format::Ulaw | Format::Alaw | Format::G722 => tick_samples(8000, tick_ms),
+        Format::Slin | Format::Slin16 | Format::Slin48 => {
+            2 * tick_samples(format.sample_rate(), tick_ms)
+        }
+    }
+}
+
+impl MixState {
+    /// The mix of `members` on a tick of `tick_ms`.
+    pub(super) fn new(members: &[MemberPlan], tick_ms: u32) -> Result<MixState, CodecError> {
+        let rate = members
+            .iter()
+            .map(|m| m.format.sample_rate())
+            .max()
+            .unwrap_or(8000);
+        let frame = tick_samples(rate, tick_ms);
+        if frame == 0 || frame > MAX_FRAME_SAMPLES {
+            return Err(CodecError::BadLength);
+        }
+        let mut outputs: Vec<ListenerOut> = Vec::new();
+        let mut mix_members = Vec::with_capacity(members.len());
+        for m in members {
+            let listener = match outputs.iter().position(|o| o.format == m.format) {
+                Some(i) => i,
+                None => {
+                    outputs.push(ListenerOut {
+                        format: m.format,
+                        down: Resampler::new(rate, m.format.sample_rate())?,
+                        encoder: Encoder::new(m.format)?,
+                        payload: vec![0; max_payload(m.format, tick_ms).max(1)].into_boxed_slice(),
+                        len: None,
+                    });
+                    outputs.len() - 1
+                }
+            };
+            mix_members.push(MixMember {
+                slot: m.slot,
+                gen: m.gen,
+                pt: Pt(m.format.payload_type()),
+                speaks: m.speaks,
+                hears: m.hears,
+                in_samples: tick_samples(m.format.sample_rate(), tick_ms),
+                out_ticks: tick_samples(m.format.clock_rate(), tick_ms) as u32,
+                decoder: Decoder::new(m.format)?,
+                up: Resampler::new(m.format.sample_rate(), rate)?,
+                down: Resampler::new(rate, m.format.sample_rate())?,
+                encoder: Encoder::new(m.format)?,
+                pcm: vec![0; frame].into_boxed_slice(),
+                talking: false,
+                listener,
+            });
+        }
+        Ok(MixState {
+            mixer: Mixer::new(frame),
+            frame,
+            members: mix_members,
+            outputs,
+            decoded: vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
+            mixed: vec![0; frame].into_boxed_slice(),
+            resampled: vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
+        })
+    }
+
+    /// One mix tick: takes a frame per talker, sends a frame to every
+    /// member that hears.
+    pub(super) fn tick(&mut self, media: &mut Media, io: &mut Io, now: Instant) {
+        self.gather(media);
+        for o in &mut self.outputs {
+            o.len = None;
+        }
+        for i in 0..self.members.len() {
+            self.emit(media, io, now, i);
+        }
+    }
+
+    fn gather(&mut self, media: &mut Media) {
+        self.mixer.begin_tick();
+        for m in &mut self.members {
+            m.talking = false;
+            if !m.speaks {
+                continue;
+            }
+            let Some(leg) = media.leg_gen(m.slot, m.gen) else {
+                continue;
+            };
+            let muted = leg.mute_in || leg.member_mute || leg.hold;
+            let Some(jb) = leg.jitter.as_deref_mut() else {
+                continue;
+            };
+            let Tick::Frame { payload, .. } = jb.tick() else {
+                continue;
+            };
+            if muted {
+                continue;
+            }
+            let Ok(n) = m.decoder.decode(payload, &mut self.decoded) else {
+                continue;
+            };
+            if n != m.in_samples {
+                continue;
+            }
+            match m.up.process(&self.decoded[..n], &mut m.pcm) {
+                Ok(k) if k == self.frame => {}
+                _ => continue,
+            }
+            m.talking = self.mixer.add_talker(&m.pcm).is_ok();
+        }
+    }
+
+    /// Encodes and sends member `i`'s frame of this tick.
+    fn emit(&mut self, media: &mut Media, io: &mut Io, now: Instant, i: usize) {
+        let m = &mut self.members[i];
+        if !m.hears {
+            return;
+        }
+        match media.leg_gen(m.slot, m.gen) {
+            Some(leg) if leg.mute_out => {
+                leg.stats.tx_dropped += 1;
+                return;
+            }
+            Some(_) => {}
+            None => return,
+        }
+        let Some(index) = media.pool.take() else {
+            if let Some(leg) = media.leg_gen(m.slot, m.gen) {
+                leg.stats.tx_dropped += 1;
+            }
+            return;
+        };
+        let frame = self.frame;
+        let payload = media
+            .pool
+            .data(index)
+            .get_mut(HEADER_LEN..)
+            .unwrap_or(&mut []);
+        let encoded = if m.talking {
+            self.mixer
+                .talker_mix(&m.pcm, &mut self.mixed)
+                .ok()
+                .and_then(|()| {
+                    m.down
+                        .process(&self.mixed[..frame], &mut self.resampled)
+                        .ok()
+                })
+                .and_then(|k| m.encoder.encode(&self.resampled[..k], payload).ok())
+        } else {
+            let Some(o) = self.outputs.get_mut(m.listener) else {
+                media.pool.release(index);
+                return;
+            };
+            if o.len.is_none() {
+                o.len = Some(
+                    self.mixer
+                        .listener_mix(&mut self.mixed)
+                        .ok()
+                        .and_then(|()| {
+                            o.down
+                                .process(&self.mixed[..frame], &mut self.resampled)
+                                .ok()
+                        })
+                        .and_then(|k| o.encoder.encode(&self.resampled[..k], &mut o.payload).ok())
+                        .unwrap_or(0),
+                );
+            }
+            let n = o.len.unwrap_or(0);
+            match (payload.get_mut(..n), o.payload.get(..n)) {
+                (Some(dst), Some(src)) if n > 0 => {
+                    dst.copy_from_slice(src);
+                    Some(n)
+                }
+                _ => None,
+            }
+        };
+        let header = match (encoded, media.leg_gen(m.slot, m.gen)) {
+            (Some(n), Some(leg)) if n > 0 => {
+                Some((leg.out.next_local(now, m.pt, m.out_ticks, n), n))
+            }
+            _ => None,
+        };
+        let Some((header, n)) = header else {
+            media.pool.release(index);
+            return;
+        };
+        match header.write(media.pool.data(index)) {
+            Some(h) => media.send_produced(
+                io,
+                now,
+                m.slot,
+                Packet {
+                    buf: Buf::Tx { index },
+                    len: h + n,
+                },
+            ),
+            None => media.pool.release(index),
+        }
+    }
+}
