@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbar::media::Format;
 use media_common::{
-    db, decode_stream, goertzel_power, mean_power, pattern_payload, rtp_packet, talk, tone_snr_db,
+    db, decode_arrived, goertzel_power, mean_power, pattern_payload, rtp_packet, talk, tone_snr_db,
     Events, Leg, Node, Received, Voice,
 };
 
@@ -93,31 +93,22 @@ fn assert_relayed(got: &[Received], sender_ssrc: u32, tag: u8, frames: u32) {
     }
 }
 
-/// The steady part of a decoded stream: [`SETTLE`] dropped at the start,
-/// 100 ms at the end, cut to whole 20 ms frames.
-fn steady(pcm: &[i16], rate: u32) -> &[i16] {
-    let frame = rate as usize / 50;
-    let skip = rate as usize * SETTLE.as_millis() as usize / 1000;
-    let tail = rate as usize / 10;
-    if pcm.len() <= skip + tail {
-        return &[];
-    }
-    let body = &pcm[skip..pcm.len() - tail];
-    &body[..body.len() / frame * frame]
+/// What a leg of `format` received while the talkers talked, decoded: from
+/// [`SETTLE`] after `start` until `end` (what a bridge sends before and
+/// after, silence, is not the signal under test).
+fn heard_while_talking(got: &[Received], format: Format, start: Instant, end: Instant) -> Vec<i16> {
+    decode_arrived(got, format, start + SETTLE, end)
 }
 
-/// The SNR (dB) of a `freq` tone in what a leg of `format` received, measured
-/// on the steady part in 100 ms blocks.
-fn received_tone_snr(got: &[Received], format: Format, freq: f64) -> f64 {
-    let rate = format.sample_rate();
-    let pcm = decode_stream(got, format);
-    let body = steady(&pcm, rate);
+/// The SNR (dB) of a `freq` tone in `pcm` at `rate`, measured in 100 ms
+/// blocks, over at least 1 s.
+fn tone_snr(pcm: &[i16], rate: u32, freq: f64) -> f64 {
     assert!(
-        body.len() >= rate as usize,
-        "at least 1 s of {format:?} audio to measure, got {} samples",
-        body.len()
+        pcm.len() >= rate as usize,
+        "at least 1 s of audio to measure, got {} samples at {rate} Hz",
+        pcm.len()
     );
-    tone_snr_db(body, rate, freq, rate as usize / 10)
+    tone_snr_db(pcm, rate, freq, rate as usize / 10)
 }
 
 // ---------------------------------------------------------------------------
@@ -248,6 +239,7 @@ fn transcode_carries_a_tone(slot: u16, other: Format, min_snr: f64) {
     assert_eq!(node.technology(&bridge), "simple_bridge");
 
     let (at_a, at_b) = (a.capture(), b.capture());
+    let start = Instant::now();
     talk(
         vec![
             a.talker(0x0a0a_0001, Voice::Tone(1000.0, AMPLITUDE)),
@@ -257,6 +249,7 @@ fn transcode_carries_a_tone(slot: u16, other: Format, min_snr: f64) {
     )
     .join()
     .expect("talkers");
+    let end = Instant::now();
     let at_b = rtp_only(&at_b.finish(Duration::from_millis(300)));
     let at_a = rtp_only(&at_a.finish(Duration::ZERO));
 
@@ -274,7 +267,8 @@ fn transcode_carries_a_tone(slot: u16, other: Format, min_snr: f64) {
             "{name} receives {format:?} (payload type {})",
             format.payload_type()
         );
-        let snr = received_tone_snr(got, format, 1000.0);
+        let pcm = heard_while_talking(got, format, start, end);
+        let snr = tone_snr(&pcm, format.sample_rate(), 1000.0);
         eprintln!("{name} ({format:?}): 1 kHz at {snr:.1} dB SNR");
         assert!(
             snr >= min_snr,
@@ -318,7 +312,9 @@ fn softmix_members_hear_the_others(slot: u16, n: usize) {
         .enumerate()
         .map(|(i, l)| l.talker(0x5000_0000 + i as u32, Voice::Tone(TONES[i], AMPLITUDE)))
         .collect();
+    let start = Instant::now();
     talk(talkers, FRAMES).join().expect("talkers");
+    let end = Instant::now();
     let received: Vec<Vec<Received>> = captures
         .into_iter()
         .enumerate()
@@ -335,11 +331,10 @@ fn softmix_members_hear_the_others(slot: u16, n: usize) {
             "member {i} received {} of {FRAMES} frames",
             got.len()
         );
-        let pcm = decode_stream(got, Format::Ulaw);
-        let body = steady(&pcm, 8000);
-        assert!(body.len() >= 8000, "member {i}: at least 1 s of audio");
-        let total = mean_power(body);
-        let share = |f: f64| goertzel_power(body, 8000, f) / total;
+        let pcm = heard_while_talking(got, Format::Ulaw, start, end);
+        assert!(pcm.len() >= 8000, "member {i}: at least 1 s of audio");
+        let total = mean_power(&pcm);
+        let share = |f: f64| goertzel_power(&pcm, 8000, f) / total;
         let own = share(TONES[i]);
         let others: Vec<(f64, f64)> = (0..n)
             .filter(|&j| j != i)
@@ -481,12 +476,7 @@ fn technology_switch_2_3_2_keeps_the_stream_continuous() {
     );
 
     // While C was in, B heard C's tone mixed with A's.
-    let mixed: Vec<Received> = got
-        .iter()
-        .filter(|p| p.at > joined + Duration::from_millis(300) && p.at < left)
-        .cloned()
-        .collect();
-    let pcm = decode_stream(&mixed, Format::Ulaw);
+    let pcm = decode_arrived(&got, Format::Ulaw, joined + SETTLE, left);
     assert!(pcm.len() >= 8000, "1 s of mixed audio at B");
     let total = mean_power(&pcm);
     let (share_a, share_c) = (

@@ -40,7 +40,11 @@ const PASS: &str = "asterisk";
 pub const WAIT: Duration = Duration::from_secs(5);
 /// Packetisation time of every stream here.
 pub const PTIME: Duration = Duration::from_millis(20);
-/// Ports each test's node gets: `24000 + RTP_SPAN * slot ..`.
+/// First RTP port of slot 0: above Linux's ephemeral range (32768–60999),
+/// so no client socket of any test on the machine can hold one, and above
+/// the ranges the other suites of this repository use.
+const RTP_BASE: u16 = 61_000;
+/// Ports each test's node gets: `RTP_BASE + RTP_SPAN * slot ..`.
 const RTP_SPAN: u16 = 200;
 
 /// A running `crossbar`, killed on drop.
@@ -76,10 +80,10 @@ impl Reply {
 
 impl Node {
     /// Starts the binary with two data-plane shards, ARI on a free port and
-    /// the RTP ports `24000 + 200 * slot ..= +199` (one slot per test).
+    /// the RTP ports `61000 + 200 * slot ..= +199` (one slot per test).
     pub fn start(slot: u16) -> Node {
         let port = free_tcp_port();
-        let rtp_min = 24_000 + RTP_SPAN * slot;
+        let rtp_min = RTP_BASE + RTP_SPAN * slot;
         let log = std::env::temp_dir().join(format!(
             "crossbar-media-e2e-{}-{slot}.log",
             std::process::id()
@@ -603,14 +607,15 @@ impl Capture {
             let started = Instant::now();
             let mut got = Vec::new();
             let mut buf = [0u8; 2048];
-            while got.len() < Capture::LIMIT && started.elapsed() < Capture::LONGEST {
-                match socket.recv(&mut buf) {
-                    Ok(n) => got.push(Received {
+            while got.len() < Capture::LIMIT
+                && started.elapsed() < Capture::LONGEST
+                && !flag.load(Ordering::Relaxed)
+            {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    got.push(Received {
                         at: Instant::now(),
                         bytes: buf[..n].to_vec(),
-                    }),
-                    Err(_) if flag.load(Ordering::Relaxed) => break,
-                    Err(_) => {}
+                    });
                 }
             }
             got
@@ -629,6 +634,26 @@ impl Capture {
 /// Decodes the payloads of `packets` (those of `format`'s payload type, in
 /// arrival order) into one PCM signal at `format`'s sample rate.
 pub fn decode_stream(packets: &[Received], format: Format) -> Vec<i16> {
+    decode_between(packets, format, None)
+}
+
+/// Like [`decode_stream`], but keeps only the audio of packets that arrived
+/// in `from..=to`. Every packet is decoded, so a stateful decoder (Opus,
+/// G.722) is in step when the kept part begins.
+pub fn decode_arrived(
+    packets: &[Received],
+    format: Format,
+    from: Instant,
+    to: Instant,
+) -> Vec<i16> {
+    decode_between(packets, format, Some((from, to)))
+}
+
+fn decode_between(
+    packets: &[Received],
+    format: Format,
+    window: Option<(Instant, Instant)>,
+) -> Vec<i16> {
     let mut decoder = Decoder::new(format).expect("decoder");
     let mut pcm = Vec::new();
     let mut frame = vec![0i16; crossbar::codec::MAX_FRAME_SAMPLES];
@@ -639,7 +664,13 @@ pub fn decode_stream(packets: &[Received], format: Format) -> Vec<i16> {
         let n = decoder
             .decode(p.payload(), &mut frame)
             .unwrap_or_else(|e| panic!("crossbar sent an undecodable {format:?} payload: {e}"));
-        pcm.extend_from_slice(&frame[..n]);
+        let kept = match window {
+            Some((from, to)) => p.at >= from && p.at <= to,
+            None => true,
+        };
+        if kept {
+            pcm.extend_from_slice(&frame[..n]);
+        }
     }
     pcm
 }
