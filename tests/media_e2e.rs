@@ -16,14 +16,15 @@
 //! streams 500 packets each way for 10 s). Each test runs its own node with
 //! two shards on its own RTP port slot.
 
+mod common_audio;
 mod media_common;
 
 use std::time::{Duration, Instant};
 
 use crossbar::media::Format;
 use media_common::{
-    db, decode_arrived, goertzel_power, mean_power, pattern_payload, rtp_packet, talk, tone_snr_db,
-    Events, Leg, Node, Received, Voice,
+    db, decode_arrived, mean_power, pattern_payload, rtp_packet, talk, tone_snr_db, Events, Leg,
+    Node, Received, Voice,
 };
 
 /// Minimum SNR of a 1 kHz tone through PCMU → crossbar → PCMA (and back):
@@ -54,6 +55,13 @@ fn rtp_only(got: &[Received]) -> Vec<Received> {
         .filter(|r| !crossbar::rtp::packet::looks_like_rtcp(&r.bytes))
         .cloned()
         .collect()
+}
+
+/// The share of `pcm`'s power in its `freq` component: 1 for a pure tone at
+/// `freq`, 1/k for each of k equal tones, ≈ 0 for an absent one.
+fn tone_share(pcm: &[i16], rate: u32, freq: f64) -> f64 {
+    // goertzel_energy gives A²/4 for a sine of peak A, whose mean power is A²/2.
+    2.0 * common_audio::goertzel_energy(pcm, freq, rate) / mean_power(pcm).max(1e-9)
 }
 
 /// Creates a mixing bridge holding `legs` (joined in order).
@@ -147,7 +155,7 @@ fn analysis_measures_known_signals() {
     eprintln!("PCMU→PCMA chain: {snr:.1} dB");
     assert!(snr > G711_SNR_DB + 3.0, "G.711 chain SNR {snr:.1} dB");
     // A pure tone measures its own power; a mixture splits it.
-    let p = goertzel_power(&tone, 8000, 1000.0) / mean_power(&tone);
+    let p = tone_share(&tone, 8000, 1000.0);
     assert!((p - 1.0).abs() < 0.01, "pure tone share {p}");
     let mix: Vec<i16> = (0..8000)
         .map(|n| {
@@ -156,11 +164,10 @@ fn analysis_measures_known_signals() {
             (3000.0 * (w * 400.0 * t).sin() + 3000.0 * (w * 650.0 * t).sin()) as i16
         })
         .collect();
-    let total = mean_power(&mix);
     let (a4, a6, a9) = (
-        goertzel_power(&mix, 8000, 400.0) / total,
-        goertzel_power(&mix, 8000, 650.0) / total,
-        goertzel_power(&mix, 8000, 900.0) / total,
+        tone_share(&mix, 8000, 400.0),
+        tone_share(&mix, 8000, 650.0),
+        tone_share(&mix, 8000, 900.0),
     );
     assert!(
         (a4 - 0.5).abs() < 0.02 && (a6 - 0.5).abs() < 0.02,
@@ -333,8 +340,8 @@ fn softmix_members_hear_the_others(slot: u16, n: usize) {
         );
         let pcm = heard_while_talking(got, Format::Ulaw, start, end);
         assert!(pcm.len() >= 8000, "member {i}: at least 1 s of audio");
-        let total = mean_power(&pcm);
-        let share = |f: f64| goertzel_power(&pcm, 8000, f) / total;
+
+        let share = |f: f64| tone_share(&pcm, 8000, f);
         let own = share(TONES[i]);
         let others: Vec<(f64, f64)> = (0..n)
             .filter(|&j| j != i)
@@ -478,10 +485,10 @@ fn technology_switch_2_3_2_keeps_the_stream_continuous() {
     // While C was in, B heard C's tone mixed with A's.
     let pcm = decode_arrived(&got, Format::Ulaw, joined + SETTLE, left);
     assert!(pcm.len() >= 8000, "1 s of mixed audio at B");
-    let total = mean_power(&pcm);
+
     let (share_a, share_c) = (
-        goertzel_power(&pcm, 8000, 500.0) / total,
-        goertzel_power(&pcm, 8000, 1300.0) / total,
+        tone_share(&pcm, 8000, 500.0),
+        tone_share(&pcm, 8000, 1300.0),
     );
     assert!(
         share_a >= 0.25 && share_c >= 0.25,

@@ -9,7 +9,8 @@
 //! - [`Voice`], [`Talker`], [`talk`]: paced RTP of a tone, silence or a
 //!   byte pattern, encoded with the crate's own codecs.
 //! - [`Capture`]: everything a leg's socket receives, with arrival times.
-//! - [`goertzel_power`], [`tone_snr_db`]: what the received audio contains.
+//! - [`tone_snr_db`], [`mean_power`]: what the received audio contains (with
+//!   `common_audio::goertzel_energy` in the test file).
 //!
 //! Every loop is bounded in count and time; every receive has a timeout.
 
@@ -681,24 +682,6 @@ pub fn mean_power(samples: &[i16]) -> f64 {
         return 0.0;
     }
     samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64
-}
-
-/// Power of the `freq` component of `samples` (Goertzel), scaled so that a
-/// sine of peak amplitude `A` at `freq` gives `A²/2`, its mean power.
-pub fn goertzel_power(samples: &[i16], rate: u32, freq: f64) -> f64 {
-    let n = samples.len();
-    if n == 0 {
-        return 0.0;
-    }
-    let coeff = 2.0 * (2.0 * PI * freq / f64::from(rate)).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let magnitude2 = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    2.0 * magnitude2 / (n as f64 * n as f64)
 }
 
 /// Decibels of a power ratio.
