@@ -461,3 +461,33 @@ async fn holding_bridge_announcer_is_heard_participants_are_not() {
     assert!(heard > 100.0 * goertzel_energy(&pcm, 1000.0, 8000).max(1.0));
     assert!(heard > 100.0 * goertzel_energy(&pcm, 700.0, 8000).max(1.0));
 }
+
+#[tokio::test]
+async fn same_format_with_dtmf_events_passes_payload_and_events_through() {
+    let dp = dataplane(42900);
+    let a = peer(&dp, 1, Format::Ulaw).await;
+    let b = peer(&dp, 2, Format::Ulaw).await;
+    let mut spec = bridge(&[1, 2]);
+    spec.dtmf_events = true;
+    assert_eq!(
+        dp.set_bridge(1, spec).await.unwrap(),
+        Technology::SimpleBridge
+    );
+    let r = receive(&b, Duration::from_millis(500));
+    let voice: Vec<u8> = (0..160u16).map(|i| (i * 3) as u8).collect();
+    let event = [5u8, 0x8a, 0x01, 0x40];
+    for (seq, pt, body) in [(1u16, 0u8, &voice[..]), (2, 101, &event[..])] {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&0xabcd_u32.to_be_bytes());
+        p.extend_from_slice(body);
+        a.socket.send_to(&p, a.leg_addr).unwrap();
+    }
+    let got = r.join().unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].pt, &got[0].payload[..]), (0, &voice[..]));
+    assert_eq!((got[1].pt, &got[1].payload[..]), (101, &event[..]));
+    assert_ne!(got[0].ssrc, 0xabcd, "header rewritten");
+    assert_continuous(&got, 160);
+}

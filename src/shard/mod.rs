@@ -24,6 +24,28 @@
 //! shared between shards; the routing table here is touched only by the
 //! control plane. Commands of one leg must not be issued concurrently with a
 //! `set_bridge` that moves it (the control plane serialises them per bridge).
+//!
+//! # Media (inside a shard)
+//! - `bridge`: the technology table, re-evaluated on every `set_bridge`
+//!   (0–1 members `simple_bridge`, 2 compatible `native_rtp`, 2 otherwise
+//!   `simple_bridge` transcoding, 3+ `softmix`, `holding_bridge`).
+//! - `path`: what a leg does with what it receives (relay in place,
+//!   transcode, feed its jitter buffer for the mix), Local halves, the
+//!   transmit pool for produced frames.
+//! - `mixing`: the softmix tick on the ring timer (`dataplane.mix_tick_ms`).
+//! - `thread`: the loop, commands, the leg table; `uring`: the ring.
+//!
+//! Each leg has one `OutStream` used by every path, so its outgoing SSRC,
+//! seq and ts stay continuous across technology switches.
+//!
+//! # Statistics and RTCP
+//! [`RtpStats`] carries the loss (`rx_lost`), interarrival jitter
+//! (`rx_jitter`, RTP timestamp units) and SSRCs of each RTP leg, from its
+//! `ReceiveState`. Received RTCP is counted. crossbar does **not send RTCP
+//! yet**: externalMedia negotiates no RTCP port and `LegSpec` has no
+//! rtcp-mux flag, so there is nowhere defined to send SR/RR to; adding
+//! `rtcp_mux` to the leg spec and a 5 s report timer per leg (the builders
+//! exist in `rtp::rtcp`) is the next step.
 
 mod bridge;
 mod mixing;
