@@ -19,9 +19,10 @@ bind = "127.0.0.1:8088"
 # Development credentials: change them for anything but a laptop.
 username = "asterisk"
 password = "asterisk"
-# "off" (default): one ChannelVarset BRIDGEPEER per join/leave for the channel
-# that moved only, O(N) events per bridge build. "asterisk": Asterisk's exact
-# behaviour, BRIDGEPEER set on every member on every join and leave (O(N^2)).
+# "off" (default): no ChannelVarset BRIDGEPEER events, so building a bridge of
+# N costs O(N) events; reading the BRIDGEPEER variable still answers. "asterisk":
+# Asterisk's exact behaviour, BRIDGEPEER set on every member on every join and
+# leave (O(N^2) events).
 bridgepeer = "off"
 # The entity id shown as asterisk_id in events and replies.
 entity_id = "02:fc:00:00:00:01"
@@ -74,7 +75,8 @@ pub struct AriConfig {
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BridgePeerMode {
-    /// O(N) per bridge build: only the joining/leaving channel's variable.
+    /// O(N) per bridge build: no `ChannelVarset BRIDGEPEER` events at all;
+    /// the variable is still readable with `GET .../variable`.
     Off,
     /// Asterisk-exact: every member re-announced on every change, O(N²).
     Asterisk,

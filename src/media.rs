@@ -34,6 +34,17 @@ impl Format {
         Format::Opus,
     ];
 
+    /// Whether this build can encode and decode the format (Opus needs the
+    /// `opus` cargo feature).
+    pub fn is_available(self) -> bool {
+        self != Format::Opus || cfg!(feature = "opus")
+    }
+
+    /// The formats this build carries.
+    pub fn available() -> impl Iterator<Item = Format> {
+        Format::ALL.into_iter().filter(|f| f.is_available())
+    }
+
     /// The ARI name (`ulaw`, `slin16`, ...).
     pub fn name(self) -> &'static str {
         match self {

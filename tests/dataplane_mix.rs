@@ -230,6 +230,7 @@ async fn transcode_pcmu_pcma_keeps_the_tone() {
     two_party_transcode(42000, Format::Ulaw, Format::Alaw, 20.0).await;
 }
 
+#[cfg(feature = "opus")]
 #[tokio::test]
 async fn transcode_pcmu_opus_keeps_the_tone() {
     two_party_transcode(42100, Format::Ulaw, Format::Opus, 10.0).await;

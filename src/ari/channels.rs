@@ -52,12 +52,7 @@ pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> 
     let format_name = args
         .non_empty("format")
         .ok_or_else(|| AriError::bad_request("format cannot be empty"))?;
-    let format = Format::from_name(format_name).ok_or_else(|| {
-        AriError::bad_request(format!(
-            "Provided format ({format_name}) was not found: expected one of {}",
-            Format::ALL.map(Format::name).join(", ")
-        ))
-    })?;
+    let format = parse_format(format_name)?;
     if args.str("encapsulation") != Some("rtp") {
         return Err(AriError::bad_request(
             "The encapsulation and/or transport is not supported (crossbar serves encapsulation=rtp over transport=udp)",
@@ -164,12 +159,7 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
         ));
     }
     let format = match args.non_empty("formats") {
-        Some(list) => list
-            .split(',')
-            .find_map(|f| Format::from_name(f.trim()))
-            .ok_or_else(|| {
-                AriError::bad_request(format!("Provided format ({list}) was not found"))
-            })?,
+        Some(list) => parse_format(list.split(',').next().unwrap_or(list).trim())?,
         None => Format::Ulaw,
     };
     let (caller_name, caller_number) = parse_caller_id(args.str("callerId").unwrap_or(""));
@@ -470,6 +460,74 @@ pub async fn set_var(node: &Node, args: Args) -> Result<Reply, AriError> {
     Ok(Reply::NoContent)
 }
 
+/// `GET /channels/{channelId}/variables`.
+pub async fn get_vars(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let names = args.list("variables");
+    if names.is_empty() {
+        return Err(AriError::bad_request(
+            "At least one variable name is required",
+        ));
+    }
+    let ctl = node.lock().await;
+    ctl.reg.in_stasis(id)?;
+    let mut out = Map::new();
+    for name in names {
+        let value = ctl
+            .reg
+            .get_var(id, name)
+            .ok_or_else(|| AriError::not_found("Provided variable was not found"))?;
+        out.insert(name.clone(), json!(value));
+    }
+    Ok(Reply::Json(json!({ "variables": out })))
+}
+
+/// `POST /channels/{channelId}/variables`: `{"variables": {"NAME": "value"}}`;
+/// a value may also be `{"value": "..."}` as Asterisk accepts.
+pub async fn set_vars(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let Some(body) = args.body("variables") else {
+        return Err(AriError::bad_request("The 'variables' field is required"));
+    };
+    let Some(fields) = body.as_object() else {
+        return Err(AriError::bad_request(
+            "The 'variables' field must be a JSON object",
+        ));
+    };
+    let mut pairs = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => match o.get("value") {
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    return Err(AriError::bad_request(
+                        "Each object value in 'variables' must include string field 'value'",
+                    ))
+                }
+            },
+            _ => {
+                return Err(AriError::bad_request(
+                    "Each value in 'variables' must be a string or an object with 'value'",
+                ))
+            }
+        };
+        pairs.push((name.clone(), value));
+    }
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let ch = ctl.reg.in_stasis(id)?;
+    if let Some((name, _)) = pairs.iter().find(|(n, _)| ch.builtin_var(n).is_some()) {
+        return Err(AriError::bad_request(format!(
+            "Variable {name} is read-only"
+        )));
+    }
+    for (name, value) in &pairs {
+        ctl.reg.set_var(now, id, name, value);
+    }
+    Ok(Reply::NoContent)
+}
+
 /// `POST /channels/{channelId}/move`.
 pub async fn move_to(node: &Node, args: Args) -> Result<Reply, AriError> {
     let id = args.path("channelId");
@@ -540,8 +598,16 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
         "rxrtcp": stats.rx_rtcp,
         "txdropped": stats.tx_dropped,
         "txerrors": stats.tx_errors,
+        "rxploss": stats.rx_lost,
+        "rxjitter": stats.rx_jitter,
         "channel_uniqueid": channel_id,
     });
+    if let Some(ssrc) = stats.rx_ssrc {
+        v["remote_ssrc"] = json!(ssrc);
+    }
+    if let Some(ssrc) = stats.tx_ssrc {
+        v["local_ssrc"] = json!(ssrc);
+    }
     if let Some(local) = stats.local {
         v["local_address"] = json!(local.to_string());
     }
@@ -593,6 +659,27 @@ fn new_channel(
     }
 }
 
+/// A format this build carries, or 400.
+fn parse_format(name: &str) -> Result<Format, AriError> {
+    let available = || {
+        Format::available()
+            .map(Format::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match Format::from_name(name) {
+        Some(f) if f.is_available() => Ok(f),
+        Some(f) => Err(AriError::bad_request(format!(
+            "Format {f} is not available in this build (build crossbar with --features opus); available: {}",
+            available()
+        ))),
+        None => Err(AriError::bad_request(format!(
+            "Provided format ({name}) was not found: expected one of {}",
+            available()
+        ))),
+    }
+}
+
 fn require_app(ctl: &Control, app: &str) -> Result<(), AriError> {
     if ctl.reg.has_app(app) {
         Ok(())
@@ -606,9 +693,9 @@ fn require_app(ctl: &Control, app: &str) -> Result<(), AriError> {
 /// `external_host` must be `IP:PORT` (hostnames are not resolved on the
 /// control thread).
 fn parse_external_host(host: &str) -> Result<SocketAddr, AriError> {
-    if host
+    if !host
         .rsplit_once(':')
-        .map_or(true, |(h, p)| h.is_empty() || p.is_empty())
+        .is_some_and(|(h, p)| !h.is_empty() && !p.is_empty())
     {
         return Err(AriError::bad_request(
             "external_host must be <host>:<port> for all transports other than websocket",

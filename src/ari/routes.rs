@@ -540,6 +540,53 @@ const CHANNELS: &[Api] = &[
         ],
     },
     Api {
+        path: "/channels/{channelId}/variables",
+        description: "Several variables on a channel",
+        operations: &[
+            op(
+                Method::Get,
+                "getChannelVars",
+                "Get the values of several channel variables.",
+                "Variables",
+                &[
+                    CHANNEL_ID,
+                    Param::query("variables", "The channel variables to get.")
+                        .required()
+                        .multiple()
+                        .missing("At least one variable name is required"),
+                ],
+                &[
+                    (400, "Missing variables parameter."),
+                    (404, "Channel or variable not found"),
+                    NOT_IN_STASIS,
+                ],
+                handler!(channels::get_vars),
+            ),
+            op(
+                Method::Post,
+                "setChannelVars",
+                "Set several channel variables.",
+                "void",
+                &[
+                    CHANNEL_ID,
+                    Param::body(
+                        "variables",
+                        "{\"variables\": {\"NAME\": \"value\", ...}}",
+                        DataType::Containers,
+                    )
+                    .required()
+                    .missing("The 'variables' field is required"),
+                ],
+                &[
+                    (400, "Missing variables parameter."),
+                    NOT_FOUND,
+                    NOT_IN_STASIS,
+                ],
+                handler!(channels::set_vars),
+            ),
+        ],
+    },
+    Api {
         path: "/channels/{channelId}/dial",
         description: "Dial a channel",
         operations: &[op(

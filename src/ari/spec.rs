@@ -259,7 +259,9 @@ pub fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
-/// Decodes `%XX` escapes of a path segment; `None` if malformed or not UTF-8.
+/// Decodes `%XX` escapes of a path segment, and `+` as a space as Asterisk
+/// does (`ast_uri_http_legacy`): asyncari sends path parameters through
+/// `quote_plus`. `None` if malformed or not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -270,6 +272,9 @@ pub fn percent_decode(s: &str) -> Option<String> {
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
+        } else if bytes[i] == b'+' {
+            out.push(b' ');
+            i += 1;
         } else {
             out.push(bytes[i]);
             i += 1;
@@ -293,6 +298,10 @@ mod tests {
         assert_eq!(
             match_path("/channels/{channelId}", "/channels/a%20b"),
             Some(vec![("channelId".to_string(), "a b".to_string())])
+        );
+        assert_eq!(
+            match_path("/channels/{channelId}", "/channels/a+b%2Bc"),
+            Some(vec![("channelId".to_string(), "a b+c".to_string())])
         );
         assert_eq!(match_path("/channels/{channelId}", "/channels/%zz"), None);
     }

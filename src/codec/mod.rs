@@ -20,6 +20,7 @@
 pub mod g711;
 pub mod g722;
 pub mod l16;
+#[cfg(feature = "opus")]
 pub mod opus;
 pub mod resample;
 mod transcode;
@@ -29,6 +30,9 @@ pub use transcode::Transcoder;
 
 use crate::media::Format;
 use std::fmt;
+
+/// The largest Opus packet (RFC 6716 §3.2.1), whether or not this build has Opus.
+pub const OPUS_MAX_PACKET: usize = 1275;
 
 /// The longest frame any codec here handles: 120 ms at 48 kHz (Opus's maximum).
 pub const MAX_FRAME_SAMPLES: usize = 5760;
@@ -47,7 +51,10 @@ pub enum CodecError {
     BadLength,
     /// The sample rates cannot be converted (only 8, 16 and 48 kHz exist here).
     UnsupportedRate,
+    /// This build has no codec for the format (Opus without the `opus` feature).
+    Unavailable,
     /// libopus rejected the operation (corrupt packet, bad argument, ...).
+    #[cfg(feature = "opus")]
     Opus(::opus::ErrorCode),
 }
 
@@ -59,6 +66,8 @@ impl fmt::Display for CodecError {
             }
             CodecError::BadLength => f.write_str("input length not valid for this codec"),
             CodecError::UnsupportedRate => f.write_str("unsupported sample rate conversion"),
+            CodecError::Unavailable => f.write_str("codec not compiled into this build"),
+            #[cfg(feature = "opus")]
             CodecError::Opus(code) => write!(f, "opus: {}", code.description()),
         }
     }
@@ -87,6 +96,7 @@ pub enum Decoder {
     /// G.722 at 64 kbit/s.
     G722(Box<g722::G722Decoder>),
     /// Opus, 48 kHz mono.
+    #[cfg(feature = "opus")]
     Opus(opus::OpusDecoder),
 }
 
@@ -98,7 +108,10 @@ impl Decoder {
             Format::Alaw => Decoder::Alaw,
             Format::Slin | Format::Slin16 | Format::Slin48 => Decoder::L16,
             Format::G722 => Decoder::G722(Box::default()),
+            #[cfg(feature = "opus")]
             Format::Opus => Decoder::Opus(opus::OpusDecoder::new()?),
+            #[cfg(not(feature = "opus"))]
+            Format::Opus => return Err(CodecError::Unavailable),
         })
     }
 
@@ -109,6 +122,7 @@ impl Decoder {
             Decoder::Alaw => g711::decode_alaw(payload, pcm),
             Decoder::L16 => l16::decode(payload, pcm),
             Decoder::G722(d) => d.decode(payload, pcm),
+            #[cfg(feature = "opus")]
             Decoder::Opus(d) => d.decode(payload, pcm),
         }
     }
@@ -118,6 +132,7 @@ impl Decoder {
     /// the other codecs give silence. Returns `pcm.len()`.
     pub fn conceal(&mut self, pcm: &mut [i16]) -> Result<usize, CodecError> {
         match self {
+            #[cfg(feature = "opus")]
             Decoder::Opus(d) => d.conceal(pcm),
             _ => {
                 pcm.fill(0);
@@ -139,18 +154,22 @@ pub enum Encoder {
     /// G.722 at 64 kbit/s.
     G722(Box<g722::G722Encoder>),
     /// Opus, 48 kHz mono, VOIP application.
+    #[cfg(feature = "opus")]
     Opus(opus::OpusEncoder),
 }
 
 impl Encoder {
-    /// A fresh encoder for `format` (Opus at [`opus::DEFAULT_BITRATE`]).
+    /// A fresh encoder for `format` (Opus at its default bitrate).
     pub fn new(format: Format) -> Result<Encoder, CodecError> {
         Ok(match format {
             Format::Ulaw => Encoder::Ulaw,
             Format::Alaw => Encoder::Alaw,
             Format::Slin | Format::Slin16 | Format::Slin48 => Encoder::L16,
             Format::G722 => Encoder::G722(Box::default()),
+            #[cfg(feature = "opus")]
             Format::Opus => Encoder::Opus(opus::OpusEncoder::new(opus::DEFAULT_BITRATE)?),
+            #[cfg(not(feature = "opus"))]
+            Format::Opus => return Err(CodecError::Unavailable),
         })
     }
 
@@ -161,6 +180,7 @@ impl Encoder {
             Encoder::Alaw => g711::encode_alaw(pcm, payload),
             Encoder::L16 => l16::encode(pcm, payload),
             Encoder::G722(e) => e.encode(pcm, payload),
+            #[cfg(feature = "opus")]
             Encoder::Opus(e) => e.encode(pcm, payload),
         }
     }

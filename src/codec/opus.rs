@@ -22,7 +22,7 @@ pub const DEFAULT_BITRATE: i32 = 32_000;
 /// Encoder complexity (0–10); 5 halves libopus's CPU cost for little quality.
 pub const DEFAULT_COMPLEXITY: i32 = 5;
 /// The largest packet the encoder is allowed to produce.
-pub const MAX_PACKET: usize = 1275;
+pub const MAX_PACKET: usize = super::OPUS_MAX_PACKET;
 
 fn opus_err(e: ::opus::Error) -> CodecError {
     CodecError::Opus(e.code())

@@ -116,10 +116,10 @@ mod tests {
 
     #[test]
     fn every_pair_converts_frames_and_losses() {
-        for from in Format::ALL {
+        for from in Format::available() {
             let mut encoder = Encoder::new(from).unwrap();
             let samples = from.sample_rate() as usize / 50;
-            for to in Format::ALL {
+            for to in Format::available() {
                 let mut t = Transcoder::new(from, to).unwrap();
                 assert_eq!((t.from_format(), t.to_format()), (from, to));
                 let mut payload = [0u8; 2000];

@@ -145,7 +145,7 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
     respond(&node, outcome)
 }
 
-/// An operation and the path parameters its template captured.
+/// An operation found for a request, with its path parameters.
 pub type Routed = (&'static Operation, Vec<(String, String)>);
 
 /// Finds the operation for `method` on `path` (relative to `/ari`).
@@ -176,7 +176,7 @@ pub fn route(method: Method, path: &str) -> Result<Routed, AriError> {
 /// Runs an operation: checks its arguments, then its handler.
 pub async fn invoke(
     node: &Node,
-    (op, path_params): (&'static Operation, Vec<(String, String)>),
+    (op, path_params): Routed,
     query: Vec<(String, String)>,
     body: &[u8],
 ) -> Outcome {

@@ -30,10 +30,14 @@ pub fn upgrade(node: Arc<Node>, upgrade: WebSocketUpgrade, args: Args) -> Respon
 async fn run(node: Arc<Node>, mut socket: WebSocket, apps: Vec<String>, subscribe_all: bool) {
     node.metrics.inc(&node.metrics.ws_sessions);
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    // The session keeps its own sender: when another socket replaces all of
+    // its applications, the registry drops theirs, and the socket must stay
+    // open (as in Asterisk, it only stops receiving events) instead of ending
+    // without a close frame, which clients answer by reconnecting.
     let sid = node
         .lock()
         .await
-        .attach(node.now(), &apps, subscribe_all, tx);
+        .attach(node.now(), &apps, subscribe_all, tx.clone());
     tracing::info!(apps = ?apps, "events WebSocket opened");
     loop {
         tokio::select! {

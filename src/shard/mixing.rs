@@ -98,7 +98,7 @@ fn tick_samples(rate: u32, tick_ms: u32) -> usize {
 /// The largest payload of one tick in `format`: jitter buffer slot size.
 pub(super) fn max_payload(format: Format, tick_ms: u32) -> usize {
     match format {
-        Format::Opus => crate::codec::opus::MAX_PACKET,
+        Format::Opus => crate::codec::OPUS_MAX_PACKET,
         Format::Ulaw | Format::Alaw | Format::G722 => tick_samples(8000, tick_ms),
         Format::Slin | Format::Slin16 | Format::Slin48 => {
             2 * tick_samples(format.sample_rate(), tick_ms)

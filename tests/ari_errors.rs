@@ -1,0 +1,421 @@
+//! ARI error replies over real HTTP: one test per row of ARI.md's status-code
+//! table (crossbar column), then authentication, argument checking and the
+//! events endpoint's refusals, and a burst of bad requests the node survives.
+
+mod common;
+
+use common::{Auth, Server, PASS, USER};
+
+// ---- the status-code table ----------------------------------------------------
+
+#[test]
+fn unknown_channel_is_404_channel_not_found() {
+    let s = Server::start();
+    s.get("/ari/channels/nope")
+        .assert_error(404, "Channel not found");
+    s.delete("/ari/channels/nope")
+        .assert_error(404, "Channel not found");
+    s.post("/ari/channels/nope/answer")
+        .assert_error(404, "Channel not found");
+}
+
+#[test]
+fn unknown_bridge_is_404_bridge_not_found() {
+    let s = Server::start();
+    s.get("/ari/bridges/nope")
+        .assert_error(404, "Bridge not found");
+    s.delete("/ari/bridges/nope")
+        .assert_error(404, "Bridge not found");
+    s.post("/ari/bridges/nope/addChannel?channel=x")
+        .assert_error(404, "Bridge not found");
+}
+
+#[test]
+fn playbacks_are_not_served_yet_so_404_resource_not_found() {
+    let s = Server::start();
+    s.get("/ari/playbacks/x")
+        .assert_error(404, "Resource not found");
+    s.delete("/ari/playbacks/x")
+        .assert_error(404, "Resource not found");
+}
+
+#[test]
+fn unknown_path_is_404_resource_not_found() {
+    let s = Server::start();
+    s.get("/ari/nothing")
+        .assert_error(404, "Resource not found");
+    s.get("/ari/channels/a/b/c/d")
+        .assert_error(404, "Resource not found");
+    s.get("/elsewhere").assert_error(404, "Resource not found");
+    s.get("/ari/api-docs/nothing.json")
+        .assert_error(404, "Resource not found");
+}
+
+#[test]
+fn wrong_method_is_405_invalid_method() {
+    let s = Server::start();
+    s.delete("/ari/channels")
+        .assert_error(405, "Invalid method");
+    s.request("PUT", "/ari/asterisk/ping", None, Auth::Basic(USER, PASS))
+        .assert_error(405, "Invalid method");
+    s.get("/ari/bridges/b/addChannel")
+        .assert_error(405, "Invalid method");
+}
+
+#[test]
+fn add_channel_with_unknown_channel_is_400_channel_not_found() {
+    let s = Server::start();
+    let b = s.bridge("");
+    s.post(&format!("/ari/bridges/{b}/addChannel?channel=nope"))
+        .assert_error(400, "Channel not found");
+}
+
+#[test]
+fn add_channel_without_channel_is_400_missing_parameter() {
+    let s = Server::start();
+    let b = s.bridge("");
+    s.post(&format!("/ari/bridges/{b}/addChannel"))
+        .assert_error(400, "Missing parameter channel");
+    s.post(&format!("/ari/bridges/{b}/addChannel?channel="))
+        .assert_error(400, "Missing parameter channel");
+}
+
+#[test]
+fn remove_channel_not_in_bridge_is_422() {
+    let s = Server::start();
+    let _ws = s.ws("A");
+    let ch = s.external_media("A", "");
+    let id = ch["id"].as_str().unwrap();
+    let b = s.bridge("");
+    s.post(&format!("/ari/bridges/{b}/removeChannel?channel={id}"))
+        .assert_error(422, "Channel not in this bridge");
+    // and in another bridge is still "not in this bridge"
+    let other = s.bridge("");
+    s.add(&other, id);
+    s.post(&format!("/ari/bridges/{b}/removeChannel?channel={id}"))
+        .assert_error(422, "Channel not in this bridge");
+}
+
+#[test]
+fn duplicate_bridge_id_is_409() {
+    let s = Server::start();
+    let r = s.post("/ari/bridges?bridgeId=b1");
+    assert_eq!(r.ok()["id"], "b1");
+    s.post("/ari/bridges?bridgeId=b1")
+        .assert_error(409, "Bridge with id 'b1' already exists");
+    s.post("/ari/bridges/b1")
+        .assert_error(409, "Bridge with id 'b1' already exists");
+}
+
+#[test]
+fn bogus_bridge_type_is_400_not_500() {
+    let s = Server::start();
+    s.post("/ari/bridges?type=bogus").assert_error(
+        400,
+        "Invalid bridge type 'bogus': expected a comma-separated list of mixing, holding, dtmf_events, proxy_media, video_sfu, video_single, sdp_label",
+    );
+    s.post("/ari/bridges/b2?type=mixing,bogus")
+        .assert_error_prefix(400, "Invalid bridge type 'bogus'");
+    // nothing was created by the refused requests
+    s.get("/ari/bridges/b2")
+        .assert_error(404, "Bridge not found");
+    assert_eq!(s.get("/ari/bridges").ok(), &serde_json::json!([]));
+}
+
+#[test]
+fn external_media_without_format_app_or_host_is_400() {
+    let s = Server::start();
+    s.post("/ari/channels/externalMedia?app=A&external_host=127.0.0.1:4000")
+        .assert_error(400, "format cannot be empty");
+    s.post("/ari/channels/externalMedia?format=ulaw&external_host=127.0.0.1:4000")
+        .assert_error(400, "app cannot be empty");
+    s.post("/ari/channels/externalMedia?app=A&format=ulaw")
+        .assert_error(
+            400,
+            "external_host is required for all but websocket server connections",
+        );
+}
+
+#[test]
+fn external_media_host_without_port_is_400() {
+    let s = Server::start();
+    s.post("/ari/channels/externalMedia?app=A&format=ulaw&external_host=127.0.0.1")
+        .assert_error(
+            400,
+            "external_host must be <host>:<port> for all transports other than websocket",
+        );
+}
+
+#[test]
+fn external_media_unknown_format_is_400_not_500() {
+    let s = Server::start();
+    s.post("/ari/channels/externalMedia?app=A&format=bogus&external_host=127.0.0.1:4000")
+        .assert_error_prefix(400, "Provided format (bogus) was not found");
+}
+
+#[test]
+fn external_media_hostname_is_400_not_500() {
+    let s = Server::start();
+    let _ws = s.ws("A");
+    s.post("/ari/channels/externalMedia?app=A&format=ulaw&external_host=media.example:4000")
+        .assert_error(
+            400,
+            "external_host 'media.example:4000' must be an IP address and port (hostnames are not resolved)",
+        );
+}
+
+#[test]
+fn external_media_duplicate_channel_id_is_409_not_500() {
+    let s = Server::start();
+    let _ws = s.ws("A");
+    let ch = s.external_media("A", "&channelId=c1");
+    assert_eq!(ch["id"], "c1");
+    s.post(
+        "/ari/channels/externalMedia?app=A&format=ulaw&external_host=127.0.0.1:4000&channelId=c1",
+    )
+    .assert_error(409, "Channel with id 'c1' already exists");
+    assert_eq!(s.get("/ari/channels").ok().as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn originate_without_endpoint_is_400() {
+    let s = Server::start();
+    s.post("/ari/channels?app=A")
+        .assert_error(400, "Endpoint must be specified");
+    s.post("/ari/channels/c9?app=A")
+        .assert_error(400, "Endpoint must be specified");
+}
+
+#[test]
+fn move_to_an_app_nobody_runs_is_204_then_application_move_failed() {
+    let s = Server::start();
+    let mut ws = s.ws("A");
+    let ch = s.external_media("A", "");
+    let id = ch["id"].as_str().unwrap();
+    ws.next_event("StasisStart");
+    s.post(&format!("/ari/channels/{id}/move?app=Nobody&appArgs=x,y"))
+        .no_content();
+    let events = ws.sync(&s);
+    assert_eq!(common::types(&events), ["ApplicationMoveFailed"]);
+    let e = &events[0];
+    assert_eq!(e["application"], "A");
+    assert_eq!(e["destination"], "Nobody");
+    assert_eq!(e["args"], serde_json::json!(["x", "y"]));
+    assert_eq!(e["channel"]["id"], id);
+    // the channel stays where it was
+    let app = s.get("/ari/applications/A");
+    assert_eq!(app.ok()["channel_ids"], serde_json::json!([id]));
+}
+
+// ---- authentication -----------------------------------------------------------
+
+#[test]
+fn no_credentials_is_401_with_basic_challenge() {
+    let s = Server::start();
+    let r = s.request("GET", "/ari/asterisk/ping", None, Auth::None);
+    r.assert_error(401, "Authentication required");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"Asterisk REST Interface\"")
+    );
+    // also on unknown paths: nothing is revealed before authentication
+    let r = s.request("GET", "/ari/nothing", None, Auth::None);
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn wrong_password_is_401() {
+    let s = Server::start();
+    for auth in [
+        Auth::Basic(USER, "wrong"),
+        Auth::Basic("someone", PASS),
+        Auth::ApiKey("asterisk:wrong"),
+        Auth::ApiKey("asterisk"),
+    ] {
+        let r = s.request("GET", "/ari/asterisk/ping", None, auth);
+        r.assert_error(401, "Authentication required");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"Asterisk REST Interface\""),
+            "{auth:?}"
+        );
+    }
+}
+
+#[test]
+fn basic_and_api_key_are_both_accepted() {
+    let s = Server::start();
+    let key = format!("{USER}:{PASS}");
+    for auth in [Auth::Basic(USER, PASS), Auth::ApiKey(&key)] {
+        let r = s.request("GET", "/ari/asterisk/ping", None, auth);
+        let body = r.ok();
+        assert_eq!(body["ping"], "pong", "{auth:?}");
+        assert_eq!(body["asterisk_id"], common::ENTITY_ID);
+    }
+    // api_key is not mistaken for an operation parameter
+    let r = s.request("GET", "/ari/channels", None, Auth::ApiKey(&key));
+    assert_eq!(r.ok(), &serde_json::json!([]));
+}
+
+// ---- arguments ----------------------------------------------------------------
+
+#[test]
+fn malformed_json_body_is_400() {
+    let s = Server::start();
+    s.post_json("/ari/bridges", "{not json")
+        .assert_error_prefix(400, "Malformed JSON body");
+    s.post_json("/ari/bridges", "[1,2]")
+        .assert_error(400, "The request body must be a JSON object");
+    s.post_json("/ari/bridges", r#"{"nope":1}"#)
+        .assert_error(400, "Unknown field 'nope' in the request body for create");
+}
+
+#[test]
+fn wrong_query_parameter_types_are_400() {
+    let s = Server::start();
+    s.post("/ari/channels?endpoint=Local/x@A&app=A&timeout=abc")
+        .assert_error(
+            400,
+            "Invalid value 'abc' for parameter timeout: expected an integer",
+        );
+    let b = s.bridge("");
+    s.post(&format!("/ari/bridges/{b}/addChannel?channel=c&mute=maybe"))
+        .assert_error(
+            400,
+            "Invalid value 'maybe' for parameter mute: expected true or false",
+        );
+}
+
+#[test]
+fn unknown_query_parameter_is_400() {
+    let s = Server::start();
+    s.get("/ari/channels?bogus=1")
+        .assert_error(400, "Unknown parameter 'bogus' for list (see api-docs)");
+    s.post("/ari/bridges?bridgeid=x").assert_error(
+        400,
+        "Unknown parameter 'bridgeid' for create (see api-docs)",
+    );
+}
+
+#[test]
+fn events_without_app_is_400() {
+    let s = Server::start();
+    s.get("/ari/events")
+        .assert_error(400, "HTTP request is missing param: [app]");
+}
+
+#[test]
+fn events_without_upgrade_is_426() {
+    let s = Server::start();
+    s.get("/ari/events?app=A")
+        .assert_error(426, "Upgrade Required");
+    // and no application was registered by the refused request
+    s.get("/ari/applications/A")
+        .assert_error(404, "Application does not exist.");
+}
+
+// ---- resilience ---------------------------------------------------------------
+
+#[test]
+fn node_still_serves_after_a_burst_of_bad_requests() {
+    let s = Server::start();
+    let before = s.metric("crossbar_http_client_errors_total");
+    assert_eq!(before, 0);
+    let key_bad = "asterisk:wrong";
+    let mut sent = 0u64;
+    for round in 0..5 {
+        let replies = [
+            s.get("/ari/channels/nope"),
+            s.get("/ari/bridges/nope"),
+            s.get("/ari/playbacks/x"),
+            s.get("/ari/nothing"),
+            s.delete("/ari/channels"),
+            s.post("/ari/bridges/nope/addChannel?channel=x"),
+            s.post("/ari/bridges?type=bogus"),
+            s.post("/ari/channels/externalMedia?app=A"),
+            s.post("/ari/channels/externalMedia?app=A&format=ulaw&external_host=127.0.0.1"),
+            s.post("/ari/channels?app=A"),
+            s.post_json("/ari/bridges", "{not json"),
+            s.post_json("/ari/bridges", &"[".repeat(10_000)),
+            s.get("/ari/channels?bogus=1"),
+            s.get("/ari/events"),
+            s.get("/ari/events?app=A"),
+            s.request("GET", "/ari/asterisk/ping", None, Auth::None),
+            s.request("GET", "/ari/asterisk/ping", None, Auth::ApiKey(key_bad)),
+            s.get(&format!("/ari/channels/{}", "x".repeat(2000))),
+            s.get("/ari/channels/%ff%fe"),
+        ];
+        for r in &replies {
+            assert!(
+                (400..500).contains(&r.status),
+                "round {round}: expected a 4xx: {r:?}"
+            );
+        }
+        sent += replies.len() as u64;
+    }
+    let ping = s.get("/ari/asterisk/ping");
+    assert_eq!(ping.ok()["ping"], "pong");
+    assert_eq!(s.metric("crossbar_http_client_errors_total"), sent);
+    assert_eq!(s.metric("crossbar_http_server_errors_total"), 0);
+    assert_eq!(s.metric("crossbar_auth_failures_total"), 2 * 5);
+    // and real work still works
+    let mut ws = s.ws("A");
+    let ch = s.external_media("A", "");
+    assert_eq!(ws.next_event("StasisStart")["channel"]["id"], ch["id"]);
+}
+
+#[test]
+fn websocket_without_credentials_is_refused_with_401() {
+    let s = Server::start();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/ari/events?app=A", s.port);
+    match tungstenite::client(url.as_str(), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            assert_eq!(resp.status().as_u16(), 401);
+            assert_eq!(
+                resp.headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok()),
+                Some("Basic realm=\"Asterisk REST Interface\"")
+            );
+        }
+        Err(e) => panic!("expected an HTTP 401 refusal, got {e}"),
+        Ok(_) => panic!("the WebSocket was accepted without credentials"),
+    }
+    s.get("/ari/applications/A")
+        .assert_error(404, "Application does not exist.");
+}
+
+#[test]
+fn replies_are_compact_json_with_content_length() {
+    let s = Server::start();
+    let r = s.get("/ari/asterisk/ping");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.text.len().to_string().as_str())
+    );
+    assert!(
+        !r.text.contains(": ") && !r.text.contains('\n'),
+        "{}",
+        r.text
+    );
+    let body = r.ok();
+    assert!(common::is_ari_timestamp(
+        body["timestamp"].as_str().unwrap()
+    ));
+    let b = s.bridge("");
+    let r = s.delete(&format!("/ari/bridges/{b}"));
+    r.no_content();
+    assert_eq!(r.header("content-type"), None);
+    let r = s.get("/ari/channels/nope");
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.text.len().to_string().as_str())
+    );
+    assert_eq!(r.text, r#"{"message":"Channel not found"}"#);
+}

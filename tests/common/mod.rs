@@ -1,0 +1,558 @@
+//! Harness for the integration tests: starts the real `crossbar` binary on a
+//! free 127.0.0.1 port, talks to it over HTTP (`ureq`) and the events
+//! WebSocket (`tungstenite`), and kills it when dropped.
+//!
+//! Every wait is bounded: HTTP calls have a global timeout, WebSocket reads a
+//! read timeout on the socket and a deadline per helper.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// The development credentials the binary runs with by default.
+pub const USER: &str = "asterisk";
+pub const PASS: &str = "asterisk";
+/// The default entity id (`asterisk_id`).
+pub const ENTITY_ID: &str = "02:fc:00:00:00:01";
+/// Longest a test waits for any one thing.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A port that was free a moment ago (bind port 0, then release it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// An RTP port range unique to the server on `ari_port` (60 ports, below the
+/// ephemeral range so it never meets the ARI ports of parallel tests).
+pub fn rtp_range(ari_port: u16) -> (u16, u16) {
+    let min = 10_000 + (ari_port % 370) * 60;
+    (min, min + 59)
+}
+
+/// A unique scratch path in the temp directory.
+pub fn temp_path(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("crossbar-it-{}-{n}-{tag}", std::process::id()))
+}
+
+/// A command for the binary with no `CROSSBAR_*` variables inherited.
+pub fn crossbar_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossbar"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CROSSBAR_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A reply: status, headers, and the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub json: Option<Value>,
+    pub text: String,
+}
+
+impl Resp {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `message` of an error body.
+    pub fn message(&self) -> &str {
+        self.json
+            .as_ref()
+            .and_then(|j| j["message"].as_str())
+            .unwrap_or_else(|| panic!("no JSON message in reply: {self:?}"))
+    }
+
+    /// Asserts an ARI error: status, exact message, JSON content type.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, message: &str) {
+        assert_eq!(self.status, status, "status of {self:?}");
+        assert_eq!(self.message(), message, "message of {self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "content type of {self:?}"
+        );
+    }
+
+    /// Asserts an ARI error whose message starts with `prefix`.
+    #[track_caller]
+    pub fn assert_error_prefix(&self, status: u16, prefix: &str) {
+        assert_eq!(self.status, status, "status of {self:?}");
+        assert!(
+            self.message().starts_with(prefix),
+            "message of {self:?} should start with {prefix:?}"
+        );
+    }
+
+    /// The JSON body of a success reply.
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.status, 200, "expected 200: {self:?}");
+        self.json.as_ref().expect("JSON body")
+    }
+
+    #[track_caller]
+    pub fn no_content(&self) {
+        assert_eq!(self.status, 204, "expected 204: {self:?}");
+        assert!(self.text.is_empty(), "204 with a body: {self:?}");
+    }
+}
+
+/// How a request authenticates.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth<'a> {
+    None,
+    Basic(&'a str, &'a str),
+    ApiKey(&'a str),
+}
+
+/// A running `crossbar`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub rtp: (u16, u16),
+    log: PathBuf,
+    agent: ureq::Agent,
+    user_events: AtomicU64,
+}
+
+impl Server {
+    /// Starts the binary with the harness's settings.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts the binary with extra environment variables.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let rtp = rtp_range(port);
+        let log = temp_path("server.log");
+        let log_file = std::fs::File::create(&log).expect("create server log");
+        let mut cmd = crossbar_command();
+        cmd.env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{port}"))
+            .env("CROSSBAR_RTP_PORT_MIN", rtp.0.to_string())
+            .env("CROSSBAR_RTP_PORT_MAX", rtp.1.to_string())
+            .env("CROSSBAR_DATAPLANE_SHARDS", "1")
+            .env("CROSSBAR_DATAPLANE_PIN", "false")
+            .env("CROSSBAR_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn crossbar");
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(WAIT))
+            .build()
+            .new_agent();
+        let mut server = Server {
+            child,
+            port,
+            rtp,
+            log,
+            agent,
+            user_events: AtomicU64::new(0),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("crossbar exited early ({status}):\n{}", self.log_text());
+            }
+            let ready = self
+                .agent
+                .get(self.url("/ari/asterisk/ping"))
+                .header("Authorization", basic(USER, PASS))
+                .config()
+                .timeout_global(Some(Duration::from_millis(500)))
+                .build()
+                .call()
+                // any HTTP answer means it listens (401 with other credentials)
+                .is_ok_and(|r| r.status() == 200 || r.status() == 401);
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "crossbar did not answer ping on port {}:\n{}",
+                self.port,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// One request; 4xx/5xx are replies, not errors.
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>, auth: Auth) -> Resp {
+        let url = self.url(path);
+        let mut req = match method {
+            "GET" => self.agent.get(&url).force_send_body(),
+            "DELETE" => self.agent.delete(&url).force_send_body(),
+            "POST" => self.agent.post(&url),
+            "PUT" => self.agent.put(&url),
+            other => panic!("method {other} not supported by the harness"),
+        };
+        req = match auth {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.header("Authorization", basic(u, p)),
+            Auth::ApiKey(_) => req,
+        };
+        if let Auth::ApiKey(key) = auth {
+            req = req.query("api_key", key);
+        }
+        let result = match body {
+            Some(b) => req.header("Content-Type", "application/json").send(b),
+            None => req.send_empty(),
+        };
+        let mut resp = result.unwrap_or_else(|e| {
+            panic!("{method} {path}: transport error {e}\n{}", self.log_text())
+        });
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{method} {path}: body: {e}"));
+        let json = serde_json::from_str(&text).ok();
+        Resp {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, None, Auth::Basic(USER, PASS))
+    }
+    pub fn post(&self, path: &str) -> Resp {
+        self.request("POST", path, None, Auth::Basic(USER, PASS))
+    }
+    pub fn post_json(&self, path: &str, body: &str) -> Resp {
+        self.request("POST", path, Some(body), Auth::Basic(USER, PASS))
+    }
+    pub fn put_json(&self, path: &str, body: &str) -> Resp {
+        self.request("PUT", path, Some(body), Auth::Basic(USER, PASS))
+    }
+    pub fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, None, Auth::Basic(USER, PASS))
+    }
+
+    /// Opens the events WebSocket for `app` (comma list allowed) and waits
+    /// until every app is registered.
+    pub fn ws(&self, app: &str) -> Ws {
+        self.ws_query(app, "")
+    }
+
+    /// Same with `subscribeAll=true`.
+    pub fn ws_all(&self, app: &str) -> Ws {
+        self.ws_query(app, "&subscribeAll=true")
+    }
+
+    /// Opens the events WebSocket with `extra` appended to the query.
+    pub fn ws_query(&self, app: &str, extra: &str) -> Ws {
+        let ws = self.ws_raw(&format!(
+            "/ari/events?app={app}&api_key={USER}:{PASS}{extra}"
+        ));
+        let first = app.split(',').next().unwrap_or(app).to_string();
+        for name in app.split(',') {
+            self.wait_app(name);
+        }
+        Ws {
+            socket: ws,
+            app: first,
+            port: self.port,
+        }
+    }
+
+    /// A WebSocket to `path_and_query`, without waiting for anything.
+    pub fn ws_raw(&self, path_and_query: &str) -> WebSocket<MaybeTlsStream<TcpStream>> {
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        stream.set_write_timeout(Some(WAIT)).expect("write timeout");
+        let url = format!("ws://127.0.0.1:{}{path_and_query}", self.port);
+        let deadline = Instant::now() + WAIT;
+        let mut pending = match tungstenite::client(url.as_str(), MaybeTlsStream::Plain(stream)) {
+            Ok((ws, _)) => return ws,
+            Err(tungstenite::HandshakeError::Interrupted(mid)) => mid,
+            Err(tungstenite::HandshakeError::Failure(e)) => panic!("WebSocket {url}: {e}"),
+        };
+        loop {
+            assert!(Instant::now() < deadline, "WebSocket handshake timed out");
+            match pending.handshake() {
+                Ok((ws, _)) => return ws,
+                Err(tungstenite::HandshakeError::Interrupted(mid)) => pending = mid,
+                Err(tungstenite::HandshakeError::Failure(e)) => panic!("WebSocket {url}: {e}"),
+            }
+        }
+    }
+
+    /// Waits until `GET /applications/{app}` answers 200.
+    pub fn wait_app(&self, app: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.get(&format!("/ari/applications/{app}")).status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "application {app} never registered"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Creates an externalMedia channel in `app` and returns its JSON.
+    pub fn external_media(&self, app: &str, extra: &str) -> Value {
+        self.post(&format!(
+            "/ari/channels/externalMedia?app={app}&external_host=127.0.0.1:40000&format=ulaw{extra}"
+        ))
+        .ok()
+        .clone()
+    }
+
+    /// Creates a bridge and returns its id.
+    pub fn bridge(&self, query: &str) -> String {
+        let r = self.post(&format!("/ari/bridges{query}"));
+        r.ok()["id"].as_str().expect("bridge id").to_string()
+    }
+
+    /// Adds `channel` to `bridge` (204 expected).
+    pub fn add(&self, bridge: &str, channel: &str) {
+        self.post(&format!(
+            "/ari/bridges/{bridge}/addChannel?channel={channel}"
+        ))
+        .no_content();
+    }
+
+    /// A counter from `/metrics`.
+    pub fn metric(&self, name: &str) -> u64 {
+        let r = self.get("/metrics");
+        assert_eq!(r.status, 200, "{r:?}");
+        r.text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing in:\n{}", r.text))
+    }
+
+    /// Sends a `ChannelUserevent` marker to `app` so that a reader can take
+    /// exactly the events queued before it (see [`Ws::sync`]).
+    pub fn mark(&self, app: &str) -> String {
+        let n = self.user_events.fetch_add(1, Ordering::Relaxed);
+        let name = format!("sync-{n}");
+        self.post(&format!("/ari/events/user/{name}?application={app}"))
+            .no_content();
+        name
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- crossbar log (port {}) ----\n{}",
+                self.port,
+                self.log_text()
+            );
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// `Basic base64(user:pass)`.
+pub fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+/// An events WebSocket.
+pub struct Ws {
+    pub socket: WebSocket<MaybeTlsStream<TcpStream>>,
+    /// The first application it holds (the one [`Ws::sync`] marks).
+    pub app: String,
+    port: u16,
+}
+
+impl Ws {
+    /// The next JSON message, or `None` if nothing arrives within `within`.
+    /// Panics if the socket closes.
+    pub fn next_within(&mut self, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.socket.read() {
+                Ok(Message::Text(text)) => {
+                    return Some(
+                        serde_json::from_str(text.as_str())
+                            .unwrap_or_else(|e| panic!("event is not JSON ({e}): {text}")),
+                    )
+                }
+                Ok(Message::Close(frame)) => panic!("events WebSocket closed: {frame:?}"),
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("events WebSocket read: {e}"),
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// The next message (bounded by [`WAIT`]).
+    #[track_caller]
+    pub fn next(&mut self) -> Value {
+        self.next_within(WAIT)
+            .unwrap_or_else(|| panic!("no event within {WAIT:?} on app {}", self.app))
+    }
+
+    /// The next message of type `ty`, skipping others (bounded by [`WAIT`]).
+    #[track_caller]
+    pub fn next_event(&mut self, ty: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left) {
+                Some(e) if e["type"] == ty => return e,
+                Some(e) => skipped.push(e["type"].as_str().unwrap_or("?").to_string()),
+                None => panic!(
+                    "no {ty} within {WAIT:?} on app {}; skipped {skipped:?}",
+                    self.app
+                ),
+            }
+        }
+    }
+
+    /// Every message up to and including the first of type `ty`.
+    #[track_caller]
+    pub fn events_until(&mut self, ty: &str) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left) {
+                Some(e) => {
+                    let done = e["type"] == ty;
+                    out.push(e);
+                    if done {
+                        return out;
+                    }
+                }
+                None => panic!(
+                    "no {ty} within {WAIT:?} on app {}; got {:?}",
+                    self.app,
+                    types(&out)
+                ),
+            }
+        }
+    }
+
+    /// Exactly the events queued for this socket's first app until now:
+    /// sends a user-event marker and returns what came before it.
+    #[track_caller]
+    pub fn sync(&mut self, server: &Server) -> Vec<Value> {
+        assert_eq!(server.port, self.port, "socket of another server");
+        let name = server.mark(&self.app);
+        let mut events = self.events_until("ChannelUserevent");
+        let marker = events.pop().expect("marker");
+        assert_eq!(marker["eventname"], name.as_str(), "unexpected user event");
+        events
+    }
+
+    /// Asserts that nothing arrives within `within`.
+    #[track_caller]
+    pub fn assert_quiet(&mut self, within: Duration) {
+        if let Some(e) = self.next_within(within) {
+            panic!("unexpected event on app {}: {e}", self.app);
+        }
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::Text(text.into()))
+            .expect("WebSocket send");
+    }
+}
+
+/// The `type` of each event.
+pub fn types(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or("?"))
+        .collect()
+}
+
+/// Whether `s` looks like `2026-11-22T14:44:56.270+0000`.
+pub fn is_ari_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
+    b.len() == 28
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && &s[23..] == "+0000"
+}
+
+/// Reads a child's pipe to a string (for `Command::output` alternatives).
+pub fn read_all(mut r: impl Read) -> String {
+    let mut s = String::new();
+    let _ = r.read_to_string(&mut s);
+    s
+}

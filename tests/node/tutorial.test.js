@@ -1,0 +1,352 @@
+'use strict';
+// The classic ARI tutorial apps (channel-dump, bridge-dial, a single-slide
+// conference, moving between applications), adapted to crossbar's externalMedia
+// and Local channels, driven through the unmodified ari-client@2.2.0.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const util = require('node:util');
+const h = require('./harness');
+
+const TEST_TIMEOUT = 20000;
+let server;
+const clients = [];
+const sinks = [];
+
+before(async () => {
+  server = await h.startServer();
+}, { timeout: 15000 });
+
+after(async () => {
+  for (const c of clients) {
+    try { c.stop(); } catch (_) { /* already closed */ }
+  }
+  for (const s of sinks) s.close();
+  if (server) await server.stop();
+}, { timeout: 10000 });
+
+async function app(name, label = name) {
+  const a = await h.connectApp(name, label);
+  clients.push(a.client);
+  return a;
+}
+
+async function sink() {
+  const s = await h.mediaSink();
+  sinks.push(s);
+  return s;
+}
+
+/** ari-client rejects with the server's body as the message; expect that error. */
+async function expectAriError(promise, status, message) {
+  let err;
+  await promise.then(() => assert.fail(`expected a ${status} error`), (e) => { err = e; });
+  assert.deepEqual(h.errorBody(err), { message }, `error body for expected ${status}`);
+}
+
+test('asterisk.getInfo and ping through ari-client', { timeout: TEST_TIMEOUT }, async () => {
+  const { client } = await app('info-app');
+  const info = await h.withTimeout(client.asterisk.getInfo(), h.WAIT_MS, 'getInfo');
+  for (const k of ['build', 'system', 'config', 'status']) assert.ok(info[k], `info has ${k}`);
+  assert.equal(info.system.entity_id, '02:fc:00:00:00:01');
+  const only = await h.withTimeout(client.asterisk.getInfo({ only: ['build', 'status'] }), h.WAIT_MS, 'getInfo only');
+  assert.deepEqual(Object.keys(only).sort(), ['build', 'status']);
+  const pong = await h.withTimeout(client.asterisk.ping(), h.WAIT_MS, 'ping');
+  assert.equal(pong.ping, 'pong');
+  assert.equal(pong.asterisk_id, '02:fc:00:00:00:01');
+  assert.match(pong.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$/);
+});
+
+test('channel-dump: list channels, dump an externalMedia channel entering the app', { timeout: TEST_TIMEOUT }, async () => {
+  const { client, rec } = await app('channel-dump');
+  const out = [];
+  const log = (...a) => out.push(util.format(...a));
+
+  // The tutorial's clientLoaded: print the current channels.
+  const before = await h.withTimeout(client.channels.list(), h.WAIT_MS, 'channels.list');
+  assert.ok(Array.isArray(before));
+  if (!before.length) log('No channels currently :-(');
+  else before.forEach((c) => log(c.name));
+
+  const entered = new Promise((resolve) => {
+    client.on('StasisStart', (event, channel) => {
+      log('Channel %s has entered the application', channel.name);
+      Object.keys(event.channel).forEach((key) => log('%s: %s', key, JSON.stringify(channel[key])));
+      resolve({ event, channel });
+    });
+  });
+  const left = new Promise((resolve) => {
+    client.on('StasisEnd', (event, channel) => {
+      log('Channel %s has left the application', channel.name);
+      resolve({ event, channel });
+    });
+  });
+
+  const media = await sink();
+  const created = await h.withTimeout(client.channels.externalMedia({
+    app: 'channel-dump',
+    external_host: media.hostPort,
+    format: 'ulaw',
+    data: 'dump,me',
+    variables: { GREETING: 'hello' },
+  }), h.WAIT_MS, 'externalMedia');
+  assert.equal(created.constructor.name, 'Channel', 'reply promoted to a Channel instance');
+  assert.ok(before.every((c) => c.id !== created.id));
+
+  const { event, channel } = await h.withTimeout(entered, h.WAIT_MS, 'StasisStart in channel-dump');
+  assert.equal(event.application, 'channel-dump');
+  assert.deepEqual(event.args, ['dump', 'me']);
+  assert.equal(event.replace_channel, undefined, 'replace_channel omitted, never null');
+  assert.equal(channel.constructor.name, 'Channel', 'callback gets a Channel instance');
+  assert.equal(typeof channel.hangup, 'function', 'instance carries channel operations');
+  assert.equal(channel.id, created.id);
+  assert.match(channel.name, new RegExp(`^UnicastRTP/${media.hostPort.replace(/\./g, '\\.')}-[0-9a-f]{8}$`));
+  assert.equal(channel.state, 'Up');
+  assert.equal(channel.dialplan.app_name, 'Stasis');
+  const port = Number(channel.channelvars.UNICASTRTP_LOCAL_PORT);
+  assert.ok(port >= h.RTP_MIN && port <= h.RTP_MAX, `UNICASTRTP_LOCAL_PORT ${port} in the suite's range`);
+  assert.equal(channel.channelvars.UNICASTRTP_LOCAL_ADDRESS, '127.0.0.1');
+  assert.ok(out.includes(`Channel ${channel.name} has entered the application`));
+  assert.ok(out.includes(`name: ${JSON.stringify(channel.name)}`));
+  assert.ok(out.includes(`id: ${JSON.stringify(channel.id)}`));
+
+  const now = await h.withTimeout(client.channels.list(), h.WAIT_MS, 'channels.list');
+  const listed = now.find((c) => c.id === channel.id);
+  assert.ok(listed, 'GET /channels shows the new channel');
+  assert.equal(listed.name, channel.name);
+  assert.equal(listed.constructor.name, 'Channel');
+  const got = await h.withTimeout(channel.get(), h.WAIT_MS, 'channel.get');
+  assert.equal(got.name, channel.name);
+  const v = await h.withTimeout(channel.getChannelVar({ variable: 'GREETING' }), h.WAIT_MS, 'getChannelVar');
+  assert.equal(v.value, 'hello');
+
+  await h.withTimeout(channel.hangup(), h.WAIT_MS, 'hangup');
+  const end = await h.withTimeout(left, h.WAIT_MS, 'StasisEnd in channel-dump');
+  assert.equal(end.channel.id, channel.id);
+  assert.ok(out.includes(`Channel ${channel.name} has left the application`));
+  const destroyed = await rec.waitType('ChannelDestroyed', channel.id);
+  assert.equal(destroyed.event.cause, 16);
+  assert.equal(destroyed.event.cause_txt, 'Normal Clearing');
+  assert.deepEqual(rec.types(channel.id), ['StasisStart', 'ChannelHangupRequest', 'StasisEnd', 'ChannelDestroyed']);
+  const after = await h.withTimeout(client.channels.list(), h.WAIT_MS, 'channels.list');
+  assert.ok(after.every((c) => c.id !== channel.id), 'gone from GET /channels');
+});
+
+test('bridge-dial: externalMedia in, Local/callee@callee-app dialed, bridged, hung up', { timeout: TEST_TIMEOUT }, async () => {
+  const { client, rec } = await app('bridge-dial');
+  const callee = await app('callee-app');
+  const trace = [];
+  const ignored = [];
+  const done = {};
+  const reached = (name) => new Promise((resolve) => { done[name] = resolve; });
+  const bridged = reached('bridged');
+  const bridgeGone = reached('bridgeGone');
+  const dialedGone = reached('dialedGone');
+
+  // The callee side: a second application answers the ;2 half of the Local pair.
+  const calleeStarted = new Promise((resolve) => {
+    callee.client.on('StasisStart', (event, half2) => {
+      trace.push(`callee-app StasisStart ${half2.name} ${half2.state}`);
+      half2.answer().then(() => resolve({ event, half2 }), (e) => trace.push(`answer failed ${e.message}`));
+    });
+  });
+
+  // The tutorial's bridge-dial app, with promises.
+  function safeHangup(channel, who) {
+    return channel.hangup().catch((err) => {
+      // The other side may already be gone: ignore, but record what the server said.
+      ignored.push({ who, body: h.errorBody(err) });
+    });
+  }
+
+  function stasisStart(event, channel) {
+    const dialed = event.args[0] === 'dialed';
+    if (dialed) return; // handled by the dialed channel's own StasisStart listener
+    trace.push(`inbound ${channel.name}`);
+    const endpoint = event.args[1];
+    channel.ring().then(() => originate(channel, endpoint), (e) => trace.push(`ring failed ${e.message}`));
+  }
+
+  function originate(channel, endpoint) {
+    const dialed = client.Channel();
+    channel.on('StasisEnd', () => { trace.push('inbound StasisEnd'); safeHangup(dialed, 'dialed'); });
+    dialed.on('ChannelDestroyed', () => { trace.push('dialed ChannelDestroyed'); safeHangup(channel, 'inbound'); done.dialedGone(); });
+    dialed.on('StasisStart', (event, d) => joinMixingBridge(channel, d, event));
+    dialed.originate({ endpoint, app: 'bridge-dial', appArgs: 'dialed' })
+      .then((d) => trace.push(`originated ${d.name}`), (e) => trace.push(`originate failed ${e.message}`));
+  }
+
+  function joinMixingBridge(channel, dialed, event) {
+    trace.push(`dialed StasisStart ${dialed.name} args=${event.args.join(',')}`);
+    const bridge = client.Bridge();
+    dialed.on('StasisEnd', () => dialedExit(dialed, bridge));
+    dialed.answer()
+      .then(() => bridge.create({ type: 'mixing' }))
+      .then((b) => { trace.push(`bridge ${b.id}`); return b.addChannel({ channel: [channel.id, dialed.id] }); })
+      .then(() => done.bridged({ bridge, dialed }), (e) => trace.push(`bridge failed ${e.message}`));
+  }
+
+  function dialedExit(dialed, bridge) {
+    trace.push('dialed StasisEnd');
+    bridge.destroy().then(() => done.bridgeGone(), (e) => trace.push(`destroy failed ${e.message}`));
+  }
+
+  client.on('StasisStart', stasisStart);
+
+  const media = await sink();
+  const inbound = await h.withTimeout(client.channels.externalMedia({
+    app: 'bridge-dial', external_host: media.hostPort, format: 'ulaw', data: 'inbound,Local/callee@callee-app',
+  }), h.WAIT_MS, 'externalMedia');
+
+  const ctx = () => `trace: ${trace.join(' | ')}`;
+  const { event: calleeEvent, half2 } = await h.withTimeout(calleeStarted, h.WAIT_MS, `callee StasisStart; ${ctx()}`);
+  assert.match(half2.name, /^Local\/callee@callee-app-[0-9a-f]{8};2$/);
+  assert.equal(half2.state, 'Ring');
+  assert.equal(half2.dialplan.exten, 'callee');
+  assert.deepEqual(calleeEvent.args, []);
+
+  const { bridge, dialed } = await h.withTimeout(bridged, h.WAIT_MS, `bridged; ${ctx()}`);
+  assert.equal(dialed.name, half2.name.replace(/;2$/, ';1'));
+  const dialedStart = await rec.waitType('StasisStart', dialed.id);
+  assert.deepEqual(dialedStart.event.args, ['dialed']);
+  assert.match(bridge.id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'client-generated uuid honoured');
+
+  for (const id of [inbound.id, dialed.id]) {
+    const entered = await rec.waitType('ChannelEnteredBridge', id);
+    assert.equal(entered.event.bridge.id, bridge.id);
+    assert.equal(entered.instances.bridge.constructor.name, 'Bridge', '(event, {bridge, channel}) instances');
+    assert.equal(entered.instances.channel.id, id);
+  }
+  const b = await h.withTimeout(bridge.get(), h.WAIT_MS, 'bridge.get');
+  assert.deepEqual([...b.channels].sort(), [inbound.id, dialed.id].sort());
+  assert.equal(b.bridge_type, 'mixing');
+  const calleeNow = await h.withTimeout(client.channels.get({ channelId: half2.id }), h.WAIT_MS, 'get ;2');
+  assert.equal(calleeNow.state, 'Up');
+
+  // The caller hangs up: the app hangs up the dialed side, then tears down the bridge.
+  await h.withTimeout(client.channels.hangup({ channelId: inbound.id }), h.WAIT_MS, 'hangup inbound');
+  await h.withTimeout(Promise.all([bridgeGone, dialedGone]), h.WAIT_MS, `teardown; ${ctx()}`);
+  const inboundDestroyed = await rec.waitType('ChannelDestroyed', inbound.id);
+  assert.equal(inboundDestroyed.event.cause, 16);
+  assert.equal(inboundDestroyed.event.cause_txt, 'Normal Clearing');
+  const hangupReq = await rec.waitType('ChannelHangupRequest', inbound.id);
+  assert.equal(hangupReq.event.soft, true);
+  assert.deepEqual(rec.types(inbound.id).slice(-4),
+    ['ChannelHangupRequest', 'ChannelLeftBridge', 'StasisEnd', 'ChannelDestroyed']);
+  const dialedDestroyed = await rec.waitType('ChannelDestroyed', dialed.id);
+  assert.equal(dialedDestroyed.event.cause, 16);
+  assert.equal(dialedDestroyed.event.cause_txt, 'Normal Clearing');
+  await callee.rec.waitType('StasisEnd', half2.id);
+  const half2Destroyed = await callee.rec.waitType('ChannelDestroyed', half2.id);
+  assert.equal(half2Destroyed.event.cause, 16);
+
+  // The safe hangup of the already-gone inbound channel got a 404 that the app ignored.
+  await h.withTimeout((async () => { while (!ignored.some((i) => i.who === 'inbound')) await h.sleep(20); })(),
+    h.WAIT_MS, `safe hangup result; ${ctx()}`);
+  assert.deepEqual(ignored.find((i) => i.who === 'inbound').body, { message: 'Channel not found' });
+  await expectAriError(client.channels.get({ channelId: inbound.id }), 404, 'Channel not found');
+  await expectAriError(client.bridges.get({ bridgeId: bridge.id }), 404, 'Bridge not found');
+  const left = await h.withTimeout(client.channels.list(), h.WAIT_MS, 'list');
+  assert.ok(left.every((c) => ![inbound.id, dialed.id, half2.id].includes(c.id)), 'all three channels gone');
+});
+
+test('single-slide conference: dtmf_events mixing bridge with a client-chosen id', { timeout: TEST_TIMEOUT }, async () => {
+  const { client, rec } = await app('slide-conf');
+  const media = await sink();
+  const ids = [];
+  for (let i = 0; i < 3; i++) {
+    const ch = await h.withTimeout(client.channels.externalMedia({
+      app: 'slide-conf', external_host: media.hostPort, format: 'slin16', data: `member,${i}`,
+    }), h.WAIT_MS, 'externalMedia');
+    ids.push(ch.id);
+    await rec.waitType('StasisStart', ch.id);
+  }
+
+  const conf = client.Bridge();
+  const created = await h.withTimeout(conf.create({ type: 'mixing,dtmf_events', name: 'slide' }), h.WAIT_MS, 'bridge create');
+  assert.equal(created.id, conf.id, 'the client-chosen bridgeId is the bridge id');
+  assert.equal(created.name, 'slide');
+  assert.equal(created.bridge_type, 'mixing');
+  assert.equal(created.bridge_class, 'stasis');
+  assert.deepEqual(created.channels, []);
+  await expectAriError(client.bridges.create({ type: 'mixing', bridgeId: conf.id }), 409,
+    `Bridge with id '${conf.id}' already exists`);
+
+  for (const id of ids) {
+    await h.withTimeout(conf.addChannel({ channel: id }), h.WAIT_MS, 'addChannel');
+    const e = await rec.waitType('ChannelEnteredBridge', id);
+    assert.ok(e.event.bridge.channels.includes(id));
+  }
+  const full = await h.withTimeout(conf.get(), h.WAIT_MS, 'bridge.get');
+  assert.deepEqual([...full.channels].sort(), [...ids].sort());
+  const listed = await h.withTimeout(client.bridges.list(), h.WAIT_MS, 'bridges.list');
+  assert.ok(listed.some((b) => b.id === conf.id));
+
+  const [leaver, ...stay] = ids;
+  await h.withTimeout(conf.removeChannel({ channel: leaver }), h.WAIT_MS, 'removeChannel');
+  const leftEv = await rec.waitType('ChannelLeftBridge', leaver);
+  assert.equal(leftEv.event.bridge.id, conf.id);
+  assert.deepEqual([...leftEv.event.bridge.channels].sort(), [...stay].sort(), 'snapshot after the leave');
+  assert.equal(leftEv.instances.bridge.constructor.name, 'Bridge');
+  await expectAriError(conf.removeChannel({ channel: leaver }), 422, 'Channel not in this bridge');
+  const two = await h.withTimeout(conf.get(), h.WAIT_MS, 'bridge.get');
+  assert.deepEqual([...two.channels].sort(), [...stay].sort());
+
+  await h.withTimeout(conf.destroy(), h.WAIT_MS, 'bridge destroy');
+  for (const id of stay) {
+    const e = await rec.waitType('ChannelLeftBridge', id);
+    assert.equal(e.event.bridge.id, conf.id);
+  }
+  const destroyedEv = await rec.wait((e) => e.type === 'BridgeDestroyed' && e.bridge.id === conf.id, 'BridgeDestroyed');
+  assert.deepEqual(destroyedEv.event.bridge.channels, []);
+  await expectAriError(conf.get(), 404, 'Bridge not found');
+  for (const id of ids) {
+    const ch = await h.withTimeout(client.channels.get({ channelId: id }), h.WAIT_MS, 'channel.get');
+    assert.equal(ch.state, 'Up');
+  }
+  const appInfo = await h.withTimeout(client.applications.get({ applicationName: 'slide-conf' }), h.WAIT_MS, 'applications.get');
+  for (const id of ids) assert.ok(appInfo.channel_ids.includes(id), 'still in the application');
+  assert.ok(!rec.types().includes('StasisEnd'), 'nobody left the application');
+  for (const id of ids) await h.withTimeout(client.channels.hangup({ channelId: id }), h.WAIT_MS, 'hangup');
+});
+
+test('moving between applications: to a running app, and a failed move', { timeout: TEST_TIMEOUT }, async () => {
+  const a = await app('move-a');
+  const b = await app('move-b');
+  const media = await sink();
+  const ch = await h.withTimeout(a.client.channels.externalMedia({
+    app: 'move-a', external_host: media.hostPort, format: 'ulaw', data: 'first',
+  }), h.WAIT_MS, 'externalMedia');
+  const start = await a.rec.waitType('StasisStart', ch.id);
+  assert.deepEqual(start.event.args, ['first']);
+
+  await h.withTimeout(start.instances.move({ app: 'move-b', appArgs: 'moved,2' }), h.WAIT_MS, 'move');
+  const endA = await a.rec.waitType('StasisEnd', ch.id);
+  assert.equal(endA.event.application, 'move-a');
+  const startB = await b.rec.waitType('StasisStart', ch.id);
+  assert.equal(startB.event.application, 'move-b');
+  assert.deepEqual(startB.event.args, ['moved', '2']);
+  assert.equal(startB.event.replace_channel, undefined);
+  assert.equal(startB.instances.constructor.name, 'Channel');
+  const appB = await h.withTimeout(b.client.applications.get({ applicationName: 'move-b' }), h.WAIT_MS, 'applications.get');
+  assert.ok(appB.channel_ids.includes(ch.id));
+
+  await h.withTimeout(startB.instances.move({ app: 'nobody-runs-this', appArgs: 'x' }), h.WAIT_MS, 'failed move');
+  const failed = await b.rec.waitType('ApplicationMoveFailed', ch.id);
+  assert.equal(failed.event.application, 'move-b');
+  assert.equal(failed.event.destination, 'nobody-runs-this');
+  assert.deepEqual(failed.event.args, ['x']);
+  assert.equal(failed.instances.constructor.name, 'Channel');
+  // The channel stays in move-b and can still be driven from there.
+  await h.withTimeout(startB.instances.setChannelVar({ variable: 'STAYED', value: 'yes' }), h.WAIT_MS, 'setChannelVar');
+  const v = await h.withTimeout(startB.instances.getChannelVar({ variable: 'STAYED' }), h.WAIT_MS, 'getChannelVar');
+  assert.equal(v.value, 'yes');
+  await h.sleep(100);
+  assert.ok(!b.rec.types(ch.id).includes('StasisEnd'), 'no StasisEnd after the failed move');
+  assert.deepEqual(a.rec.types(ch.id), ['StasisStart', 'StasisEnd']);
+
+  await h.withTimeout(b.client.channels.hangup({ channelId: ch.id }), h.WAIT_MS, 'hangup');
+  const destroyed = await b.rec.waitType('ChannelDestroyed', ch.id);
+  assert.equal(destroyed.event.cause, 16);
+  assert.deepEqual(a.rec.types(ch.id), ['StasisStart', 'StasisEnd'], 'move-a hears nothing after the move');
+});

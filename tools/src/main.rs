@@ -1,0 +1,103 @@
+//! `crossbar-load`: the load generator that ships with crossbar. It drives a
+//! node (or any ARI server, Asterisk included, which is how the two are
+//! compared) and reports what each phase cost: request latency, events on the
+//! socket, and the server's CPU time.
+//!
+//! # Scenarios
+//!
+//! `control` — the ARI control plane:
+//!
+//! ```text
+//! crossbar-load control [--url http://127.0.0.1:8088] [--user asterisk] [--password asterisk]
+//!                       [--app crossbar-load] [--legs 400] [--pid PID] [--json]
+//!                       [--timeout-ms 5000] [--settle-ms 250] [--settle-max-ms 30000]
+//!                       [--hold-ms MS] [--rtp-host 127.0.0.1] [--allow-remote]
+//! ```
+//!
+//! It opens the events WebSocket for `--app`, then runs three phases, one
+//! request at a time:
+//! 1. `create`: N `POST /ari/channels/externalMedia` legs (µ-law, pointed at a
+//!    UDP socket the tool binds on `--rtp-host`, so nothing goes into the void);
+//! 2. `join`: one `POST /ari/bridges?type=mixing`, then N `addChannel`;
+//!    with `--hold-ms MS`, then a `hold` phase without requests: the server's
+//!    CPU while the full bridge just sits there for MS;
+//! 3. `hangup`: N `DELETE /ari/channels/{id}`;
+//!
+//! and finally destroys the bridge (`cleanup`). For each phase it reports
+//! requests/s, p50/p99/max latency (an hdrhistogram in nanoseconds), wall time
+//! of the requests, the events received on the socket from the phase's start
+//! until the socket has been quiet for `--settle-ms` (bounded by
+//! `--settle-max-ms`), events per leg, and with `--pid` the server's CPU time
+//! (utime + stime from `/proc/PID/stat`, all threads) over the same window.
+//! `--json` prints one JSON line instead of the table.
+//!
+//! Safety: the URL must name a loopback host (127.0.0.0/8, `localhost`, `::1`)
+//! unless `--allow-remote` is given; only `http://` is supported. Every loop is
+//! bounded, every request has a timeout, and on any error the legs and bridge
+//! created so far are torn down before the tool exits with status 1 (2 for a
+//! usage error).
+
+mod ari;
+mod control;
+mod events;
+mod procstat;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: crossbar-load <scenario> [options]
+
+scenarios:
+  control   externalMedia create, bridge join and hang-up over ARI, one request at a time
+
+control options:
+  --url URL          ARI server (default http://127.0.0.1:8088); loopback only unless --allow-remote
+  --user NAME        ARI user (default asterisk)
+  --password PASS    ARI password (default asterisk)
+  --app NAME         Stasis application to run the legs in (default crossbar-load)
+  --legs N           number of externalMedia legs (default 400, at most 100000)
+  --pid PID          server process: report its CPU time (utime+stime) per phase
+  --json             print one JSON line instead of the table
+  --timeout-ms MS    per-request timeout (default 5000)
+  --settle-ms MS     a phase ends when the event socket has been quiet this long (default 250)
+  --settle-max-ms MS but waits at most this long for events after its last request (default 30000)
+  --hold-ms MS       after the join phase, a 'hold' phase: no requests, the full bridge sits for MS
+  --rtp-host IP      address of the UDP socket the legs point at (default 127.0.0.1)
+  --allow-remote     allow a server outside 127.0.0.0/8 / localhost
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("control") => {
+            let options = match control::Options::parse(&args[1..]) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            match control::run(&options) {
+                Ok(report) => {
+                    if options.json {
+                        println!("{}", report.to_json());
+                    } else {
+                        print!("{}", report.to_table());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("crossbar-load: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Some("--help" | "-h" | "help") => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => usage_error(&format!("unknown scenario '{other}'")),
+        None => usage_error("no scenario given"),
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("crossbar-load: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}
