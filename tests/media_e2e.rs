@@ -182,6 +182,7 @@ fn analysis_measures_known_signals() {
 
 #[cfg(feature = "opus")]
 fn opus_round_trip_is_clean() {
+    use crossbar::codec::{Decoder, Encoder};
     let tone48: Vec<i16> = (0..48000 * 2)
         .map(|n| {
             (AMPLITUDE * (2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 48000.0).sin()) as i16
