@@ -99,7 +99,7 @@ fn param(p: &Param) -> Value {
 
 fn model_doc(model: &Model) -> Value {
     let mut props = Map::new();
-    for (name, ty, required, description) in model.props {
+    for (name, ty, required, description) in model.all_props() {
         props.insert(
             name.to_string(),
             json!({ "required": required, "type": ty, "description": description }),

@@ -10,7 +10,9 @@
 /// One property of a model: name, Swagger type, required, description.
 pub type Prop = (&'static str, &'static str, bool, &'static str);
 
-/// A model declaration.
+/// A model declaration. Event models (`Event` and the types in
+/// [`EVENT_TYPES`]) list only their own properties; [`Model::all_props`] adds
+/// [`EVENT_BASE`].
 pub struct Model {
     pub id: &'static str,
     pub description: &'static str,
@@ -18,7 +20,18 @@ pub struct Model {
     pub sub_types: &'static [&'static str],
 }
 
-const EVENT_BASE: &[Prop] = &[
+impl Model {
+    /// Every property of the model, the event envelope first for events.
+    pub fn all_props(&self) -> impl Iterator<Item = &'static Prop> {
+        let is_event = self.id == "Event" || EVENT_TYPES.contains(&self.id);
+        let base: &'static [Prop] = if is_event { EVENT_BASE } else { &[] };
+        base.iter().chain(self.props.iter())
+    }
+}
+
+/// The properties every event has; the docs put them first in `Event` and in
+/// each event type's model.
+pub const EVENT_BASE: &[Prop] = &[
     (
         "type",
         "string",
@@ -432,7 +445,7 @@ const EVENTS: &[Model] = &[
         id: "Event",
         description: "Base type for asynchronous events from the node.",
         sub_types: EVENT_TYPES,
-        props: EVENT_BASE,
+        props: &[],
     },
     Model {
         id: "ApplicationMoveFailed",
@@ -440,10 +453,6 @@ const EVENTS: &[Model] = &[
             "Notification that trying to move a channel to another Stasis application failed.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             (
                 "channel",
                 "Channel",
@@ -468,53 +477,31 @@ const EVENTS: &[Model] = &[
         id: "ApplicationReplaced",
         description: "Notification that another WebSocket has taken over for an application.",
         sub_types: &[],
-        props: EVENT_BASE,
+        props: &[],
     },
     Model {
         id: "BridgeCreated",
         description: "Notification that a bridge has been created.",
         sub_types: &[],
-        props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
-            ("bridge", "Bridge", true, "The bridge."),
-        ],
+        props: &[("bridge", "Bridge", true, "The bridge.")],
     },
     Model {
         id: "BridgeDestroyed",
         description: "Notification that a bridge has been destroyed.",
         sub_types: &[],
-        props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
-            ("bridge", "Bridge", true, "The bridge."),
-        ],
+        props: &[("bridge", "Bridge", true, "The bridge.")],
     },
     Model {
         id: "ChannelCreated",
         description: "Notification that a channel has been created.",
         sub_types: &[],
-        props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
-            ("channel", "Channel", true, "The channel."),
-        ],
+        props: &[("channel", "Channel", true, "The channel.")],
     },
     Model {
         id: "ChannelDestroyed",
         description: "Notification that a channel has been destroyed.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             (
                 "cause",
                 "int",
@@ -535,10 +522,6 @@ const EVENTS: &[Model] = &[
         description: "Notification that a channel has entered a bridge.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             (
                 "bridge",
                 "Bridge",
@@ -553,10 +536,6 @@ const EVENTS: &[Model] = &[
         description: "A hangup was requested on the channel.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             (
                 "cause",
                 "int",
@@ -581,28 +560,18 @@ const EVENTS: &[Model] = &[
         id: "ChannelHold",
         description: "A channel initiated a media hold.",
         sub_types: &[],
-        props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
-            (
-                "channel",
-                "Channel",
-                true,
-                "The channel that initiated the hold event.",
-            ),
-        ],
+        props: &[(
+            "channel",
+            "Channel",
+            true,
+            "The channel that initiated the hold event.",
+        )],
     },
     Model {
         id: "ChannelLeftBridge",
         description: "Notification that a channel has left a bridge.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             (
                 "bridge",
                 "Bridge",
@@ -616,40 +585,24 @@ const EVENTS: &[Model] = &[
         id: "ChannelStateChange",
         description: "Notification of a channel's state change.",
         sub_types: &[],
-        props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
-            ("channel", "Channel", true, "The channel."),
-        ],
+        props: &[("channel", "Channel", true, "The channel.")],
     },
     Model {
         id: "ChannelUnhold",
         description: "A channel initiated a media unhold.",
         sub_types: &[],
-        props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
-            (
-                "channel",
-                "Channel",
-                true,
-                "The channel that initiated the unhold event.",
-            ),
-        ],
+        props: &[(
+            "channel",
+            "Channel",
+            true,
+            "The channel that initiated the unhold event.",
+        )],
     },
     Model {
         id: "ChannelUserevent",
         description: "User-generated event with additional user-defined fields in the object.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             ("eventname", "string", true, "The name of the user event."),
             (
                 "channel",
@@ -671,10 +624,6 @@ const EVENTS: &[Model] = &[
         description: "Channel variable changed.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             ("variable", "string", true, "The variable that changed."),
             ("value", "string", true, "The new value of the variable."),
             (
@@ -690,10 +639,6 @@ const EVENTS: &[Model] = &[
         description: "Dialing state has changed.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             (
                 "dialstatus",
                 "string",
@@ -719,23 +664,13 @@ const EVENTS: &[Model] = &[
         id: "StasisEnd",
         description: "Notification that a channel has left a Stasis application.",
         sub_types: &[],
-        props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
-            ("channel", "Channel", true, "The channel."),
-        ],
+        props: &[("channel", "Channel", true, "The channel.")],
     },
     Model {
         id: "StasisStart",
         description: "Notification that a channel has entered a Stasis application.",
         sub_types: &[],
         props: &[
-            ("type", "string", true, ""),
-            ("asterisk_id", "string", false, ""),
-            ("application", "string", true, ""),
-            ("timestamp", "Date", true, ""),
             (
                 "args",
                 "List[string]",

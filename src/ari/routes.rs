@@ -58,120 +58,81 @@ const fn op(
     }
 }
 
+const ENDPOINT: Param = Param::query(
+    "endpoint",
+    "Endpoint to call: Local/EXTEN@APP (the ;2 half enters the Stasis application APP).",
+)
+.required()
+.missing("Endpoint must be specified");
+const NO_DIALPLAN: &str = "Accepted for compatibility; crossbar has no dialplan.";
+const EXTENSION: Param = Param::query("extension", NO_DIALPLAN);
+const CONTEXT: Param = Param::query("context", NO_DIALPLAN);
+const PRIORITY: Param = Param::query("priority", NO_DIALPLAN).typed(DataType::Long);
+const LABEL: Param = Param::query("label", NO_DIALPLAN);
+const ORIGINATE_APP: Param = Param::query(
+    "app",
+    "The Stasis application the ;1 half enters once answered.",
+);
+const APP_ARGS: Param = Param::query(
+    "appArgs",
+    "Comma-separated application arguments (StasisStart args).",
+);
+const CALLER_ID: Param = Param::query("callerId", "CallerID to use when dialing the endpoint.");
+const TIMEOUT: Param = Param::query(
+    "timeout",
+    "Seconds to wait for an answer before hanging up (<= 0: wait forever).",
+)
+.typed(DataType::Int)
+.default("30");
+const NEW_CHANNEL_ID: Param = Param::query(
+    "channelId",
+    "The unique id to assign the channel (;1) on creation.",
+);
+const OTHER_CHANNEL_ID: Param = Param::query(
+    "otherChannelId",
+    "The unique id to assign the second (;2) channel.",
+);
+const ORIGINATOR: Param = Param::query(
+    "originator",
+    "The unique id of the channel which is originating this one.",
+);
+const FORMATS: Param = Param::query(
+    "formats",
+    "Comma-separated formats for the channel (ulaw, alaw, slin, slin16, slin48, g722, opus).",
+);
+
 const ORIGINATE_PARAMS: &[Param] = &[
-    Param::query(
-        "endpoint",
-        "Endpoint to call: Local/EXTEN@APP (the ;2 half enters the Stasis application APP).",
-    )
-    .required()
-    .missing("Endpoint must be specified"),
-    Param::query(
-        "extension",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-    Param::query(
-        "context",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-    Param::query(
-        "priority",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    )
-    .typed(DataType::Long),
-    Param::query(
-        "label",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-    Param::query(
-        "app",
-        "The Stasis application the ;1 half enters once answered.",
-    ),
-    Param::query(
-        "appArgs",
-        "Comma-separated application arguments (StasisStart args).",
-    ),
-    Param::query(
-        "callerId",
-        "CallerID to use when dialing the endpoint or extension.",
-    ),
-    Param::query(
-        "timeout",
-        "Seconds to wait for an answer before hanging up (<= 0: wait forever).",
-    )
-    .typed(DataType::Int)
-    .default("30"),
+    ENDPOINT,
+    EXTENSION,
+    CONTEXT,
+    PRIORITY,
+    LABEL,
+    ORIGINATE_APP,
+    APP_ARGS,
+    CALLER_ID,
+    TIMEOUT,
     VARIABLES,
-    Param::query(
-        "channelId",
-        "The unique id to assign the channel (;1) on creation.",
-    ),
-    Param::query(
-        "otherChannelId",
-        "The unique id to assign the second (;2) channel.",
-    ),
-    Param::query(
-        "originator",
-        "The unique id of the channel which is originating this one.",
-    ),
-    Param::query(
-        "formats",
-        "Comma-separated formats for the channel (ulaw, alaw, slin, slin16, slin48, g722, opus).",
-    ),
+    NEW_CHANNEL_ID,
+    OTHER_CHANNEL_ID,
+    ORIGINATOR,
+    FORMATS,
 ];
 
 const ORIGINATE_WITH_ID_PARAMS: &[Param] = &[
     CHANNEL_ID,
-    Param::query(
-        "endpoint",
-        "Endpoint to call: Local/EXTEN@APP (the ;2 half enters the Stasis application APP).",
-    )
-    .required()
-    .missing("Endpoint must be specified"),
-    Param::query(
-        "extension",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-    Param::query(
-        "context",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-    Param::query(
-        "priority",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    )
-    .typed(DataType::Long),
-    Param::query(
-        "label",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-    Param::query(
-        "app",
-        "The Stasis application the ;1 half enters once answered.",
-    ),
-    Param::query(
-        "appArgs",
-        "Comma-separated application arguments (StasisStart args).",
-    ),
-    Param::query(
-        "callerId",
-        "CallerID to use when dialing the endpoint or extension.",
-    ),
-    Param::query(
-        "timeout",
-        "Seconds to wait for an answer before hanging up (<= 0: wait forever).",
-    )
-    .typed(DataType::Int)
-    .default("30"),
+    ENDPOINT,
+    EXTENSION,
+    CONTEXT,
+    PRIORITY,
+    LABEL,
+    ORIGINATE_APP,
+    APP_ARGS,
+    CALLER_ID,
+    TIMEOUT,
     VARIABLES,
-    Param::query(
-        "otherChannelId",
-        "The unique id to assign the second (;2) channel.",
-    ),
-    Param::query(
-        "originator",
-        "The unique id of the channel which is originating this one.",
-    ),
-    Param::query("formats", "Comma-separated formats for the channel."),
+    OTHER_CHANNEL_ID,
+    ORIGINATOR,
+    FORMATS,
 ];
 
 const ORIGINATE_ERRORS: &[(u16, &str)] = &[
@@ -180,23 +141,15 @@ const ORIGINATE_ERRORS: &[(u16, &str)] = &[
 ];
 
 const CREATE_PARAMS: &[Param] = &[
-    Param::query("endpoint", "Endpoint to call: Local/EXTEN@APP.")
-        .required()
-        .missing("Endpoint must be specified"),
+    ENDPOINT,
     Param::query("app", "The Stasis application the ;1 half is placed into.")
         .required()
         .missing("app cannot be empty"),
-    Param::query("appArgs", "Comma-separated application arguments."),
-    Param::query(
-        "channelId",
-        "The unique id to assign the channel (;1) on creation.",
-    ),
-    Param::query(
-        "otherChannelId",
-        "The unique id to assign the second (;2) channel.",
-    ),
-    Param::query("originator", "Unique ID of the calling channel."),
-    Param::query("formats", "Comma-separated formats for the channel."),
+    APP_ARGS,
+    NEW_CHANNEL_ID,
+    OTHER_CHANNEL_ID,
+    ORIGINATOR,
+    FORMATS,
     VARIABLES,
 ];
 
