@@ -578,7 +578,10 @@ fn garbage_datagrams_are_counted_and_do_not_disturb_a_relay() {
     // RTCP: nothing valid arrived; a native_rtp leg sends no reports of its own.
     assert_eq!(stats["rxrtcpreports"], 0, "{stats}");
     assert_eq!(stats["txrtcp"], 0, "{stats}");
-    assert!(stats.get("txjitter").is_none(), "no remote report yet: {stats}");
+    assert!(
+        stats.get("txjitter").is_none(),
+        "no remote report yet: {stats}"
+    );
 }
 
 // ---------------------------------------------------------------------------
