@@ -43,6 +43,12 @@ shards = 0
 pin = true
 # Softmix tick in milliseconds.
 mix_tick_ms = 20
+# Mean interval between the RTCP reports (SR/RR + SDES CNAME) crossbar sends
+# on each RTP leg whose media it terminates (transcode, softmix, holding, no
+# bridge), in milliseconds; each interval is randomised by +-50%. RFC 3550
+# suggests 5000. 0 sends no reports (received RTCP is still parsed, and
+# relayed between native_rtp legs). Otherwise 100 to 60000.
+rtcp_interval_ms = 5000
 
 [log]
 # error, warn, info, debug or trace.
@@ -98,6 +104,8 @@ pub struct DataplaneConfig {
     pub shards: usize,
     pub pin: bool,
     pub mix_tick_ms: u32,
+    /// Mean RTCP report interval (ms); 0 disables sending reports.
+    pub rtcp_interval_ms: u32,
 }
 
 /// `[log]`.
@@ -226,6 +234,13 @@ impl Config {
         if !matches!(self.dataplane.mix_tick_ms, 10 | 20 | 40) {
             return bad("dataplane.mix_tick_ms", "must be 10, 20 or 40");
         }
+        let rtcp = self.dataplane.rtcp_interval_ms;
+        if rtcp != 0 && !(100..=60_000).contains(&rtcp) {
+            return bad(
+                "dataplane.rtcp_interval_ms",
+                "must be 0 (off) or 100 to 60000",
+            );
+        }
         if !matches!(
             self.log.level.as_str(),
             "error" | "warn" | "info" | "debug" | "trace"
@@ -318,6 +333,10 @@ mod tests {
             ("[log]\nlevel = \"loud\"\n", "log.level"),
             ("[ari]\nbind = \"nowhere\"\n", "config"),
             ("[dataplane]\nmix_tick_ms = 7\n", "dataplane.mix_tick_ms"),
+            (
+                "[dataplane]\nrtcp_interval_ms = 50\n",
+                "dataplane.rtcp_interval_ms",
+            ),
         ];
         for (text, want) in cases {
             let err = Config::from_layers(Some(text), []).unwrap_err().0;

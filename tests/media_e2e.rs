@@ -575,6 +575,13 @@ fn garbage_datagrams_are_counted_and_do_not_disturb_a_relay() {
     );
     assert_eq!(stats["rxcount"], u64::from(FRAMES + GARBAGE), "{stats}");
     assert_eq!(stats["rxwrongsource"], 0, "{stats}");
+    // RTCP: nothing valid arrived; a native_rtp leg sends no reports of its own.
+    assert_eq!(stats["rxrtcpreports"], 0, "{stats}");
+    assert_eq!(stats["txrtcp"], 0, "{stats}");
+    assert!(
+        stats.get("txjitter").is_none(),
+        "no remote report yet: {stats}"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -600,8 +600,23 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
         "txerrors": stats.tx_errors,
         "rxploss": stats.rx_lost,
         "rxjitter": stats.rx_jitter,
+        "rxrtcpreports": stats.rx_rtcp_reports,
+        "rxrtcpbad": stats.rx_rtcp_bad,
+        "txrtcp": stats.tx_rtcp,
         "channel_uniqueid": channel_id,
     });
+    // The remote's view of our stream, from its last RTCP report block
+    // (jitter in RTP timestamp units like rxjitter; rtt in seconds as in
+    // Asterisk).
+    if stats.remote_reports > 0 {
+        v["txjitter"] = json!(stats.remote_jitter);
+        v["remote_maxjitter"] = json!(stats.remote_max_jitter);
+        v["txploss"] = json!(stats.remote_cumulative_lost);
+        v["remote_fraction_lost"] = json!(stats.remote_fraction_lost);
+    }
+    if let Some(rtt) = stats.rtt_ms {
+        v["rtt"] = json!(rtt / 1000.0);
+    }
     if let Some(ssrc) = stats.rx_ssrc {
         v["remote_ssrc"] = json!(ssrc);
     }

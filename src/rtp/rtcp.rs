@@ -1,5 +1,8 @@
-//! RTCP (RFC 3550 §6): walking a compound packet ([`RtcpIter`], [`summarize`])
-//! and building receiver and sender reports ([`write_rr`], [`write_sr`]).
+//! RTCP (RFC 3550 §6): walking a compound packet ([`RtcpIter`], [`summarize`]),
+//! building receiver and sender reports ([`write_rr`], [`write_sr`]), SDES
+//! CNAME ([`write_sdes_cname`]) and BYE ([`write_bye`]), rewriting the SSRCs
+//! of a compound in place for a relay ([`map_ssrcs`]), and the NTP clock
+//! arithmetic of LSR/DLSR/RTT ([`ntp_now`], [`ntp_middle`], [`rtt`]).
 //!
 //! Invariants: parsing never panics and never reads past the datagram; each
 //! sub-packet is checked for version 2 and a length that fits. Only the
@@ -318,6 +321,128 @@ pub fn write_sr(
     write_report(buf, PT_SR, ssrc, Some(info), blocks)
 }
 
+/// Writes an SDES packet with one chunk: `ssrc` and its CNAME (at most 255
+/// bytes, longer is cut), padded to a 32-bit boundary; returns its length.
+pub fn write_sdes_cname(buf: &mut [u8], ssrc: Ssrc, cname: &[u8]) -> Result<usize, RtcpError> {
+    let name = &cname[..cname.len().min(255)];
+    // Header, SSRC, CNAME item (type, length, text), at least one null.
+    let len = (8 + 2 + name.len() + 1).div_ceil(4) * 4;
+    let out = buf.get_mut(..len).ok_or(RtcpError::BufferTooSmall)?;
+    out[0] = 0x81;
+    out[1] = PT_SDES;
+    out[2..4].copy_from_slice(&((len / 4 - 1) as u16).to_be_bytes());
+    put_u32(out, 4, ssrc.0);
+    out[8] = 1; // CNAME
+    out[9] = name.len() as u8;
+    out[10..10 + name.len()].copy_from_slice(name);
+    out[10 + name.len()..].fill(0);
+    Ok(len)
+}
+
+/// Writes a BYE from `ssrc`; returns its length.
+pub fn write_bye(buf: &mut [u8], ssrc: Ssrc) -> Result<usize, RtcpError> {
+    let out = buf.get_mut(..8).ok_or(RtcpError::BufferTooSmall)?;
+    out[..4].copy_from_slice(&[0x81, PT_BYE, 0, 1]);
+    put_u32(out, 4, ssrc.0);
+    Ok(8)
+}
+
+/// Replaces, in place, every SSRC of a valid compound datagram with
+/// `map(ssrc)`: the sender SSRC of SR and RR, the SSRC of each report block,
+/// of each SDES chunk and of each BYE source. Other packet types and the
+/// rest of the bytes are left alone. Stops at the first malformed packet
+/// (what came before it is rewritten); never reads or writes out of bounds.
+pub fn map_ssrcs(datagram: &mut [u8], map: impl Fn(u32) -> u32) {
+    let swap = |b: &mut [u8], at: usize| {
+        if let Some(w) = b.get_mut(at..at + 4) {
+            let v = map(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+            w.copy_from_slice(&v.to_be_bytes());
+        }
+    };
+    let mut at = 0;
+    while let Some(head) = datagram.get(at..at + 4) {
+        if head[0] >> 6 != 2 {
+            return;
+        }
+        let count = usize::from(head[0] & 0x1f);
+        let pt = head[1];
+        let len = 4 * (usize::from(u16::from_be_bytes([head[2], head[3]])) + 1);
+        let Some(packet) = datagram.get_mut(at..at + len) else {
+            return;
+        };
+        match pt {
+            PT_SR | PT_RR => {
+                let fixed = if pt == PT_SR { 28 } else { 8 };
+                swap(packet, 4);
+                for i in 0..count {
+                    if fixed + 24 * (i + 1) <= len {
+                        swap(packet, fixed + 24 * i);
+                    }
+                }
+            }
+            PT_BYE => {
+                for i in 0..count {
+                    if 4 + 4 * (i + 1) <= len {
+                        swap(packet, 4 + 4 * i);
+                    }
+                }
+            }
+            PT_SDES => {
+                let mut c = 4;
+                for _ in 0..count {
+                    if c + 4 > len {
+                        break;
+                    }
+                    swap(packet, c);
+                    // Items until a null type, then pad to a word.
+                    let mut i = c + 4;
+                    while i < len && packet[i] != 0 {
+                        i += 2 + usize::from(packet.get(i + 1).copied().unwrap_or(0));
+                    }
+                    c = (i + 1).div_ceil(4) * 4;
+                }
+            }
+            _ => {}
+        }
+        at += len;
+    }
+}
+
+/// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// The wall clock as a 64-bit NTP timestamp (32.32 fixed point seconds).
+pub fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (d.as_secs() + NTP_UNIX_OFFSET) << 32 | frac
+}
+
+/// The middle 32 bits of an NTP timestamp (the LSR field, 16.16 seconds).
+pub fn ntp_middle(ntp: u64) -> u32 {
+    (ntp >> 16) as u32
+}
+
+/// A duration in 1/65536 s units (the DLSR field), saturating.
+pub fn dlsr_units(d: std::time::Duration) -> u32 {
+    (d.as_nanos() * 65_536 / 1_000_000_000).min(u128::from(u32::MAX)) as u32
+}
+
+/// Round-trip time (RFC 3550 §6.4.1: A − LSR − DLSR) in 1/65536 s from a
+/// report block received at NTP time `arrival`; `None` when the block
+/// carries no LSR or the result is negative (clock trouble).
+pub fn rtt(arrival: u64, last_sr: u32, delay_since_last_sr: u32) -> Option<u32> {
+    if last_sr == 0 {
+        return None;
+    }
+    let rtt = ntp_middle(arrival)
+        .wrapping_sub(last_sr)
+        .wrapping_sub(delay_since_last_sr);
+    (rtt < 0x8000_0000).then_some(rtt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +510,61 @@ mod tests {
                 report_blocks: 3
             }
         );
+    }
+
+    #[test]
+    fn sdes_bye_and_ssrc_mapping() {
+        let mut buf = [0u8; 256];
+        let n = write_rr(&mut buf, Ssrc(1), &[block(7)]).unwrap();
+        let m = write_sdes_cname(&mut buf[n..], Ssrc(1), b"crossbar@x").unwrap();
+        assert_eq!(m % 4, 0);
+        let k = write_bye(&mut buf[n + m..], Ssrc(1)).unwrap();
+        let total = n + m + k;
+        let s = summarize(&buf[..total]).unwrap();
+        assert_eq!((s.rr, s.sdes, s.bye, s.report_blocks), (1, 1, 1, 1));
+        map_ssrcs(&mut buf[..total], |x| x + 100);
+        let mut it = RtcpIter::new(&buf[..total]);
+        match it.next() {
+            Some(Ok(RtcpPacket::ReceiverReport { ssrc, mut blocks })) => {
+                assert_eq!(ssrc, Ssrc(101));
+                assert_eq!(blocks.next().unwrap().ssrc, Ssrc(107));
+            }
+            other => panic!("{other:?}"),
+        }
+        match it.next() {
+            Some(Ok(RtcpPacket::SourceDescription { body, .. })) => {
+                assert_eq!(&body[..4], &101u32.to_be_bytes());
+                assert_eq!(&body[6..16], b"crossbar@x");
+            }
+            other => panic!("{other:?}"),
+        }
+        match it.next() {
+            Some(Ok(RtcpPacket::Bye { sources, .. })) => {
+                assert_eq!(sources, &101u32.to_be_bytes())
+            }
+            other => panic!("{other:?}"),
+        }
+        // Garbage is left alone and never panics.
+        let mut rng = XorShift::new(5);
+        let mut g = [0u8; 64];
+        for _ in 0..50_000 {
+            rng.fill(&mut g);
+            g[0] = 0x80 | (g[0] & 0x3f);
+            map_ssrcs(&mut g, |x| x ^ 1);
+        }
+    }
+
+    #[test]
+    fn rtt_from_lsr_dlsr() {
+        let sr_sent = 0x0000_1234_5678_0000u64;
+        let lsr = ntp_middle(sr_sent);
+        // Answered 0.5 s after the SR, 0.25 s round trip on top.
+        let dlsr = dlsr_units(std::time::Duration::from_millis(500));
+        let arrival = sr_sent + (3u64 << 30); // + 0.75 s
+        let rtt = rtt(arrival, lsr, dlsr).unwrap();
+        assert!((rtt as i64 - 16_384).abs() <= 1, "{rtt}");
+        assert_eq!(super::rtt(arrival, 0, dlsr), None);
+        assert!(ntp_now() >> 32 > NTP_UNIX_OFFSET);
     }
 
     #[test]

@@ -85,6 +85,15 @@ impl OutStream {
         self.last.map(|s| (s.seq, s.ts))
     }
 
+    /// The RTP timestamp that corresponds to `now` on the stream's clock (the
+    /// last timestamp sent plus the time since): the RTP time of a sender
+    /// report. `None` before anything was sent.
+    pub fn timestamp_at(&self, now: Instant) -> Option<RtpTimestamp> {
+        self.last.map(|l| {
+            l.ts.wrapping_add(self.ticks(now.saturating_duration_since(l.at)))
+        })
+    }
+
     /// Forgets the current input source: the next packet re-anchors seq/ts.
     /// Call when the bridge technology changes.
     pub fn switch_source(&mut self) {

@@ -41,15 +41,18 @@
 //! # Statistics and RTCP
 //! [`RtpStats`] carries the loss (`rx_lost`), interarrival jitter
 //! (`rx_jitter`, RTP timestamp units) and SSRCs of each RTP leg, from its
-//! `ReceiveState`. Received RTCP is counted. crossbar does **not send RTCP
-//! yet**: externalMedia negotiates no RTCP port and `LegSpec` has no
-//! rtcp-mux flag, so there is nowhere defined to send SR/RR to; adding
-//! `rtcp_mux` to the leg spec and a 5 s report timer per leg (the builders
-//! exist in `rtp::rtcp`) is the next step.
+//! `ReceiveState`, and what RTCP says (see `thread`'s module docs, RTCP):
+//! every RTP leg has an RTCP socket on the odd port next to its even RTP
+//! port (RFC 3550 §11; ports are allocated in pairs); received SR/RR update
+//! the remote's last SR and its report about our stream (`remote_*`,
+//! `rtt_ms`); crossbar sends its own SR/RR + SDES CNAME every
+//! `dataplane.rtcp_interval_ms` (±50 %) on legs whose media it terminates,
+//! and relays RTCP between the two legs of a relay.
 
 mod bridge;
 mod mixing;
 mod path;
+mod rtcp;
 mod thread;
 mod uring;
 
@@ -128,7 +131,7 @@ pub enum Direction {
 }
 
 /// Counters of one leg.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RtpStats {
     /// Datagrams received on the leg's socket (or handed to a Local half).
     pub rx_packets: u64,
@@ -141,8 +144,35 @@ pub struct RtpStats {
     pub rx_bad: u64,
     /// Datagrams from a source other than the leg's remote.
     pub rx_wrong_source: u64,
-    /// Valid RTCP received on the RTP port (counted, not relayed).
+    /// Valid RTCP compound datagrams received from the remote, on the RTP
+    /// port (muxed) or on the RTCP port.
     pub rx_rtcp: u64,
+    /// SR and RR packets among them.
+    pub rx_rtcp_reports: u64,
+    /// Datagrams on the RTCP port that are not valid RTCP, or not from the
+    /// remote's address (invalid RTCP on the RTP port counts in `rx_bad`).
+    pub rx_rtcp_bad: u64,
+    /// RTCP datagrams sent to the remote: crossbar's own reports (and BYE),
+    /// or RTCP relayed from the partner of a `native_rtp` relay.
+    pub tx_rtcp: u64,
+    /// The sender info of the last SR the remote sent (NTP and RTP
+    /// timestamps, its packet and octet counts).
+    pub remote_sr: Option<crate::rtp::rtcp::SenderInfo>,
+    /// From the last report block the remote sent about our stream (SSRC =
+    /// `tx_ssrc`): fraction lost since its previous report (0–255 = 0–100 %).
+    pub remote_fraction_lost: u8,
+    /// Same block: cumulative packets of our stream the remote lost.
+    pub remote_cumulative_lost: i32,
+    /// Same block: interarrival jitter the remote measures on our stream, in
+    /// RTP timestamp units.
+    pub remote_jitter: u32,
+    /// The highest `remote_jitter` reported so far.
+    pub remote_max_jitter: u32,
+    /// Report blocks about our stream received.
+    pub remote_reports: u64,
+    /// Round-trip time from the last report block that carried an LSR of
+    /// one of our SRs (RFC 3550 §6.4.1), in milliseconds.
+    pub rtt_ms: Option<f64>,
     /// Bytes of all datagrams received.
     pub rx_octets: u64,
     /// Bytes sent.
@@ -305,6 +335,7 @@ impl Dataplane {
                 config.rtp.bind_ip,
                 lo as u16..=hi as u16,
                 config.dataplane.mix_tick_ms,
+                config.dataplane.rtcp_interval_ms,
             );
             let pin = config.dataplane.pin;
             // SAFETY: eventfd has no memory preconditions; the result is

@@ -89,6 +89,39 @@ impl std::fmt::Debug for RawAddr {
     }
 }
 
+/// The RTCP side of an RTP leg (RFC 3550 §6): its socket on the odd port
+/// next to the RTP port, where reports go, and the report schedule.
+#[derive(Debug)]
+pub(super) struct RtcpLeg {
+    pub socket: UdpSocket,
+    /// Where RTCP is sent: the source of the last valid RTCP received on the
+    /// RTCP port, else the remote's RTP port + 1 (set when first needed).
+    pub remote: Option<(SocketAddr, RawAddr)>,
+    /// The remote sent RTCP on the RTP port (rtcp-mux, RFC 5761): ours goes
+    /// there too, from the RTP socket.
+    pub mux: bool,
+    /// When the next report of ours is due (`None`: not scheduled yet).
+    pub due: Option<Instant>,
+    /// Our packet count at the last report (an SR only if it moved).
+    pub reported_packets: u64,
+    /// LSR of the remote's last SR (middle 32 bits of its NTP time) and
+    /// when it arrived, for the DLSR of our next report block.
+    pub last_sr: Option<(u32, Instant)>,
+}
+
+impl RtcpLeg {
+    pub(super) fn new(socket: UdpSocket) -> RtcpLeg {
+        RtcpLeg {
+            socket,
+            remote: None,
+            mux: false,
+            due: None,
+            reported_packets: 0,
+            last_sr: None,
+        }
+    }
+}
+
 /// One direction of a two-party transcode: what the leg receives becomes
 /// the format of the leg in slot `to`.
 pub(super) struct TranscodePath {
@@ -137,6 +170,8 @@ pub(super) struct Leg {
     /// Loss and jitter of what the leg's socket receives.
     pub rx: ReceiveState,
     pub stats: RtpStats,
+    /// RTP legs only.
+    pub rtcp: Option<Box<RtcpLeg>>,
 }
 
 /// A slot of the leg table: a generation guards against stale completions.
@@ -382,6 +417,52 @@ impl Media {
             Next::Hop { slot, packet } => self.ingest(io, now, slot, packet),
             Next::Stop(packet) => self.release(io, packet),
         }
+    }
+
+    /// Sends `packet` as it is from socket `fd` to `dest` on behalf of the
+    /// leg in `to` (generation `gen`), whose send failures it counts; used
+    /// for RTCP. Takes ownership of the buffer.
+    pub(super) fn send_raw(
+        &mut self,
+        io: &mut Io,
+        fd: std::os::fd::RawFd,
+        to: u32,
+        gen: u32,
+        dest: RawAddr,
+        packet: Packet,
+    ) {
+        let data = bytes(io, &mut self.pool, packet);
+        let (ptr, len) = (data.as_ptr(), data.len() as u32);
+        let owner = TxSlot {
+            slot: to,
+            gen,
+            dest: Some(dest),
+        };
+        let (dest_ptr, op) = match packet.buf {
+            Buf::Rx { bid, .. } => {
+                let Some(tx) = self.rx_tx.get_mut(usize::from(bid)) else {
+                    return self.release(io, packet);
+                };
+                *tx = owner;
+                (tx.dest.as_ref().map(|d| d.as_ptr()), Op::Send { bid })
+            }
+            Buf::Tx { index } => {
+                let Some(b) = self.pool.bufs.get_mut(index as usize) else {
+                    return self.release(io, packet);
+                };
+                b.owner = owner;
+                (
+                    b.owner.dest.as_ref().map(|d| d.as_ptr()),
+                    Op::SendTx { index },
+                )
+            }
+        };
+        let entry = opcode::Send::new(types::Fd(fd), ptr, len)
+            .dest_addr(dest_ptr.unwrap_or(std::ptr::null()))
+            .dest_addr_len(dest.len())
+            .build()
+            .user_data(op.encode());
+        io.push(entry);
     }
 
     /// Copies the payload into the jitter buffer of the leg in `slot`.

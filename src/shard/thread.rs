@@ -36,8 +36,11 @@
 //! reported by `Stats`.
 //!
 //! # RTCP
-//! Received RTCP is counted, not relayed. crossbar sends no RTCP yet (see
-//! the module docs of `shard`).
+//! Each RTP leg's RTCP socket (the odd port of its pair) is received on the
+//! same ring (`Op::RecvRtcp`); RTCP on either port is parsed, relayed
+//! between relayed legs, and reports are sent on the tick: see
+//! [`super::rtcp`]. Ports are allocated in even/odd pairs: a pair whose
+//! odd port is taken is skipped.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -51,9 +54,10 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use super::bridge::{self, Bridge, Plan};
 use super::mixing::{self, MemberPlan, MixState};
 use super::path::{
-    Buf, Leg, LegKind, Media, Mode, Packet, Slot, TranscodePath, HEADER_LEN, PT_CN,
+    Buf, Leg, LegKind, Media, Mode, Packet, RtcpLeg, Slot, TranscodePath, HEADER_LEN, PT_CN,
     PT_TELEPHONE_EVENT,
 };
+use super::rtcp;
 use super::uring::{self, BufRing, Op, RawAddr, BGID};
 use super::{
     BridgeKey, BridgeSpec, Command, DataplaneError, Direction, LegId, LegSpec, LegTransfer,
@@ -94,7 +98,12 @@ pub(super) struct Shard {
     bridges: HashMap<BridgeKey, Bridge>,
     /// Bridges with a mix, ticked in this order.
     mixing: Vec<BridgeKey>,
-    rearm: Vec<u32>,
+    /// Receives to re-arm after this batch: (slot, on the RTCP socket).
+    rearm: Vec<(u32, bool)>,
+    /// Mean RTCP report interval, ms (0: no reports).
+    rtcp_interval_ms: u32,
+    /// The SDES CNAME of our reports.
+    cname: Box<[u8]>,
 }
 
 /// The I/O half of a running shard.
@@ -113,6 +122,7 @@ impl Shard {
         bind_ip: IpAddr,
         ports: RangeInclusive<u16>,
         tick_ms: u32,
+        rtcp_interval_ms: u32,
     ) -> Shard {
         let next_port = *ports.start();
         let seed = std::time::SystemTime::now()
@@ -136,6 +146,10 @@ impl Shard {
             bridges: HashMap::new(),
             mixing: Vec::new(),
             rearm: Vec::with_capacity(64),
+            rtcp_interval_ms,
+            cname: format!("crossbar@{bind_ip}")
+                .into_bytes()
+                .into_boxed_slice(),
         }
     }
 
@@ -178,7 +192,12 @@ impl Shard {
             for i in 0..io.cqes.len() {
                 let cqe = io.cqes[i].clone();
                 match Op::decode(cqe.user_data()) {
-                    Some(Op::Recv { slot, gen }) => self.on_recv(&mut io, now, slot, gen, &cqe),
+                    Some(Op::Recv { slot, gen }) => {
+                        self.on_recv(&mut io, now, slot, gen, false, &cqe)
+                    }
+                    Some(Op::RecvRtcp { slot, gen }) => {
+                        self.on_recv(&mut io, now, slot, gen, true, &cqe)
+                    }
                     Some(Op::Send { bid }) => self.on_sent(&mut io, bid, cqe.result()),
                     Some(Op::SendTx { index }) => self.media.tx_done(index, cqe.result()),
                     Some(Op::Wake) => {
@@ -200,8 +219,8 @@ impl Shard {
                 }
             }
             io.bufs.publish();
-            while let Some(slot) = self.rearm.pop() {
-                self.arm_recv(&mut io, slot);
+            while let Some((slot, rtcp)) = self.rearm.pop() {
+                self.arm(&mut io, slot, rtcp);
             }
         }
         // Close every socket's operations before the buffers go away.
@@ -243,6 +262,14 @@ impl Shard {
                 mix.tick(&mut self.media, io, now);
             }
         }
+        rtcp::tick(
+            &mut self.media,
+            io,
+            &mut self.rng,
+            now,
+            self.rtcp_interval_ms,
+            &self.cname,
+        );
     }
 
     /// Handles one command; false means stop.
@@ -289,6 +316,10 @@ impl Shard {
             Command::DestroyLeg { leg, reply } => {
                 let result = match self.ids.get(&leg).copied() {
                     Some(slot) => {
+                        let interval = self.rtcp_interval_ms;
+                        if let Some(l) = self.slot_leg(slot) {
+                            rtcp::bye(l, interval);
+                        }
                         self.cancel_io(io, slot);
                         self.remove(slot);
                         Ok(())
@@ -370,6 +401,9 @@ impl Shard {
                 state.member_mute = false;
                 state.announcer = false;
                 state.out.switch_source();
+                if let Some(r) = state.rtcp.as_deref_mut() {
+                    r.due = None;
+                }
                 let is_rtp = matches!(state.kind, LegKind::Rtp { .. });
                 let result = if self.ids.contains_key(&state.id) {
                     Err(DataplaneError::Io("leg id already in use".into()))
@@ -418,6 +452,7 @@ impl Shard {
             jitter: None,
             rx: ReceiveState::new(),
             stats: RtpStats::default(),
+            rtcp: None,
         })
     }
 
@@ -483,7 +518,9 @@ impl Shard {
         Some(leg)
     }
 
-    /// Binds the next free even port of the shard's slice.
+    /// Binds the next free even/odd port pair of the shard's slice: RTP on
+    /// the even port, RTCP on the odd one. A pair with either port taken is
+    /// skipped.
     fn create_rtp_leg(
         &mut self,
         leg: LegId,
@@ -492,30 +529,38 @@ impl Shard {
         if self.ids.contains_key(&leg) {
             return Err(DataplaneError::Io("leg id already in use".into()));
         }
-        let (lo, hi) = (*self.ports.start(), *self.ports.end());
-        let slots = u32::from(hi - lo) / 2 + 1;
-        for _ in 0..slots {
-            let port = self.next_port & !1;
-            let port = if port < lo { lo + (lo & 1) } else { port };
-            self.next_port = if u32::from(port) + 2 > u32::from(hi) {
-                lo
-            } else {
-                port + 2
-            };
-            match UdpSocket::bind((self.bind_ip, port)) {
-                Ok(socket) => {
-                    let local = socket
-                        .local_addr()
-                        .map_err(|e| DataplaneError::Io(e.to_string()))?;
-                    let remote = (!uring::is_unspecified(&spec.remote))
-                        .then(|| (spec.remote, RawAddr::new(spec.remote)));
-                    let state = self.new_leg(leg, LegKind::Rtp { socket, remote }, spec.format);
-                    let slot = self.insert(state);
-                    return Ok((slot, local));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-                Err(e) => return Err(DataplaneError::Io(e.to_string())),
+        let (lo, hi) = (u32::from(*self.ports.start()), u32::from(*self.ports.end()));
+        let first = lo + (lo & 1);
+        let pairs = if first + 1 > hi {
+            0
+        } else {
+            (hi - first).div_ceil(2)
+        };
+        let io_err = |e: std::io::Error| DataplaneError::Io(e.to_string());
+        for _ in 0..pairs {
+            let mut port = u32::from(self.next_port) & !1;
+            if port < first || port + 1 > hi {
+                port = first;
             }
+            self.next_port = if port + 3 > hi { first } else { port + 2 } as u16;
+            let in_use = |e: &std::io::Error| e.kind() == std::io::ErrorKind::AddrInUse;
+            let socket = match UdpSocket::bind((self.bind_ip, port as u16)) {
+                Ok(s) => s,
+                Err(e) if in_use(&e) => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            let rtcp_socket = match UdpSocket::bind((self.bind_ip, port as u16 + 1)) {
+                Ok(s) => s,
+                Err(e) if in_use(&e) => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            let local = socket.local_addr().map_err(io_err)?;
+            let remote = (!uring::is_unspecified(&spec.remote))
+                .then(|| (spec.remote, RawAddr::new(spec.remote)));
+            let mut state = self.new_leg(leg, LegKind::Rtp { socket, remote }, spec.format);
+            state.rtcp = Some(Box::new(RtcpLeg::new(rtcp_socket)));
+            let slot = self.insert(state);
+            return Ok((slot, local));
         }
         Err(DataplaneError::NoPorts)
     }
@@ -673,19 +718,35 @@ impl Shard {
         }
     }
 
-    /// Arms the multishot receive of the RTP leg in `slot`.
+    /// Arms the multishot receives of the RTP leg in `slot` (RTP and RTCP).
     fn arm_recv(&mut self, io: &mut Io, slot: u32) {
+        self.arm(io, slot, false);
+        self.arm(io, slot, true);
+    }
+
+    /// Arms the multishot receive of the RTP (or RTCP) socket of the leg in
+    /// `slot`.
+    fn arm(&mut self, io: &mut Io, slot: u32, rtcp: bool) {
         let gen = self.media.gen(slot);
         let Some(Leg {
             kind: LegKind::Rtp { socket, .. },
+            rtcp: rtcp_leg,
             ..
         }) = self.slot_leg(slot)
         else {
             return;
         };
-        let entry = opcode::RecvMsgMulti::new(types::Fd(socket.as_raw_fd()), &*io.recv_msg, BGID)
+        let (fd, op) = if rtcp {
+            let Some(r) = rtcp_leg.as_deref() else {
+                return;
+            };
+            (r.socket.as_raw_fd(), Op::RecvRtcp { slot, gen })
+        } else {
+            (socket.as_raw_fd(), Op::Recv { slot, gen })
+        };
+        let entry = opcode::RecvMsgMulti::new(types::Fd(fd), &*io.recv_msg, BGID)
             .build()
-            .user_data(Op::Recv { slot, gen }.encode());
+            .user_data(op.encode());
         io.push(entry);
     }
 
@@ -693,20 +754,34 @@ impl Shard {
     fn cancel_io(&mut self, io: &mut Io, slot: u32) {
         if let Some(Leg {
             kind: LegKind::Rtp { socket, .. },
+            rtcp,
             ..
         }) = self.slot_leg(slot)
         {
-            let fd = socket.as_raw_fd();
+            let fds = [
+                Some(socket.as_raw_fd()),
+                rtcp.as_deref().map(|r| r.socket.as_raw_fd()),
+            ];
             // Queued but unsubmitted operations must reach the kernel first.
             let _ = io.ring.submit();
-            let _ = io
-                .ring
-                .submitter()
-                .register_sync_cancel(None, types::CancelBuilder::fd(types::Fd(fd)).all());
+            for fd in fds.into_iter().flatten() {
+                let _ = io
+                    .ring
+                    .submitter()
+                    .register_sync_cancel(None, types::CancelBuilder::fd(types::Fd(fd)).all());
+            }
         }
     }
 
-    fn on_recv(&mut self, io: &mut Io, now: Instant, slot: u32, gen: u32, cqe: &cqueue::Entry) {
+    fn on_recv(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        slot: u32,
+        gen: u32,
+        rtcp: bool,
+        cqe: &cqueue::Entry,
+    ) {
         let current = self
             .media
             .slots
@@ -715,14 +790,19 @@ impl Shard {
         let mut kept = false;
         if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
             if current && cqe.result() >= 0 {
-                kept = self.on_datagram(io, now, slot, bid, cqe.result() as usize);
+                let filled = cqe.result() as usize;
+                kept = if rtcp {
+                    self.on_rtcp_datagram(io, now, slot, bid, filled)
+                } else {
+                    self.on_datagram(io, now, slot, bid, filled)
+                };
             }
             if !kept {
                 io.bufs.recycle(bid);
             }
         }
         if current && !cqueue::more(cqe.flags()) && cqe.result() != -libc::ECANCELED {
-            self.rearm.push(slot);
+            self.rearm.push((slot, rtcp));
         }
     }
 
@@ -772,12 +852,21 @@ impl Shard {
             return false;
         }
         if looks_like_rtcp(buf) {
-            if crate::rtp::rtcp::summarize(buf).is_ok() {
-                leg.stats.rx_rtcp += 1;
-            } else {
+            if !rtcp::absorb(leg, buf, now) {
                 leg.stats.rx_bad += 1;
+                return false;
             }
-            return false;
+            if let Some(r) = leg.rtcp.as_deref_mut() {
+                r.mux = true;
+            }
+            let packet = Packet {
+                buf: Buf::Rx {
+                    bid,
+                    offset: received.offset,
+                },
+                len: received.len,
+            };
+            return rtcp::relay(&mut self.media, io, slot, packet);
         }
         let Ok(packet) = RtpPacket::parse(buf) else {
             leg.stats.rx_bad += 1;
@@ -807,6 +896,55 @@ impl Shard {
             },
         );
         true
+    }
+}
+
+impl Shard {
+    /// One datagram in buffer `bid` on the RTCP socket of the leg in `slot`
+    /// (see [`super::rtcp`]); true when it was relayed (the send owns the
+    /// buffer).
+    fn on_rtcp_datagram(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        slot: u32,
+        bid: u16,
+        filled: usize,
+    ) -> bool {
+        let Some(received) = uring::parse_received(io.bufs.buffer(bid), filled) else {
+            return false;
+        };
+        let Some(leg) = self.media.leg(slot) else {
+            return false;
+        };
+        let from_remote = match (&leg.kind, received.source) {
+            (
+                LegKind::Rtp {
+                    remote: Some((addr, _)),
+                    ..
+                },
+                Some(source),
+            ) => addr.ip() == source.ip(),
+            _ => false,
+        };
+        let buf = &io.bufs.buffer(bid)[received.offset..received.offset + received.len];
+        if !from_remote || received.truncated || !rtcp::absorb(leg, buf, now) {
+            leg.stats.rx_rtcp_bad += 1;
+            return false;
+        }
+        if let (Some(r), Some(source)) = (leg.rtcp.as_deref_mut(), received.source) {
+            if r.remote.map(|(a, _)| a) != Some(source) {
+                r.remote = Some((source, RawAddr::new(source)));
+            }
+        }
+        let packet = Packet {
+            buf: Buf::Rx {
+                bid,
+                offset: received.offset,
+            },
+            len: received.len,
+        };
+        rtcp::relay(&mut self.media, io, slot, packet)
     }
 }
 

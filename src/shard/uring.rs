@@ -38,6 +38,8 @@ pub(super) const DATA_OFFSET: usize = 16 + NAME_LEN;
 pub(super) enum Op {
     /// Multishot receive on the leg in `slot` (generation `gen`).
     Recv { slot: u32, gen: u32 },
+    /// Multishot receive on the RTCP socket of the leg in `slot`.
+    RecvRtcp { slot: u32, gen: u32 },
     /// A send from receive buffer `bid` (relayed in place).
     Send { bid: u16 },
     /// A send from buffer `index` of the shard's transmit pool (a frame the
@@ -59,6 +61,9 @@ impl Op {
             Op::Wake => 3 << 60,
             Op::Tick => 4 << 60,
             Op::SendTx { index } => 5 << 60 | u64::from(index),
+            Op::RecvRtcp { slot, gen } => {
+                6 << 60 | u64::from(gen & 0x0fff_ffff) << 32 | u64::from(slot)
+            }
         }
     }
 
@@ -75,6 +80,10 @@ impl Op {
             4 => Some(Op::Tick),
             5 => Some(Op::SendTx {
                 index: user_data as u32,
+            }),
+            6 => Some(Op::RecvRtcp {
+                slot: user_data as u32,
+                gen: (user_data >> 32) as u32 & 0x0fff_ffff,
             }),
             _ => None,
         }
@@ -308,6 +317,7 @@ mod tests {
             Op::Wake,
             Op::Tick,
             Op::SendTx { index: 70_000 },
+            Op::RecvRtcp { slot: 3, gen: 9 },
         ] {
             assert_eq!(Op::decode(op.encode()), Some(op));
         }
