@@ -38,16 +38,31 @@
 //! usage error).
 
 mod ari;
+mod audio;
 mod control;
 mod events;
+mod net;
+mod opts;
 mod procstat;
+mod reflector;
+mod relay;
+mod report;
+mod server;
+mod signal;
+mod traffic;
+mod transcode;
 
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: crossbar-load <scenario> [options]
 
 scenarios:
-  control   externalMedia create, bridge join and hang-up over ARI, one request at a time
+  control    externalMedia create, bridge join and hang-up over ARI, one request at a time
+  relay      --calls N: N two-party PCMU calls (native_rtp); with the reflector baseline
+  reflector  --calls N: the same traffic through the tool's in-process classic reflector
+  transcode  --calls N --pair pcmu-pcma|pcmu-opus: two-party calls across formats (simple_bridge)
+  mix        --participants N [--bridges M] [--talkers F]: softmix conferences
+  churn      --rate R --duration D: calls set up, carrying media, torn down at R per second
 
 control options:
   --url URL          ARI server (default http://127.0.0.1:8088); loopback only unless --allow-remote
@@ -63,6 +78,21 @@ control options:
   --hold-ms MS       after the join phase, a 'hold' phase: no requests, the full bridge sits for MS
   --rtp-host IP      address of the UDP socket the legs point at (default 127.0.0.1)
   --allow-remote     allow a server outside 127.0.0.0/8 / localhost
+
+media scenario options (relay, reflector, transcode, mix, churn):
+  --url URL | --compare URL1 URL2   the server, or two servers run one after the other
+  --user, --password, --app, --timeout-ms, --allow-remote   as for control
+  --duration D       measured window (default 10s, at most 600s); churn: how long calls are started
+  --warmup D         traffic before the window (default 2s)
+  --pid PID          server process (default: the process listening on the URL's port)
+  --per-thread       server CPU per thread (from /proc/PID/task/*/stat)
+  --no-baseline      relay, transcode, mix: skip the in-process reflector run
+  --senders N, --receivers N   tool threads (default 2 each)
+  --calls N          relay, reflector, transcode (default 10)
+  --pair P           transcode: pcmu-pcma (default) or pcmu-opus (needs the `opus` feature)
+  --participants N --bridges M --talkers F   mix (defaults 10, 1, 1.0)
+  --rate R --call-time D   churn: calls per second (default 5), media time per call (default 500ms)
+  --json             one JSON line per run instead of the tables
 ";
 
 fn main() -> ExitCode {
@@ -88,12 +118,52 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(name @ ("relay" | "reflector" | "transcode" | "mix" | "churn")) => {
+            let options = match opts::MediaOptions::parse(&args[1..]) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            media(name, &options)
+        }
         Some("--help" | "-h" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
         Some(other) => usage_error(&format!("unknown scenario '{other}'")),
         None => usage_error("no scenario given"),
+    }
+}
+
+/// Runs a media scenario and prints its runs.
+fn media(name: &str, o: &opts::MediaOptions) -> ExitCode {
+    signal::install();
+    net::raise_fd_limit();
+    let progress = !o.json && net::stderr_is_tty();
+    let result = match name {
+        "relay" => relay::run(o, "relay", crossbar::media::Format::Ulaw, progress),
+        "reflector" => reflector::run_baseline(o, o.calls, progress).map(|r| vec![r]),
+        "transcode" => transcode::run(o, progress),
+        _ => Err(format!("scenario '{name}' is not implemented yet")),
+    };
+    match result {
+        Ok(runs) => {
+            for r in &runs {
+                if o.json {
+                    println!("{}", r.to_json());
+                } else {
+                    println!("{}", r.to_table());
+                }
+            }
+            if signal::interrupted() {
+                eprintln!("crossbar-load: interrupted; everything created was torn down");
+                return ExitCode::from(130);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("crossbar-load: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
