@@ -199,3 +199,89 @@ fn media_scenarios_refuse_remote_targets_and_bad_usage() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }
+
+#[test]
+fn mix_of_four() {
+    let mut node = common::Server::start();
+    let url = node.url("");
+    let pid = node.pid().to_string();
+    let runs = run_json(&[
+        "mix",
+        "--url",
+        &url,
+        "--participants",
+        "4",
+        "--bridges",
+        "1",
+        "--talkers",
+        "0.5",
+        "--duration",
+        "2s",
+        "--warmup",
+        "1s",
+        "--pid",
+        &pid,
+    ]);
+    assert_eq!(runs.len(), 2, "mix run and reflector run: {runs:?}");
+    let mix = &runs[0];
+    assert_eq!(mix["scenario"], "mix");
+    assert_eq!(mix["legs"].as_u64(), Some(4), "{mix}");
+    assert!(
+        num(mix, "packets_in") > 0.0 && num(mix, "packets_out") > 0.0,
+        "{mix}"
+    );
+    // Each participant received at least 90% of the frames a 20 ms tick sends.
+    assert!(num(mix, "min_leg_ratio") >= 0.9, "{mix}");
+    // The marker bursts were heard: latency measured through the mix.
+    assert!(num(mix, "latency_samples") > 0.0, "{mix}");
+    assert!(num(mix, "latency_p50_us") > 0.0, "{mix}");
+    assert!(num(mix, "server_us_per_participant_s") > 0.0, "{mix}");
+    assert!(num(mix, "vs_reflector") > 0.0, "{mix}");
+    assert_eq!(runs[1]["scenario"], "reflector");
+    assert!(node.alive(), "crossbar died");
+    assert_eq!(
+        node.get("/ari/channels").ok().as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        node.get("/ari/bridges").ok().as_array().map(Vec::len),
+        Some(0)
+    );
+}
+
+#[test]
+fn churn_short() {
+    let mut node = common::Server::start();
+    let url = node.url("");
+    let runs = run_json(&[
+        "churn",
+        "--url",
+        &url,
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--call-time",
+        "100ms",
+    ]);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let c = &runs[0];
+    assert_eq!(c["scenario"], "churn");
+    assert_eq!(c["calls_attempted"].as_u64(), Some(10), "{c}");
+    assert_eq!(c["calls_completed"].as_u64(), Some(10), "{c}");
+    assert_eq!(c["failures"].as_u64(), Some(0), "{c}");
+    assert_eq!(c["media_failures"].as_u64(), Some(0), "{c}");
+    assert!(num(c, "media_received") > 0.0, "{c}");
+    let (p50, p99) = (num(c, "setup_p50_ms"), num(c, "setup_p99_ms"));
+    assert!(p50 > 0.0 && p50 <= p99, "{c}");
+    assert!(num(c, "server_cpu_ms") >= 0.0, "{c}");
+    assert!(node.alive(), "crossbar died");
+    assert_eq!(
+        node.get("/ari/channels").ok().as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        node.get("/ari/bridges").ok().as_array().map(Vec::len),
+        Some(0)
+    );
+}

@@ -39,8 +39,10 @@
 
 mod ari;
 mod audio;
+mod churn;
 mod control;
 mod events;
+mod mix;
 mod net;
 mod opts;
 mod procstat;
@@ -139,10 +141,29 @@ fn media(name: &str, o: &opts::MediaOptions) -> ExitCode {
     signal::install();
     net::raise_fd_limit();
     let progress = !o.json && net::stderr_is_tty();
+    if name == "churn" {
+        return match churn::run(o, progress) {
+            Ok(runs) => {
+                for r in &runs {
+                    if o.json {
+                        println!("{}", r.to_json());
+                    } else {
+                        println!("{}", r.to_table());
+                    }
+                }
+                finish()
+            }
+            Err(e) => {
+                eprintln!("crossbar-load: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = match name {
         "relay" => relay::run(o, "relay", crossbar::media::Format::Ulaw, progress),
         "reflector" => reflector::run_baseline(o, o.calls, progress).map(|r| vec![r]),
         "transcode" => transcode::run(o, progress),
+        "mix" => mix::run(o, progress),
         _ => Err(format!("scenario '{name}' is not implemented yet")),
     };
     match result {
@@ -154,17 +175,22 @@ fn media(name: &str, o: &opts::MediaOptions) -> ExitCode {
                     println!("{}", r.to_table());
                 }
             }
-            if signal::interrupted() {
-                eprintln!("crossbar-load: interrupted; everything created was torn down");
-                return ExitCode::from(130);
-            }
-            ExitCode::SUCCESS
+            finish()
         }
         Err(e) => {
             eprintln!("crossbar-load: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Exit status of a media run: 130 after Ctrl-C.
+fn finish() -> ExitCode {
+    if signal::interrupted() {
+        eprintln!("crossbar-load: interrupted; everything created was torn down");
+        return ExitCode::from(130);
+    }
+    ExitCode::SUCCESS
 }
 
 fn usage_error(message: &str) -> ExitCode {

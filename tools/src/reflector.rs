@@ -163,10 +163,12 @@ pub fn run_baseline(o: &MediaOptions, calls: usize, progress: bool) -> Result<Ru
     let mut probe = reflector.probe();
     let m = traffic::run(legs, timing, "reflector", progress, &mut probe);
     drop(probe);
+    let forwarded = reflector.forwarded.load(Ordering::Relaxed);
     reflector.stop()?;
     let m = m?;
     let mut r = RunReport::new("reflector", "reflector (in-process)", m);
     r.param("calls", calls);
+    r.extra("reflector_forwarded_total", forwarded);
     Ok(r)
 }
 

@@ -19,10 +19,10 @@ use crate::opts::MediaOptions;
 use crate::reflector;
 use crate::report::RunReport;
 use crate::server::{self, Session};
-use crate::traffic::{self, Latency as LatencyMode, LegPlan};
+use crate::traffic::{self, Frames, Latency as LatencyMode, LegPlan};
 
 /// Frames (one second of tone), payload type and timestamp step for `format`.
-pub fn frames_for(format: Format) -> Result<(Arc<Vec<Vec<u8>>>, u8, u32), String> {
+pub fn frames_for(format: Format) -> Result<(Frames, u8, u32), String> {
     let frames = audio::tone(format, audio::TALK_HZ, 3000.0, 50)?;
     Ok((
         Arc::new(frames),

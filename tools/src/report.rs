@@ -67,7 +67,7 @@ impl RunReport {
 
     fn lat_us(&self, q: f64) -> Option<f64> {
         let h = &self.m.latency;
-        (h.len() > 0).then(|| r3(h.value_at_quantile(q) as f64 / 1e3))
+        (!h.is_empty()).then(|| r3(h.value_at_quantile(q) as f64 / 1e3))
     }
 
     pub fn to_json(&self) -> String {
@@ -94,7 +94,7 @@ impl RunReport {
             "latency_p50_us": self.lat_us(0.5),
             "latency_p99_us": self.lat_us(0.99),
             "latency_p999_us": self.lat_us(0.999),
-            "latency_max_us": (m.latency.len() > 0).then(|| r3(m.latency.max() as f64 / 1e3)),
+            "latency_max_us": (!m.latency.is_empty()).then(|| r3(m.latency.max() as f64 / 1e3)),
             "server_cpu_ms": m.server_cpu.as_ref().map(|c| r3(c.total.as_secs_f64() * 1e3)),
             "server_cpu_pct": self.server_pct().map(r3),
             "server_us_per_packet": self.us_per_packet().map(r3),
@@ -155,7 +155,7 @@ impl RunReport {
             opt(self.lat_us(0.99), " µs"),
             opt(self.lat_us(0.999), " µs"),
             opt(
-                (m.latency.len() > 0).then(|| m.latency.max() as f64 / 1e3),
+                (!m.latency.is_empty()).then(|| m.latency.max() as f64 / 1e3),
                 " µs"
             ),
         );

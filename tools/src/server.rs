@@ -69,6 +69,21 @@ impl Session {
         })
     }
 
+    /// Another session on the same server and app sharing this one's events
+    /// socket (kept open by `self`): for worker threads. Tears down only what
+    /// it created itself.
+    pub fn sibling(&self) -> Session {
+        Session {
+            client: self.client.clone(),
+            target: self.target.clone(),
+            app: self.app.clone(),
+            allow_remote: self.allow_remote,
+            events: None,
+            legs: Vec::new(),
+            bridges: Vec::new(),
+        }
+    }
+
     /// An externalMedia leg in `format` sending to `client`; returns its id
     /// and the address where the server receives its RTP.
     pub fn external_media(

@@ -38,6 +38,9 @@ const RING: usize = 4096;
 pub const BURST_EVERY: u64 = 10;
 pub const BURST_LEN: u64 = 3;
 
+/// Payloads a sender cycles through (one per 20 ms packet).
+pub type Frames = Arc<Vec<Vec<u8>>>;
+
 /// How a leg's latency is measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Latency {
@@ -62,14 +65,14 @@ pub struct LegPlan {
     /// RTP timestamp increment per packet.
     pub ts_step: u32,
     /// Payloads cycled by the sender (empty: the leg does not send).
-    pub frames: Arc<Vec<Vec<u8>>>,
+    pub frames: Frames,
     /// Write the send time into the payload's first 8 bytes.
     pub stamp: bool,
     /// The leg whose packets this one receives (relays and transcodes).
     pub peer: Option<usize>,
     pub latency: Latency,
     /// This leg sends the marker bursts (`burst` frames) and logs them here.
-    pub marker: Option<(Arc<MarkerLog>, Arc<Vec<Vec<u8>>>)>,
+    pub marker: Option<(Arc<MarkerLog>, Frames)>,
     /// For `Latency::Marker`: where the bursts this leg should hear are logged.
     pub hears: Option<Arc<MarkerLog>>,
 }
@@ -498,6 +501,7 @@ fn receive(
                 let bits = &mut seen[slot];
                 let bit = (ext % 256) as usize;
                 if first {
+                    // The first packet: nothing to compare it with yet.
                 } else if ext > st.max {
                     // Clear the bits of the sequence numbers skipped over.
                     for s in (st.max + 1)..=ext.min(st.max + 256) {
