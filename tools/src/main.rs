@@ -37,6 +37,25 @@
 //! created so far are torn down before the tool exits with status 1 (2 for a
 //! usage error).
 
+//!
+//! Media scenarios — `relay`, `reflector`, `transcode`, `mix`, `churn` — set
+//! up externalMedia legs and bridges over ARI, send paced 20 ms RTP from one
+//! loopback socket per leg, receive everything that comes back, and report
+//! over a measured window after `--warmup`: packets in/out, loss,
+//! reordering, latency through the node (hdrhistogram p50/p99/p99.9/max),
+//! the server's CPU (`--pid`, or the process listening on the ARI port; per
+//! thread with `--per-thread`) per forwarded packet or per
+//! participant-second, and the tool's own CPU. `relay`, `transcode` and
+//! `mix` also run the same traffic through an in-process classic reflector
+//! (`reflector.rs`) and print the ratio to it; `--compare URL1 URL2` runs two
+//! servers one after the other. Module by module: `traffic` (senders,
+//! receivers, the window), `net` (sockets, recvmmsg/sendmmsg, epoll),
+//! `audio` (tones, the marker detector), `server` (ARI session, teardown,
+//! CPU probe), `report`, `opts`, `signal` (Ctrl-C), and one module per
+//! scenario. Every run is bounded (`--duration` ≤ 600 s, counts capped),
+//! loopback-only unless `--allow-remote`, and tears down what it created on
+//! success, error and Ctrl-C.
+
 mod ari;
 mod audio;
 mod churn;

@@ -165,7 +165,11 @@ pub fn run_baseline(o: &MediaOptions, calls: usize, progress: bool) -> Result<Ru
     drop(probe);
     let forwarded = reflector.forwarded.load(Ordering::Relaxed);
     reflector.stop()?;
-    let m = m?;
+    let mut m = m?;
+    // The reflector thread runs in this process: the tool's own CPU is the rest.
+    if let Some(c) = &m.server_cpu {
+        m.tool_cpu = m.tool_cpu.saturating_sub(c.total);
+    }
     let mut r = RunReport::new("reflector", "reflector (in-process)", m);
     r.param("calls", calls);
     r.extra("reflector_forwarded_total", forwarded);
