@@ -114,6 +114,7 @@ pub struct Reply {
 }
 
 /// A keep-alive HTTP client bound to one ARI server and one identity.
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     base: String,

@@ -37,17 +37,53 @@
 //! created so far are torn down before the tool exits with status 1 (2 for a
 //! usage error).
 
+//!
+//! Media scenarios — `relay`, `reflector`, `transcode`, `mix`, `churn` — set
+//! up externalMedia legs and bridges over ARI, send paced 20 ms RTP from one
+//! loopback socket per leg, receive everything that comes back, and report
+//! over a measured window after `--warmup`: packets in/out, loss,
+//! reordering, latency through the node (hdrhistogram p50/p99/p99.9/max),
+//! the server's CPU (`--pid`, or the process listening on the ARI port; per
+//! thread with `--per-thread`) per forwarded packet or per
+//! participant-second, and the tool's own CPU. `relay`, `transcode` and
+//! `mix` also run the same traffic through an in-process classic reflector
+//! (`reflector.rs`) and print the ratio to it; `--compare URL1 URL2` runs two
+//! servers one after the other. Module by module: `traffic` (senders,
+//! receivers, the window), `net` (sockets, recvmmsg/sendmmsg, epoll),
+//! `audio` (tones, the marker detector), `server` (ARI session, teardown,
+//! CPU probe), `report`, `opts`, `signal` (Ctrl-C), and one module per
+//! scenario. Every run is bounded (`--duration` ≤ 600 s, counts capped),
+//! loopback-only unless `--allow-remote`, and tears down what it created on
+//! success, error and Ctrl-C.
+
 mod ari;
+mod audio;
+mod churn;
 mod control;
 mod events;
+mod mix;
+mod net;
+mod opts;
 mod procstat;
+mod reflector;
+mod relay;
+mod report;
+mod server;
+mod signal;
+mod traffic;
+mod transcode;
 
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: crossbar-load <scenario> [options]
 
 scenarios:
-  control   externalMedia create, bridge join and hang-up over ARI, one request at a time
+  control    externalMedia create, bridge join and hang-up over ARI, one request at a time
+  relay      --calls N: N two-party PCMU calls (native_rtp); with the reflector baseline
+  reflector  --calls N: the same traffic through the tool's in-process classic reflector
+  transcode  --calls N --pair pcmu-pcma|pcmu-opus: two-party calls across formats (simple_bridge)
+  mix        --participants N [--bridges M] [--talkers F]: softmix conferences
+  churn      --rate R --duration D: calls set up, carrying media, torn down at R per second
 
 control options:
   --url URL          ARI server (default http://127.0.0.1:8088); loopback only unless --allow-remote
@@ -63,6 +99,21 @@ control options:
   --hold-ms MS       after the join phase, a 'hold' phase: no requests, the full bridge sits for MS
   --rtp-host IP      address of the UDP socket the legs point at (default 127.0.0.1)
   --allow-remote     allow a server outside 127.0.0.0/8 / localhost
+
+media scenario options (relay, reflector, transcode, mix, churn):
+  --url URL | --compare URL1 URL2   the server, or two servers run one after the other
+  --user, --password, --app, --timeout-ms, --allow-remote   as for control
+  --duration D       measured window (default 10s, at most 600s); churn: how long calls are started
+  --warmup D         traffic before the window (default 2s)
+  --pid PID          server process (default: the process listening on the URL's port)
+  --per-thread       server CPU per thread (from /proc/PID/task/*/stat)
+  --no-baseline      relay, transcode, mix: skip the in-process reflector run
+  --senders N, --receivers N   tool threads (default 2 each)
+  --calls N          relay, reflector, transcode (default 10)
+  --pair P           transcode: pcmu-pcma (default) or pcmu-opus (needs the `opus` feature)
+  --participants N --bridges M --talkers F   mix (defaults 10, 1, 1.0)
+  --rate R --call-time D   churn: calls per second (default 5), media time per call (default 500ms)
+  --json             one JSON line per run instead of the tables
 ";
 
 fn main() -> ExitCode {
@@ -88,6 +139,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(name @ ("relay" | "reflector" | "transcode" | "mix" | "churn")) => {
+            let options = match opts::MediaOptions::parse(&args[1..]) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            media(name, &options)
+        }
         Some("--help" | "-h" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -95,6 +153,63 @@ fn main() -> ExitCode {
         Some(other) => usage_error(&format!("unknown scenario '{other}'")),
         None => usage_error("no scenario given"),
     }
+}
+
+/// Runs a media scenario and prints its runs.
+fn media(name: &str, o: &opts::MediaOptions) -> ExitCode {
+    signal::install();
+    net::raise_fd_limit();
+    let progress = !o.json && net::stderr_is_tty();
+    if name == "churn" {
+        return match churn::run(o, progress) {
+            Ok(runs) => {
+                for r in &runs {
+                    if o.json {
+                        println!("{}", r.to_json());
+                    } else {
+                        println!("{}", r.to_table());
+                    }
+                }
+                finish()
+            }
+            Err(e) => {
+                eprintln!("crossbar-load: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let result = match name {
+        "relay" => relay::run(o, "relay", crossbar::media::Format::Ulaw, progress),
+        "reflector" => reflector::run_baseline(o, o.calls, progress).map(|r| vec![r]),
+        "transcode" => transcode::run(o, progress),
+        "mix" => mix::run(o, progress),
+        _ => Err(format!("scenario '{name}' is not implemented yet")),
+    };
+    match result {
+        Ok(runs) => {
+            for r in &runs {
+                if o.json {
+                    println!("{}", r.to_json());
+                } else {
+                    println!("{}", r.to_table());
+                }
+            }
+            finish()
+        }
+        Err(e) => {
+            eprintln!("crossbar-load: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Exit status of a media run: 130 after Ctrl-C.
+fn finish() -> ExitCode {
+    if signal::interrupted() {
+        eprintln!("crossbar-load: interrupted; everything created was torn down");
+        return ExitCode::from(130);
+    }
+    ExitCode::SUCCESS
 }
 
 fn usage_error(message: &str) -> ExitCode {
