@@ -56,6 +56,17 @@ fn main() {
         Ok(d) => d,
         Err(e) => fail(&format!("cannot start the data plane: {e}")),
     };
+    let formats: Vec<&str> = crossbar::media::Format::available()
+        .map(crossbar::media::Format::name)
+        .collect();
+    if crossbar::media::Format::Opus.is_available() {
+        tracing::info!(formats = %formats.join(","), "media formats");
+    } else {
+        tracing::info!(
+            formats = %formats.join(","),
+            "media formats (no Opus: this build lacks the 'opus' feature; build with --features opus, which needs cmake)"
+        );
+    }
     tracing::info!(
         shards = dataplane.shard_count(),
         rtp = %format!("{}:{}-{}", config.rtp.bind_ip, config.rtp.port_min, config.rtp.port_max),
