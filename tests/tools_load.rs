@@ -189,8 +189,24 @@ fn media_scenarios_refuse_remote_targets_and_bad_usage() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
+    // rtpengine's ng address obeys the same rule (no rtpengine needed).
+    let out = Command::new(load_tool())
+        .args(["relay", "--rtpengine", "192.0.2.1:2223", "--calls", "1"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
     for bad in [
         &["relay", "--calls", "0"][..],
+        &["mix", "--rtpengine", "127.0.0.1:2223"],
+        &[
+            "relay",
+            "--compare",
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "--rtpengine",
+            "127.0.0.1:2223",
+        ],
         &["relay", "--duration", "601s"],
         &["mix", "--talkers", "2"],
         &["transcode", "--pair", "pcmu-g729"],

@@ -48,7 +48,11 @@
 //! participant-second, and the tool's own CPU. `relay`, `transcode` and
 //! `mix` also run the same traffic through an in-process classic reflector
 //! (`reflector.rs`) and print the ratio to it; `--compare URL1 URL2` runs two
-//! servers one after the other. Module by module: `traffic` (senders,
+//! servers one after the other. `relay --rtpengine HOST:PORT` runs the same
+//! calls through rtpengine, set up over its ng protocol (`ng.rs`); with
+//! `--url URL` as well (or `--compare URL ng://HOST:PORT`) it runs the ARI
+//! server first, then rtpengine, then the reflector, and prints both ratios.
+//! Module by module: `traffic` (senders,
 //! receivers, the window), `net` (sockets, recvmmsg/sendmmsg, epoll),
 //! `audio` (tones, the marker detector), `server` (ARI session, teardown,
 //! CPU probe), `report`, `opts`, `signal` (Ctrl-C), and one module per
@@ -63,6 +67,7 @@ mod control;
 mod events;
 mod mix;
 mod net;
+mod ng;
 mod opts;
 mod procstat;
 mod reflector;
@@ -79,7 +84,8 @@ const USAGE: &str = "usage: crossbar-load <scenario> [options]
 
 scenarios:
   control    externalMedia create, bridge join and hang-up over ARI, one request at a time
-  relay      --calls N: N two-party PCMU calls (native_rtp); with the reflector baseline
+  relay      --calls N: N two-party PCMU calls (native_rtp); with the reflector baseline;
+             --rtpengine HOST:PORT: the same calls through rtpengine (ng protocol)
   reflector  --calls N: the same traffic through the tool's in-process classic reflector
   transcode  --calls N --pair pcmu-pcma|pcmu-opus: two-party calls across formats (simple_bridge)
   mix        --participants N [--bridges M] [--talkers F]: softmix conferences
@@ -102,6 +108,10 @@ control options:
 
 media scenario options (relay, reflector, transcode, mix, churn):
   --url URL | --compare URL1 URL2   the server, or two servers run one after the other
+  --rtpengine HOST:PORT   relay: drive rtpengine over ng (UDP) instead of ARI; with --url,
+                     the URL first then rtpengine (= --compare URL ng://HOST:PORT);
+                     loopback only unless --allow-remote; --pid applies to the first server,
+                     rtpengine's is otherwise the process bound to the ng port
   --user, --password, --app, --timeout-ms, --allow-remote   as for control
   --duration D       measured window (default 10s, at most 600s); churn: how long calls are started
   --warmup D         traffic before the window (default 2s)
@@ -144,6 +154,16 @@ fn main() -> ExitCode {
                 Ok(o) => o,
                 Err(e) => return usage_error(&e),
             };
+            if name != "relay"
+                && options
+                    .urls()
+                    .iter()
+                    .any(|u| u.starts_with(opts::NG_SCHEME))
+            {
+                return usage_error(&format!(
+                    "{name}: rtpengine (--rtpengine, ng://) is supported by relay only"
+                ));
+            }
             media(name, &options)
         }
         Some("--help" | "-h" | "help") => {

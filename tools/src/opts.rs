@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+/// How a server driven over rtpengine's ng protocol is written among the URLs.
+pub const NG_SCHEME: &str = "ng://";
 /// The longest measured window a run may ask for.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// The most two-party calls one run may set up.
@@ -15,6 +17,10 @@ pub const MAX_PARTICIPANTS: usize = 5_000;
 #[derive(Clone, Debug)]
 pub struct MediaOptions {
     pub url: String,
+    /// `--url` was given (with `--rtpengine`: compare the two).
+    pub url_given: bool,
+    /// `relay --rtpengine ADDR`: rtpengine's ng address (`HOST:PORT`).
+    pub rtpengine: Option<String>,
     /// `--compare URL1 URL2`: run against both, one after the other.
     pub compare: Option<(String, String)>,
     pub user: String,
@@ -46,6 +52,8 @@ impl Default for MediaOptions {
     fn default() -> Self {
         MediaOptions {
             url: "http://127.0.0.1:8088".into(),
+            url_given: false,
+            rtpengine: None,
             compare: None,
             user: "asterisk".into(),
             password: "asterisk".into(),
@@ -135,7 +143,18 @@ impl MediaOptions {
                     })
             };
             match name {
-                "--url" => o.url = value()?,
+                "--url" => {
+                    o.url = value()?;
+                    o.url_given = true;
+                }
+                "--rtpengine" => {
+                    let v = value()?;
+                    let v = v.strip_prefix(NG_SCHEME).unwrap_or(&v).to_string();
+                    if v.is_empty() {
+                        return Err("--rtpengine needs HOST:PORT".into());
+                    }
+                    o.rtpengine = Some(v);
+                }
                 "--compare" => {
                     let first = value()?;
                     let second = it
@@ -211,6 +230,12 @@ impl MediaOptions {
                 _ => return Err(format!("unknown option '{arg}'")),
             }
         }
+        if o.rtpengine.is_some() && o.compare.is_some() {
+            return Err(
+                "--rtpengine and --compare: at most two servers (write --compare URL ng://HOST:PORT)"
+                    .into(),
+            );
+        }
         if o.participants * o.bridges > MAX_PARTICIPANTS {
             return Err(format!(
                 "--participants × --bridges is at most {MAX_PARTICIPANTS}"
@@ -219,11 +244,17 @@ impl MediaOptions {
         Ok(o)
     }
 
-    /// The servers to run against, in order.
+    /// The servers to run against, in order: ARI URLs, and rtpengine as
+    /// `ng://HOST:PORT` (`--rtpengine` alone: only rtpengine; with `--url`:
+    /// the URL first, then rtpengine).
     pub fn urls(&self) -> Vec<String> {
-        match &self.compare {
-            Some((a, b)) => vec![a.clone(), b.clone()],
-            None => vec![self.url.clone()],
+        match (&self.compare, &self.rtpengine) {
+            (Some((a, b)), _) => vec![a.clone(), b.clone()],
+            (None, Some(ng)) if self.url_given => {
+                vec![self.url.clone(), format!("{NG_SCHEME}{ng}")]
+            }
+            (None, Some(ng)) => vec![format!("{NG_SCHEME}{ng}")],
+            (None, None) => vec![self.url.clone()],
         }
     }
 }
@@ -251,6 +282,22 @@ mod tests {
         assert!(MediaOptions::parse(&args("--compare http://127.0.0.1:1")).is_err());
         let c = MediaOptions::parse(&args("--compare http://a:1 http://b:2")).unwrap();
         assert_eq!(c.urls().len(), 2);
+        let r = MediaOptions::parse(&args("--rtpengine 127.0.0.1:2223")).unwrap();
+        assert_eq!(r.urls(), vec!["ng://127.0.0.1:2223".to_string()]);
+        let r = MediaOptions::parse(&args(
+            "--url http://127.0.0.1:18088 --rtpengine ng://127.0.0.1:2223",
+        ))
+        .unwrap();
+        assert_eq!(
+            r.urls(),
+            vec![
+                "http://127.0.0.1:18088".to_string(),
+                "ng://127.0.0.1:2223".to_string()
+            ]
+        );
+        assert!(
+            MediaOptions::parse(&args("--compare http://a:1 http://b:2 --rtpengine x:1")).is_err()
+        );
         assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("x"), None);
     }

@@ -2,8 +2,9 @@
 //! (fields 14 and 15, all threads), in clock ticks converted with
 //! `sysconf(_SC_CLK_TCK)`; per thread from `/proc/PID/task/*/stat` with the
 //! threads' names from `comm`; the process listening on a TCP port (the ARI
-//! server) from `/proc/net/tcp{,6}` and the sockets in `/proc/*/fd`; and the
-//! load generator's own CPU (the process, and one of its threads through its
+//! server) or bound to a UDP port (rtpengine's ng) from
+//! `/proc/net/{tcp,udp}{,6}` and the sockets in `/proc/*/fd`; and the load
+//! generator's own CPU (the process, and one of its threads through its
 //! CPU-time clock, in nanoseconds).
 
 use std::collections::BTreeMap;
@@ -65,10 +66,21 @@ fn comm_of(text: &str) -> Option<String> {
 /// The process that listens on TCP `port` (on any address), if this user may
 /// see its file descriptors.
 pub fn pid_listening_on(port: u16) -> Option<u32> {
+    pid_with_socket(["/proc/net/tcp", "/proc/net/tcp6"], port, "0A")
+}
+
+/// The process with an unconnected UDP socket bound to `port` (rtpengine's
+/// ng port), if this user may see its file descriptors.
+pub fn pid_bound_udp(port: u16) -> Option<u32> {
+    pid_with_socket(["/proc/net/udp", "/proc/net/udp6"], port, "07")
+}
+
+/// The process owning a socket on `port` in `state` (hex, as in the tables).
+fn pid_with_socket(tables: [&str; 2], port: u16, state: &str) -> Option<u32> {
     let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    for table in tables {
         if let Ok(text) = std::fs::read_to_string(table) {
-            inodes.extend(listening_inodes(&text, port));
+            inodes.extend(listening_inodes(&text, port, state));
         }
     }
     if inodes.is_empty() {
@@ -97,8 +109,9 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
     None
 }
 
-/// Inodes of sockets in LISTEN state (0A) on `port` in a `/proc/net/tcp` table.
-fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+/// Inodes of sockets in `state` (0A: TCP LISTEN, 07: unconnected UDP) on
+/// `port` in a `/proc/net/{tcp,udp}` table.
+fn listening_inodes(table: &str, port: u16, state: &str) -> Vec<u64> {
     table
         .lines()
         .skip(1)
@@ -106,7 +119,7 @@ fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
             let f: Vec<&str> = line.split_whitespace().collect();
             let local = f.get(1)?;
             let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-            (p == port && *f.get(3)? == "0A")
+            (p == port && *f.get(3)? == state)
                 .then(|| f.get(9)?.parse().ok())
                 .flatten()
         })
@@ -173,8 +186,8 @@ mod tests {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F98 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0
    1: 0100007F:1F98 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0";
-        assert_eq!(listening_inodes(table, 8088), vec![4242]);
-        assert!(listening_inodes(table, 8089).is_empty());
+        assert_eq!(listening_inodes(table, 8088, "0A"), vec![4242]);
+        assert!(listening_inodes(table, 8089, "0A").is_empty());
         assert_eq!(comm_of("12 (shard 0) S 1").as_deref(), Some("shard 0"));
     }
 
@@ -183,6 +196,9 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         assert_eq!(pid_listening_on(port), Some(std::process::id()));
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let uport = u.local_addr().unwrap().port();
+        assert_eq!(pid_bound_udp(uport), Some(std::process::id()));
         assert!(!thread_ticks(std::process::id()).unwrap().is_empty());
         use std::os::unix::thread::JoinHandleExt;
         let h = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(50)));

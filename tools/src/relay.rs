@@ -8,6 +8,14 @@
 //! [`run_calls`] is shared with `transcode` (the second leg of each call in
 //! another format; latency then pairs the i-th packet out with the peer's
 //! i-th packet in).
+//!
+//! With `--rtpengine HOST:PORT` (or `ng://HOST:PORT` among `--compare`'s
+//! servers) the same calls go through rtpengine instead, set up over its ng
+//! protocol ([`crate::ng`]): per call, leg A's socket offers PCMU, leg B's
+//! answers, each sends to the port rtpengine returned for it; same traffic,
+//! same measurements, the daemon's CPU from `--pid` or the process bound to
+//! the ng UDP port; every call is deleted at the end (also on error and
+//! Ctrl-C).
 
 use std::sync::Arc;
 
@@ -15,7 +23,9 @@ use crossbar::media::Format;
 
 use crate::audio;
 use crate::net;
-use crate::opts::MediaOptions;
+use crate::ng::{self, NgSession};
+use crate::opts::{MediaOptions, NG_SCHEME};
+use crate::procstat;
 use crate::reflector;
 use crate::report::RunReport;
 use crate::server::{self, Session};
@@ -126,6 +136,84 @@ fn calls_on(
     Ok(r)
 }
 
+/// `o.calls` PCMU calls through rtpengine at `addr` (ng), the traffic, and
+/// every call deleted.
+pub fn run_rtpengine(
+    o: &MediaOptions,
+    addr: &str,
+    pid: Option<u32>,
+    progress: bool,
+) -> Result<RunReport, String> {
+    let mut session = NgSession::open(addr, o.allow_remote, o.timeout)?;
+    let result = rtpengine_calls(&mut session, o, pid, progress);
+    let teardown = session.teardown();
+    let mut r = result?;
+    if let Err(e) = teardown {
+        r.extra("teardown_error", e);
+    }
+    Ok(r)
+}
+
+fn rtpengine_calls(
+    session: &mut NgSession,
+    o: &MediaOptions,
+    pid: Option<u32>,
+    progress: bool,
+) -> Result<RunReport, String> {
+    let (frames, pt, ts_step) = frames_for(Format::Ulaw)?;
+    let mut legs = Vec::with_capacity(2 * o.calls);
+    let setup = std::time::Instant::now();
+    for call in 0..o.calls {
+        if crate::signal::interrupted() {
+            return Err("interrupted during setup".into());
+        }
+        if progress && call % 50 == 0 {
+            eprint!(
+                "\r\x1b[2Krelay (rtpengine): setting up call {call}/{}",
+                o.calls
+            );
+        }
+        let (a, b) = (net::loopback_socket()?, net::loopback_socket()?);
+        let local = |s: &std::net::UdpSocket| s.local_addr().map_err(|e| format!("{e}"));
+        let (a_to, b_to) = session.call(local(&a)?, local(&b)?)?;
+        for (socket, to) in [(a, a_to), (b, b_to)] {
+            net::check_rtp_target(to, o.allow_remote)?;
+            socket
+                .connect(to)
+                .map_err(|e| format!("connect {to}: {e}"))?;
+            let index = legs.len();
+            legs.push(LegPlan {
+                socket,
+                pt,
+                ts_step,
+                frames: frames.clone(),
+                stamp: true,
+                peer: Some(index ^ 1),
+                latency: LatencyMode::Stamp,
+                marker: None,
+                hears: None,
+            });
+        }
+    }
+    let setup_ms = setup.elapsed().as_secs_f64() * 1e3;
+    let mut probe = server::process_probe(pid, o.per_thread);
+    let m = traffic::run(
+        legs,
+        reflector::timing(o),
+        "relay (rtpengine)",
+        progress,
+        &mut probe,
+    )?;
+    let target = format!("rtpengine {NG_SCHEME}{}", session.client.addr);
+    let mut r = RunReport::new("relay", &target, m);
+    r.param("calls", o.calls);
+    r.param("pid", pid);
+    r.extra("setup_ms", (setup_ms * 10.0).round() / 10.0);
+    r.extra("control", "rtpengine ng (offer/answer/delete)");
+    r.extra("latency_method", "payload timestamp");
+    Ok(r)
+}
+
 /// The whole `relay` (or `transcode`) invocation: each URL, then the
 /// reflector baseline unless `--no-baseline`; ratios attached to the runs.
 pub fn run(
@@ -136,8 +224,22 @@ pub fn run(
 ) -> Result<Vec<RunReport>, String> {
     let mut runs = Vec::new();
     for (k, url) in o.urls().iter().enumerate() {
-        let pid = server::server_pid(o, url, k == 0);
-        runs.push(run_calls(o, scenario, url, pid, Format::Ulaw, b, progress)?);
+        if let Some(addr) = url.strip_prefix(NG_SCHEME) {
+            if b != Format::Ulaw {
+                return Err(format!("{scenario}: rtpengine runs only the PCMU relay"));
+            }
+            let pid = match o.pid {
+                Some(p) if k == 0 => Some(p),
+                _ => ng::parse_addr(addr, o.allow_remote)
+                    .ok()
+                    .filter(|a| a.ip().is_loopback())
+                    .and_then(|a| procstat::pid_bound_udp(a.port())),
+            };
+            runs.push(run_rtpengine(o, addr, pid, progress)?);
+        } else {
+            let pid = server::server_pid(o, url, k == 0);
+            runs.push(run_calls(o, scenario, url, pid, Format::Ulaw, b, progress)?);
+        }
         if crate::signal::interrupted() {
             return Ok(runs);
         }
