@@ -130,6 +130,9 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// The embedded defaults alone.
     pub fn defaults() -> Config {
+        // Invariant: the embedded defaults parse and validate (compile-time
+        // text, no input involved); `defaults_are_the_documented_ones` checks
+        // it. The node itself starts from `load`.
         Config::from_layers(None, std::iter::empty()).expect("the embedded defaults are valid")
     }
 

@@ -13,7 +13,8 @@
 //!
 //! # Invariants
 //! - All memory (`slots × max_payload` bytes) is allocated once in `new`;
-//!   `push` and `tick` never allocate.
+//!   `push` and `tick` never allocate, and each does at most O(`slots`) work
+//!   whatever the sequence numbers.
 //! - A slot holds the frame with sequence number `s` only at index
 //!   `s mod slots`; a frame older than `next` is late and dropped; a second
 //!   copy of a held frame is a duplicate and dropped; a frame too far ahead
@@ -152,12 +153,16 @@ impl JitterBuffer {
                 return Pushed::Late;
             }
             if ahead as usize >= n {
-                // Skip forward so that `seq` is the newest slot.
+                // Skip forward so that `seq` is the newest slot. A skip of
+                // `n` or more passes every slot, so at most `n` are visited
+                // (a jump of 30,000 must not cost 30,000 steps per packet).
                 let new_next = SeqNo(seq.0.wrapping_sub(n as u16 - 1));
+                let skip = usize::from(new_next.0.wrapping_sub(next.0));
                 let mut s = next;
-                while s != new_next {
+                for _ in 0..skip.min(n) {
                     let i = self.index(s);
-                    if self.slots[i].full && self.slots[i].seq == s {
+                    let slot = self.slots[i];
+                    if slot.full && slot.seq.delta(next) >= 0 && new_next.delta(slot.seq) > 0 {
                         self.stats.overrun += 1;
                     }
                     self.release(i);
@@ -324,6 +329,37 @@ mod tests {
         assert_eq!(jb.tick(), Tick::Idle);
         push(&mut jb, 5000);
         assert_eq!(frame(&mut jb), Some(5000));
+    }
+
+    #[test]
+    fn far_jumps_cost_one_pass_over_the_slots() {
+        // A remote alternating sequence numbers ~30,000 apart forces a skip
+        // on every packet; each must cost O(slots), not O(jump), or one
+        // sender stalls the shard's mixing.
+        let mut jb = JitterBuffer::new(8, 4, 1);
+        push(&mut jb, 0);
+        assert_eq!(frame(&mut jb), Some(0));
+        push(&mut jb, 1);
+        push(&mut jb, 2);
+        let started = std::time::Instant::now();
+        let mut seq = 2u16;
+        for _ in 0..200_000 {
+            seq = seq.wrapping_add(30_000);
+            assert_eq!(push(&mut jb, seq), Pushed::Stored);
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "200,000 far jumps took {:?}",
+            started.elapsed()
+        );
+        // Only the first skip passed held frames (1 and 2); each later one
+        // passed the single frame before it.
+        assert_eq!(jb.stats().overrun, 2 + 199_999);
+        assert_eq!(jb.len(), 1);
+        for _ in 0..7 {
+            assert!(matches!(jb.tick(), Tick::Missing { .. }));
+        }
+        assert_eq!(frame(&mut jb), Some(seq));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! ARI error replies over real HTTP: one test per row of ARI.md's status-code
 //! table (crossbar column), then authentication, argument checking and the
-//! events endpoint's refusals, and a burst of bad requests the node survives.
+//! events endpoint's refusals, a burst of bad requests and an oversized
+//! WebSocket message the node survives.
 
 mod common;
 
@@ -362,6 +363,35 @@ fn node_still_serves_after_a_burst_of_bad_requests() {
     let mut ws = s.ws("A");
     let ch = s.external_media("A", "");
     assert_eq!(ws.next_event("StasisStart")["channel"]["id"], ch["id"]);
+}
+
+#[test]
+fn oversized_websocket_message_ends_the_session_not_the_node() {
+    let s = Server::start();
+    let mut ws = s.ws("A");
+    // 3 MiB: beyond what a RESTRequest needs (a 1 MiB body, escaped).
+    let big = format!("[{}0]", "0,".repeat(3 << 19));
+    // The server may close while the message is still being written.
+    let _ = ws.socket.send(tungstenite::Message::Text(big.into()));
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        match ws.socket.read() {
+            Ok(tungstenite::Message::Close(_)) => break,
+            Ok(other) => panic!("expected the session to end, got {other:?}"),
+            Err(tungstenite::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                assert!(std::time::Instant::now() < deadline, "session not ended");
+            }
+            Err(_) => break,
+        }
+    }
+    assert_eq!(s.get("/ari/asterisk/ping").ok()["ping"], "pong");
+    // A normal message on a new session is still answered.
+    let mut ws = s.ws("A");
+    ws.send_text(r#"{"type":"RESTRequest","request_id":"1","method":"GET","uri":"asterisk/ping"}"#);
+    assert_eq!(ws.next_event("RESTResponse")["status_code"], 200);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! ARI events over a real events WebSocket: order and shape of what clients
 //! track state with (Stasis entry and exit, bridges, hangups, Local pairs,
-//! moves, subscriptions, filters), REST over the WebSocket, variables, and the
-//! BRIDGEPEER event volume.
+//! moves, subscriptions, filters), REST over the WebSocket, variables, the
+//! BRIDGEPEER event volume, and operations that race a timer or a client's
+//! disconnect.
 
 mod common;
 
@@ -770,6 +771,70 @@ fn originate_timeout_hangs_up_the_unanswered_pair() {
     assert_eq!(destroyed["cause_txt"], "User alerting, no answer");
     s.get(&format!("/ari/channels/{one}"))
         .assert_error(404, "Channel not found");
+}
+
+#[test]
+fn a_stale_originate_timeout_spares_a_new_channel_with_the_same_id() {
+    let s = Server::start();
+    let _a = s.ws("A");
+    let _b = s.ws("B");
+    s.post("/ari/channels?endpoint=Local/t@B&app=A&timeout=1&channelId=one&otherChannelId=two")
+        .ok();
+    s.delete("/ari/channels/one").no_content();
+    // The same ids again, waiting forever: the first pair's timer must not
+    // hang this one up.
+    s.post("/ari/channels?endpoint=Local/t@B&app=A&timeout=0&channelId=one&otherChannelId=two")
+        .ok();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(s.get("/ari/channels/one").ok()["state"], "Down");
+    assert_eq!(s.get("/ari/channels/two").ok()["state"], "Ring");
+}
+
+#[test]
+fn an_operation_completes_when_its_client_disconnects() {
+    use std::io::Write;
+    let s = Server::start();
+    let _a = s.ws("A");
+    let _b = s.ws("B");
+    let n = 150;
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            let one = format!("c{i}");
+            s.post(&format!(
+                "/ari/channels/create?endpoint=Local/x@B&app=A&channelId={one}&otherChannelId=d{i}"
+            ))
+            .ok();
+            one
+        })
+        .collect();
+    let b = s.bridge("");
+    // One addChannel of every channel (many shard round trips), and the
+    // client closes its connection while it runs.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        conn,
+        "POST /ari/bridges/{b}/addChannel?channel={} HTTP/1.1\r\nHost: x\r\n\
+         Authorization: {}\r\nContent-Length: 0\r\n\r\n",
+        ids.join(","),
+        common::basic(common::USER, common::PASS)
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(conn);
+    // All of it or (if the request was never read) none of it; never a part.
+    let deadline = std::time::Instant::now() + common::WAIT;
+    let members = loop {
+        let members = s.get(&format!("/ari/bridges/{b}")).ok()["channels"]
+            .as_array()
+            .unwrap()
+            .len();
+        if members == n || std::time::Instant::now() > deadline {
+            break members;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(members == n || members == 0, "{members} of {n} joined");
+    assert_eq!(s.get("/ari/asterisk/ping").ok()["ping"], "pong");
 }
 
 #[test]

@@ -22,7 +22,7 @@ use crate::clock::Timestamp;
 use crate::control::channel::{Cause, Channel, ChannelKind, ChannelState, DialplanCep};
 use crate::host::{Control, Node};
 use crate::media::Format;
-use crate::shard::{Direction, LegSpec};
+use crate::shard::{Direction, LegId, LegSpec};
 
 /// `GET /channels`.
 pub async fn list(node: &Node, _args: Args) -> Result<Reply, AriError> {
@@ -226,31 +226,33 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
         ctl.reg.insert_channel(now, two);
         ctl.reg.enter_stasis(now, &id2, &target.context, Vec::new());
         if timeout > 0 {
-            schedule_answer_timeout(node, &id1, timeout as u64);
+            schedule_answer_timeout(node, &id1, leg1, timeout as u64);
         }
     }
     Ok(Reply::Json(ctl.reg.existing(&id1)?.snapshot()))
 }
 
 /// Hangs up an originated Local pair whose `;2` half was not answered in time.
-fn schedule_answer_timeout(node: &Node, id: &str, seconds: u64) {
+/// `leg` identifies this pair's `;1` half: by then the id may name another
+/// channel (hung up, then reused by a new originate).
+fn schedule_answer_timeout(node: &Node, id: &str, leg: LegId, seconds: u64) {
     let Some(node) = node.handle() else {
         return;
     };
     let id = id.to_string();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(seconds)).await;
-        answer_timeout(node, id).await;
+        answer_timeout(node, id, leg).await;
     });
 }
 
-async fn answer_timeout(node: Arc<Node>, id: String) {
+async fn answer_timeout(node: Arc<Node>, id: String, leg: LegId) {
     let now = node.now();
     let mut ctl = node.lock().await;
     let unanswered = ctl
         .reg
         .channel(&id)
-        .is_some_and(|c| c.state != ChannelState::Up && c.pending_stasis.is_some());
+        .is_some_and(|c| c.leg == leg && c.state != ChannelState::Up && c.pending_stasis.is_some());
     if unanswered {
         let cause = Cause::from_code(19).unwrap_or(Cause::NORMAL);
         if let Err(e) = ops::hangup(&node, &mut ctl, now, &id, cause, false).await {

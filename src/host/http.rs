@@ -17,7 +17,7 @@ use crate::ari::spec::{match_path, Method, Operation, Reply};
 use crate::ari::{docs, routes};
 
 /// Largest request body accepted.
-const MAX_BODY: usize = 1 << 20;
+pub(super) const MAX_BODY: usize = 1 << 20;
 
 /// A reply as the transport sends it: a status and an optional JSON body.
 #[derive(Debug)]
@@ -141,7 +141,21 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
             )
         }
     };
-    let outcome = invoke(&node, op, query, &body).await;
+    // The operation runs in a task of its own: hyper drops this future when
+    // the client disconnects, and an operation cut off between a data-plane
+    // reply and its registry update would leave the two disagreeing (or a
+    // leg detached from one shard and never attached to another).
+    let task = tokio::spawn({
+        let node = node.clone();
+        async move { invoke(&node, op, query, &body).await }
+    });
+    let outcome = match task.await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::error!("ARI operation failed: {e}");
+            Outcome::error(&AriError::internal("Internal error"))
+        }
+    };
     respond(&node, outcome)
 }
 

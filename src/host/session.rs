@@ -12,16 +12,24 @@ use axum::response::IntoResponse;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::http::{invoke, parse_query, phrase, route};
+use super::http::{invoke, parse_query, phrase, route, MAX_BODY};
 use super::Node;
 use crate::ari::args::Args;
 use crate::ari::spec::Method;
+
+/// Largest message a client may send: a `RESTRequest` carrying a body of up
+/// to [`MAX_BODY`], escaped. (The library's default, 64 MiB, lets one message
+/// of `[0,0,...]` grow to gigabytes as a JSON value.) A larger message ends
+/// the session.
+const MAX_MESSAGE: usize = 2 * MAX_BODY;
 
 /// Accepts the upgrade and runs the session.
 pub fn upgrade(node: Arc<Node>, upgrade: WebSocketUpgrade, args: Args) -> Response<Body> {
     let apps: Vec<String> = args.list("app").to_vec();
     let subscribe_all = args.bool("subscribeAll");
     upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
         .protocols(["ari"])
         .on_upgrade(move |socket| run(node, socket, apps, subscribe_all))
         .into_response()
