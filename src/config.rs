@@ -28,6 +28,9 @@ bridgepeer = "off"
 entity_id = "02:fc:00:00:00:01"
 # Name reported by /asterisk/info (system.entity_id is entity_id above).
 system_name = "crossbar"
+# Events an events WebSocket may have queued, unwritten, before the node
+# closes it (code 1008): a client that stops reading cannot grow memory.
+ws_queue_events = 100000
 
 [rtp]
 # Local address external media legs bind to.
@@ -75,6 +78,7 @@ pub struct AriConfig {
     pub bridgepeer: BridgePeerMode,
     pub entity_id: String,
     pub system_name: String,
+    pub ws_queue_events: usize,
 }
 
 /// How `ChannelVarset BRIDGEPEER` events are emitted (ARI.md's trap).
@@ -227,6 +231,9 @@ impl Config {
                 "ari.entity_id",
                 "must look like a MAC address, e.g. 02:fc:00:00:00:01",
             );
+        }
+        if !(16..=10_000_000).contains(&self.ari.ws_queue_events) {
+            return bad("ari.ws_queue_events", "must be between 16 and 10000000");
         }
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
             return bad("rtp.port_min", "must be non-zero and below rtp.port_max");

@@ -449,3 +449,52 @@ fn replies_are_compact_json_with_content_length() {
     );
     assert_eq!(r.text, r#"{"message":"Channel not found"}"#);
 }
+
+/// A client that holds an events WebSocket open but stops reading is closed
+/// (1008) once `ari.ws_queue_events` events are waiting for it, the loss is
+/// counted, and the node goes on serving.
+#[test]
+fn a_websocket_that_stops_reading_is_closed_not_the_node() {
+    let mut s = Server::start_with(&[("CROSSBAR_ARI_WS_QUEUE_EVENTS", "16")]);
+    let mut lazy = s.ws_raw("/ari/events?app=A&api_key=asterisk:asterisk");
+    s.wait_app("A");
+    let channel = s.external_media("A", "");
+    let c = channel["id"].as_str().expect("channel id").to_string();
+    let body = serde_json::json!({"variable": "BIG", "value": "x".repeat(60_000)}).to_string();
+    // 400 events of 60 kB (24 MB) outgrow the queue and the kernel's socket buffers.
+    for _ in 0..400 {
+        s.post_json(&format!("/ari/channels/{c}/variable"), &body)
+            .no_content();
+        if s.metric("crossbar_events_dropped_total") > 0 {
+            break;
+        }
+    }
+    assert!(s.metric("crossbar_events_dropped_total") > 0, "no overflow");
+    // The application went with its only socket; the node still answers.
+    s.get("/ari/applications/A")
+        .assert_error(404, "Application does not exist.");
+    assert!(s.alive());
+    // What the lazy client finds at the end of its stream: a policy close, or
+    // the connection dropped when even the close frame could not be written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut code = None;
+    while std::time::Instant::now() < deadline {
+        match lazy.read() {
+            Ok(tungstenite::Message::Close(frame)) => {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                code = Some(0);
+                break;
+            }
+        }
+    }
+    assert!(matches!(code, Some(1008) | Some(0)), "{code:?}");
+}

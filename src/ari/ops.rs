@@ -14,6 +14,7 @@ use crate::shard::DataplaneError;
 pub fn dataplane_error(e: DataplaneError) -> AriError {
     match e {
         DataplaneError::NoPorts => AriError::new(503, "No free RTP port on this node"),
+        DataplaneError::Busy => AriError::new(503, "Data plane busy: a shard is not keeping up"),
         other => AriError::internal(format!("Data plane: {other}")),
     }
 }

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub ws_sessions: AtomicU64,
     pub ws_bad_messages: AtomicU64,
     pub events_sent: AtomicU64,
+    pub events_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -34,7 +35,7 @@ impl Metrics {
     /// The Prometheus exposition text, with `extra` gauges appended.
     pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let rows: [(&str, &str, &AtomicU64); 7] = [
+        let rows: [(&str, &str, &AtomicU64); 8] = [
             (
                 "crossbar_http_requests_total",
                 "ARI HTTP requests served",
@@ -69,6 +70,11 @@ impl Metrics {
                 "crossbar_events_sent_total",
                 "Events queued to WebSockets",
                 &self.events_sent,
+            ),
+            (
+                "crossbar_events_dropped_total",
+                "Events not queued because the WebSocket's queue was full (the session is closed)",
+                &self.events_dropped,
             ),
         ];
         for (name, help, value) in rows {

@@ -27,8 +27,40 @@ use crate::shard::Dataplane;
 pub use http::serve;
 pub use metrics::Metrics;
 
-/// A WebSocket's outgoing queue of event texts.
-pub type EventSink = mpsc::UnboundedSender<String>;
+/// A WebSocket's outgoing queue of event texts, and the signal that ends the
+/// session when the queue overflows.
+#[derive(Clone)]
+pub struct EventSink {
+    pub events: mpsc::Sender<String>,
+    pub overflow: Arc<tokio::sync::Notify>,
+}
+
+impl EventSink {
+    /// A sink queueing up to `capacity` events (`ari.ws_queue_events`), and
+    /// the receiving end of its queue. A client that stops reading is
+    /// disconnected when the queue is full instead of growing the node's memory.
+    pub fn new(capacity: usize) -> (EventSink, mpsc::Receiver<String>) {
+        let (events, rx) = mpsc::channel(capacity.max(1));
+        let sink = EventSink {
+            events,
+            overflow: Arc::new(tokio::sync::Notify::new()),
+        };
+        (sink, rx)
+    }
+
+    /// Queues one event; false if the session is gone or its queue is full
+    /// (then the session is told to end).
+    fn offer(&self, text: String) -> bool {
+        match self.events.try_send(text) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
 
 /// The control plane's mutable state: the registry and the socket that holds
 /// each application. As in Asterisk, a second socket for an application
@@ -59,7 +91,7 @@ impl Control {
                         "asterisk_id": self.reg.entity_id(),
                         "application": app,
                     });
-                    let _ = old.send(replaced.to_string());
+                    old.offer(replaced.to_string());
                 }
                 None => self.reg.hold_app(app, subscribe_all),
             }
@@ -78,14 +110,31 @@ impl Control {
     }
 
     /// Sends the registry's pending events to the sockets holding their apps.
+    /// A socket whose queue is full loses its applications at once (they are
+    /// released as if it had closed) and is told to end.
     fn flush(&mut self, metrics: &Metrics) {
+        let mut overflowed = Vec::new();
         for delivery in self.reg.take_outbox() {
-            let Some((_, sink)) = self.sinks.get(&delivery.app) else {
+            let Some((sid, sink)) = self.sinks.get(&delivery.app) else {
                 continue;
             };
-            if sink.send(delivery.event.to_string()).is_ok() {
+            if sink.offer(delivery.event.to_string()) {
                 metrics.inc(&metrics.events_sent);
+            } else {
+                metrics.inc(&metrics.events_dropped);
+                if !overflowed.contains(sid) {
+                    overflowed.push(*sid);
+                }
             }
+        }
+        for sid in overflowed {
+            let apps: Vec<String> = self
+                .sinks
+                .iter()
+                .filter(|(_, (s, _))| *s == sid)
+                .map(|(app, _)| app.clone())
+                .collect();
+            self.detach(sid, &apps);
         }
     }
 }

@@ -5,15 +5,14 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::WebSocketUpgrade;
 use axum::http::Response;
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use super::http::{invoke, parse_query, phrase, route, MAX_BODY};
-use super::Node;
+use super::{EventSink, Node};
 use crate::ari::args::Args;
 use crate::ari::spec::Method;
 
@@ -37,7 +36,8 @@ pub fn upgrade(node: Arc<Node>, upgrade: WebSocketUpgrade, args: Args) -> Respon
 
 async fn run(node: Arc<Node>, mut socket: WebSocket, apps: Vec<String>, subscribe_all: bool) {
     node.metrics.inc(&node.metrics.ws_sessions);
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (sink, mut rx) = EventSink::new(node.config.ari.ws_queue_events);
+    let overflow = sink.overflow.clone();
     // The session keeps its own sender: when another socket replaces all of
     // its applications, the registry drops theirs, and the socket must stay
     // open (as in Asterisk, it only stops receiving events) instead of ending
@@ -45,14 +45,28 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, apps: Vec<String>, subscrib
     let sid = node
         .lock()
         .await
-        .attach(node.now(), &apps, subscribe_all, tx.clone());
+        .attach(node.now(), &apps, subscribe_all, sink.clone());
     tracing::info!(apps = ?apps, "events WebSocket opened");
     loop {
         tokio::select! {
+            _ = overflow.notified() => {
+                close_overflowed(&mut socket, &apps).await;
+                break;
+            }
             out = rx.recv() => {
                 let Some(text) = out else { break };
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    break;
+                // A client that stops reading blocks this write: the overflow
+                // signal must still end the session.
+                tokio::select! {
+                    sent = socket.send(Message::Text(text.into())) => {
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                    _ = overflow.notified() => {
+                        close_overflowed(&mut socket, &apps).await;
+                        break;
+                    }
                 }
             }
             incoming = socket.recv() => {
@@ -74,6 +88,18 @@ async fn run(node: Arc<Node>, mut socket: WebSocket, apps: Vec<String>, subscrib
     }
     node.lock().await.detach(sid, &apps);
     tracing::info!(apps = ?apps, "events WebSocket closed");
+}
+
+/// Ends a session whose client stopped reading: a close frame (1008) if it
+/// can still be written within a second, then the connection is dropped.
+async fn close_overflowed(socket: &mut WebSocket, apps: &[String]) {
+    tracing::warn!(apps = ?apps, "events WebSocket closed: the client is not reading its events");
+    let frame = CloseFrame {
+        code: 1008,
+        reason: "event queue overflow".into(),
+    };
+    let close = socket.send(Message::Close(Some(frame)));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
 }
 
 /// Answers one `RESTRequest` message.

@@ -205,6 +205,8 @@ pub enum DataplaneError {
     Unknown,
     /// The shard thread is gone (a bug, or shutdown).
     ShardGone,
+    /// The shard's command queue stayed full for [`QUEUE_FULL_PATIENCE`].
+    Busy,
     /// A socket error.
     Io(String),
 }
@@ -213,6 +215,7 @@ impl fmt::Display for DataplaneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DataplaneError::NoPorts => f.write_str("no free RTP port"),
+            DataplaneError::Busy => f.write_str("data plane shard is not keeping up with commands"),
             DataplaneError::Unknown => f.write_str("unknown leg or bridge"),
             DataplaneError::ShardGone => f.write_str("data plane shard is gone"),
             DataplaneError::Io(e) => write!(f, "socket error: {e}"),
@@ -313,6 +316,10 @@ pub struct Dataplane {
 /// Depth of each shard's command queue.
 const COMMAND_QUEUE: usize = 4096;
 
+/// How long a command waits for room in a full shard queue before the ARI
+/// operation fails with 503.
+const QUEUE_FULL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Dataplane {
     /// Starts the shards described by `config`.
     pub fn start(config: &Config) -> std::io::Result<Dataplane> {
@@ -406,10 +413,26 @@ impl Dataplane {
     ) -> Result<T, DataplaneError> {
         let (tx, rx) = oneshot::channel();
         let handle = &self.shards[shard];
-        handle
-            .commands
-            .send(make(tx))
-            .map_err(|_| DataplaneError::ShardGone)?;
+        let mut command = make(tx);
+        // Never block the control thread on a full queue: wake the shard and
+        // retry asynchronously, for a bounded time.
+        let deadline = std::time::Instant::now() + QUEUE_FULL_PATIENCE;
+        loop {
+            match handle.commands.try_send(command) {
+                Ok(()) => break,
+                Err(std_mpsc::TrySendError::Disconnected(_)) => {
+                    return Err(DataplaneError::ShardGone)
+                }
+                Err(std_mpsc::TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(DataplaneError::Busy);
+                    }
+                    command = back;
+                    wake(&handle.wake);
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        }
         wake(&handle.wake);
         rx.await.map_err(|_| DataplaneError::ShardGone)?
     }
