@@ -1,5 +1,6 @@
-//! Wall-clock time as ARI shows it. The sans-IO cores never read the clock: the
-//! I/O owners read it once per input and hand a [`Timestamp`] down.
+//! Wall-clock time as ARI and RTCP show it. The sans-IO cores never read the
+//! clock: the I/O owners read it once per input and hand a [`Timestamp`] (or an
+//! NTP timestamp) down.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,6 +19,14 @@ impl Timestamp {
             .unwrap_or(0);
         Timestamp(ms)
     }
+}
+
+/// The wall clock as an RTCP (NTP 32.32) timestamp. Only the shards call this.
+pub fn ntp_now() -> u64 {
+    let since_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    crate::rtp::rtcp::ntp_from_unix(since_unix)
 }
 
 /// Converts days since 1970-01-01 to a civil (year, month, day), after

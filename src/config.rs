@@ -207,7 +207,7 @@ impl Config {
         }
         let config: Config = toml::Value::Table(merged)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError(format!("config: {}", e.message())))?;
+            .map_err(|e: toml::de::Error| ConfigError(keyed_message(&e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -277,6 +277,17 @@ impl Config {
     }
 }
 
+/// `KEY: reason` from a deserialisation error (whose text ends with
+/// "in `KEY`" when it knows the key).
+fn keyed_message(e: &toml::de::Error) -> String {
+    let text = e.to_string();
+    let text = text.trim();
+    match text.rsplit_once("\nin `") {
+        Some((reason, key)) => format!("{}: {}", key.trim_end_matches('`'), reason.trim()),
+        None => format!("config: {text}"),
+    }
+}
+
 /// Overlays `src` onto `dst`, refusing keys the defaults do not have.
 fn merge(dst: &mut toml::Table, src: toml::Table, path: &str) -> Result<(), ConfigError> {
     for (key, value) in src {
@@ -341,7 +352,14 @@ mod tests {
                 "rtp.port_min",
             ),
             ("[log]\nlevel = \"loud\"\n", "log.level"),
-            ("[ari]\nbind = \"nowhere\"\n", "config"),
+            (
+                "[ari]\nbind = \"nowhere\"\n",
+                "ari.bind: invalid socket address",
+            ),
+            (
+                "[dataplane]\nshards = \"four\"\n",
+                "dataplane.shards: invalid type",
+            ),
             ("[dataplane]\nmix_tick_ms = 7\n", "dataplane.mix_tick_ms"),
             (
                 "[dataplane]\nrtcp_interval_ms = 50\n",

@@ -2,7 +2,7 @@
 //! building receiver and sender reports ([`write_rr`], [`write_sr`]), SDES
 //! CNAME ([`write_sdes_cname`]) and BYE ([`write_bye`]), rewriting the SSRCs
 //! of a compound in place for a relay ([`map_ssrcs`]), and the NTP clock
-//! arithmetic of LSR/DLSR/RTT ([`ntp_now`], [`ntp_middle`], [`rtt`]).
+//! arithmetic of LSR/DLSR/RTT ([`ntp_from_unix`], [`ntp_middle`], [`rtt`]).
 //!
 //! Invariants: parsing never panics and never reads past the datagram; each
 //! sub-packet is checked for version 2 and a length that fits. Only the
@@ -411,11 +411,9 @@ pub fn map_ssrcs(datagram: &mut [u8], map: impl Fn(u32) -> u32) {
 /// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
-/// The wall clock as a 64-bit NTP timestamp (32.32 fixed point seconds).
-pub fn ntp_now() -> u64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+/// A time since the Unix epoch as a 64-bit NTP timestamp (32.32 fixed point
+/// seconds). The caller reads the clock (`clock::ntp_now` in the shards).
+pub fn ntp_from_unix(d: std::time::Duration) -> u64 {
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
     (d.as_secs() + NTP_UNIX_OFFSET) << 32 | frac
 }
@@ -564,7 +562,9 @@ mod tests {
         let rtt = rtt(arrival, lsr, dlsr).unwrap();
         assert!((rtt as i64 - 16_384).abs() <= 1, "{rtt}");
         assert_eq!(super::rtt(arrival, 0, dlsr), None);
-        assert!(ntp_now() >> 32 > NTP_UNIX_OFFSET);
+        let ntp = ntp_from_unix(std::time::Duration::from_millis(1_500));
+        assert_eq!(ntp >> 32, NTP_UNIX_OFFSET + 1);
+        assert_eq!(ntp & 0xFFFF_FFFF, 1 << 31);
     }
 
     #[test]

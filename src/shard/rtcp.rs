@@ -107,7 +107,7 @@ pub(super) fn absorb(leg: &mut Leg, data: &[u8], now: Instant) -> bool {
             stats.remote_cumulative_lost = b.cumulative_lost;
             stats.remote_jitter = b.jitter;
             stats.remote_max_jitter = stats.remote_max_jitter.max(b.jitter);
-            let a = *arrival.get_or_insert_with(wire::ntp_now);
+            let a = *arrival.get_or_insert_with(crate::clock::ntp_now);
             if let Some(rtt) = wire::rtt(a, b.last_sr, b.delay_since_last_sr) {
                 stats.rtt_ms = Some(f64::from(rtt) * 1000.0 / 65536.0);
             }
@@ -168,7 +168,7 @@ fn write_report(leg: &mut Leg, buf: &mut [u8], now: Instant, cname: &[u8]) -> Op
     let n = if packets != r.reported_packets {
         r.reported_packets = packets;
         let info = SenderInfo {
-            ntp: wire::ntp_now(),
+            ntp: crate::clock::ntp_now(),
             rtp_ts: leg.out.timestamp_at(now).map_or(0, |t| t.0),
             packets: packets as u32,
             octets: octets as u32,

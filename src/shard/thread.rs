@@ -27,8 +27,11 @@
 //! # Validity
 //! Short datagrams, RTP version ≠ 2, malformed CSRC/extension/padding,
 //! truncated datagrams and payload types other than the leg format's, CN (13)
-//! and telephone-event (101) are counted in `rx_bad` and dropped; RTCP on the
-//! RTP port (RFC 5761 demux) is counted in `rx_rtcp` and not relayed.
+//! and telephone-event (101) are counted in `rx_bad` and dropped. Valid RTCP
+//! on the RTP port (RFC 5761 demux) is counted in `rx_rtcp`, switches the
+//! leg's own reports to the RTP port (mux), and is handled like RTCP on the
+//! RTCP port (parsed, or relayed on a relaying leg — see `rtcp`); invalid
+//! RTCP there counts as `rx_bad`.
 //!
 //! # Receive statistics
 //! Every valid media packet of an RTP leg's remote feeds the leg's
