@@ -282,7 +282,7 @@ async fn rtcp_received_shows_in_stats_and_garbage_is_harmless() {
     // Our SR + RR-style block about crossbar's stream, echoing its SR.
     let mut buf = [0u8; 128];
     let info = SenderInfo {
-        ntp: rtcp::ntp_now(),
+        ntp: crossbar::clock::ntp_now(),
         rtp_ts: 4242,
         packets: 17,
         octets: 2720,
