@@ -119,20 +119,15 @@ fn env_override_of_the_bind_address_is_where_it_answers() {
     let path = temp_path("bind.toml");
     std::fs::write(&path, "[ari]\nbind = \"127.0.0.1:1\"\n").expect("write config");
     let port = free_port();
+    let (rtp_min, rtp_max) = common::rtp_range(port);
     let mut child = crossbar_command()
         .arg("--config")
         .arg(&path)
         .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{port}"))
         .env("CROSSBAR_DATAPLANE_SHARDS", "1")
         .env("CROSSBAR_DATAPLANE_PIN", "false")
-        .env(
-            "CROSSBAR_RTP_PORT_MIN",
-            common::rtp_range(port).0.to_string(),
-        )
-        .env(
-            "CROSSBAR_RTP_PORT_MAX",
-            common::rtp_range(port).1.to_string(),
-        )
+        .env("CROSSBAR_RTP_PORT_MIN", rtp_min.to_string())
+        .env("CROSSBAR_RTP_PORT_MAX", rtp_max.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -33,11 +33,17 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
-/// An RTP port range unique to the server on `ari_port` (60 ports, below the
-/// ephemeral range so it never meets the ARI ports of parallel tests).
+/// An RTP port range of 100 ports for one test server, below the ephemeral
+/// range (so it never meets the ARI ports of parallel tests) and distinct for
+/// every server this test process starts (a counter, offset by the process id
+/// so consecutive test binaries do not start on the same slot). The ARI port
+/// is mixed in only to spread processes further.
 pub fn rtp_range(ari_port: u16) -> (u16, u16) {
-    let min = 10_000 + (ari_port % 370) * 60;
-    (min, min + 59)
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let slot = (u64::from(std::process::id()) * 37 + u64::from(ari_port % 7) + n) % 220;
+    let min = 10_000 + slot as u16 * 100;
+    (min, min + 99)
 }
 
 /// A unique scratch path in the temp directory.
