@@ -16,15 +16,17 @@
 //! streams 500 packets each way for 10 s). Each test runs its own node with
 //! two shards on its own RTP port slot.
 
+mod common;
 mod common_audio;
 mod media_common;
 
 use std::time::{Duration, Instant};
 
+use common::Ws;
 use crossbar::media::Format;
 use media_common::{
-    db, decode_arrived, mean_power, pattern_payload, rtp_packet, talk, tone_snr_db, Events, Leg,
-    Node, Received, Voice,
+    db, decode_arrived, mean_power, pattern_payload, rtp_packet, talk, tone_snr_db, Leg, Node,
+    Received, Voice,
 };
 
 /// Minimum SNR of a 1 kHz tone through PCMU → crossbar → PCMA (and back):
@@ -396,7 +398,7 @@ fn softmix_five_members_hear_the_others_not_themselves() {
 
 /// The `technology` of bridge `bridge` in each ChannelEnteredBridge /
 /// ChannelLeftBridge event, in order.
-fn technologies_in_events(events: &mut Events, bridge: &str) -> Vec<String> {
+fn technologies_in_events(events: &mut Ws, bridge: &str) -> Vec<String> {
     events
         .drain(Duration::from_millis(300))
         .into_iter()
@@ -656,13 +658,13 @@ fn hold_stops_a_leg_being_heard_and_is_announced() {
     let held = Instant::now();
     node.post(&format!("/ari/channels/{}/hold", a.id))
         .no_content();
-    let hold = events.next_of("ChannelHold");
+    let hold = events.next_event("ChannelHold");
     assert_eq!(hold["channel"]["id"], a.id.as_str());
     std::thread::sleep(at(2000).saturating_duration_since(Instant::now()));
     let unheld = Instant::now();
     node.delete(&format!("/ari/channels/{}/hold", a.id))
         .no_content();
-    let unhold = events.next_of("ChannelUnhold");
+    let unhold = events.next_event("ChannelUnhold");
     assert_eq!(unhold["channel"]["id"], a.id.as_str());
     talker.join().expect("talker");
     let end = Instant::now();

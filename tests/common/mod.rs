@@ -150,7 +150,16 @@ impl Server {
     /// Starts the binary with extra environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let port = free_port();
-        let rtp = rtp_range(port);
+        Server::launch(port, rtp_range(port), env)
+    }
+
+    /// Starts the binary on the RTP ports `rtp.0..=rtp.1` (instead of
+    /// [`rtp_range`]) with extra environment variables.
+    pub fn start_with_rtp(rtp: (u16, u16), env: &[(&str, &str)]) -> Server {
+        Server::launch(free_port(), rtp, env)
+    }
+
+    fn launch(port: u16, rtp: (u16, u16), env: &[(&str, &str)]) -> Server {
         let log = temp_path("server.log");
         let log_file = std::fs::File::create(&log).expect("create server log");
         let mut cmd = crossbar_command();
@@ -185,7 +194,7 @@ impl Server {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("crossbar exited early ({status}):\n{}", self.log_text());
@@ -514,6 +523,19 @@ impl Ws {
         let marker = events.pop().expect("marker");
         assert_eq!(marker["eventname"], name.as_str(), "unexpected user event");
         events
+    }
+
+    /// Every message that arrives until `quiet` passes with none (at most
+    /// 10 000).
+    pub fn drain(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < 10_000 {
+            match self.next_within(quiet) {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        out
     }
 
     /// Asserts that nothing arrives within `within`.

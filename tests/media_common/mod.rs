@@ -1,10 +1,11 @@
 //! Harness for the media end-to-end tests: the real `crossbar` binary driven
-//! over ARI (HTTP with `ureq`, events with `tungstenite`) and fed real RTP
-//! over 127.0.0.1.
+//! over ARI and fed real RTP over 127.0.0.1. Process, HTTP and events
+//! WebSocket come from the shared harness (`crate::common`: [`Server`],
+//! [`Ws`]); this module adds the media parts.
 //!
-//! - [`Node`]: a running binary with its own ARI port and RTP port range,
-//!   killed on drop (its log is printed when a test panics).
-//! - [`Events`]: the `/ari/events?app=e2e` WebSocket.
+//! - [`Node`]: a [`Server`] with two data-plane shards and its own RTP port
+//!   range, plus the bridge and RTP statistics calls of these tests;
+//!   [`Node::events`] opens the `/ari/events?app=e2e` WebSocket.
 //! - [`Leg`]: an externalMedia channel and the UDP socket at its far end.
 //! - [`Voice`], [`Talker`], [`talk`]: paced RTP of a tone, silence or a
 //!   byte pattern, encoded with the crate's own codecs.
@@ -17,28 +18,21 @@
 #![allow(dead_code)]
 
 use std::f64::consts::PI;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use crossbar::codec::{Decoder, Encoder};
 use crossbar::media::Format;
 use serde_json::Value;
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+
+use crate::common::{Server, Ws};
 
 /// The application every test's legs enter.
 pub const APP: &str = "e2e";
-/// The binary's development credentials.
-const USER: &str = "asterisk";
-const PASS: &str = "asterisk";
-/// Longest a test waits for any one reply or event.
-pub const WAIT: Duration = Duration::from_secs(5);
 /// Packetisation time of every stream here.
 pub const PTIME: Duration = Duration::from_millis(20);
 /// First RTP port of slot 0: above Linux's ephemeral range (32768–60999),
@@ -48,34 +42,15 @@ const RTP_BASE: u16 = 61_000;
 /// Ports each test's node gets: `RTP_BASE + RTP_SPAN * slot ..`.
 const RTP_SPAN: u16 = 200;
 
-/// A running `crossbar`, killed on drop.
-pub struct Node {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    agent: ureq::Agent,
-}
+/// A running `crossbar` ([`Server`]: HTTP, events, killed on drop) with the
+/// media tests' settings and ARI calls.
+pub struct Node(Server);
 
-/// An HTTP reply: status and body (JSON when it parses).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub json: Value,
-    pub text: String,
-}
+impl Deref for Node {
+    type Target = Server;
 
-impl Reply {
-    /// The JSON body of a 200 reply.
-    #[track_caller]
-    pub fn ok(&self) -> &Value {
-        assert_eq!(self.status, 200, "expected 200: {self:?}");
-        &self.json
-    }
-
-    /// Asserts a 204 reply.
-    #[track_caller]
-    pub fn no_content(&self) {
-        assert_eq!(self.status, 204, "expected 204: {self:?}");
+    fn deref(&self) -> &Server {
+        &self.0
     }
 }
 
@@ -83,179 +58,27 @@ impl Node {
     /// Starts the binary with two data-plane shards, ARI on a free port and
     /// the RTP ports `61000 + 200 * slot ..= +199` (one slot per test).
     pub fn start(slot: u16) -> Node {
-        let port = free_tcp_port();
         let rtp_min = RTP_BASE + RTP_SPAN * slot;
-        let log = std::env::temp_dir().join(format!(
-            "crossbar-media-e2e-{}-{slot}.log",
-            std::process::id()
-        ));
-        let log_file = std::fs::File::create(&log).expect("create server log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossbar"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CROSSBAR_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{port}"))
-            .env("CROSSBAR_RTP_PORT_MIN", rtp_min.to_string())
-            .env(
-                "CROSSBAR_RTP_PORT_MAX",
-                (rtp_min + RTP_SPAN - 1).to_string(),
-            )
-            .env("CROSSBAR_DATAPLANE_SHARDS", "2")
-            .env("CROSSBAR_DATAPLANE_PIN", "false")
-            .env("CROSSBAR_LOG_LEVEL", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log_file));
-        let child = cmd.spawn().expect("spawn crossbar");
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(WAIT))
-            .build()
-            .new_agent();
-        let mut node = Node {
-            child,
-            port,
-            log,
-            agent,
-        };
-        node.wait_ready();
-        node
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("crossbar exited early ({status}):\n{}", self.log_text());
-            }
-            let ready = self
-                .agent
-                .get(self.url("/ari/asterisk/ping"))
-                .header("Authorization", basic_auth())
-                .call()
-                .is_ok_and(|r| r.status() == 200);
-            if ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "crossbar did not answer /ari/asterisk/ping on port {}:\n{}",
-                self.port,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// What the binary wrote to stderr so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// One request; 4xx and 5xx are replies, not errors.
-    pub fn request(&self, method: &str, path: &str) -> Reply {
-        let url = self.url(path);
-        let result = match method {
-            "GET" => self
-                .agent
-                .get(&url)
-                .header("Authorization", basic_auth())
-                .call(),
-            "DELETE" => self
-                .agent
-                .delete(&url)
-                .header("Authorization", basic_auth())
-                .call(),
-            "POST" => self
-                .agent
-                .post(&url)
-                .header("Authorization", basic_auth())
-                .send_empty(),
-            other => panic!("method {other} not used by these tests"),
-        };
-        let mut resp = result.unwrap_or_else(|e| {
-            panic!("{method} {path}: transport error {e}\n{}", self.log_text())
-        });
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("{method} {path}: body: {e}"));
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, json, text }
-    }
-
-    pub fn get(&self, path: &str) -> Reply {
-        self.request("GET", path)
-    }
-
-    pub fn post(&self, path: &str) -> Reply {
-        self.request("POST", path)
-    }
-
-    pub fn delete(&self, path: &str) -> Reply {
-        self.request("DELETE", path)
+        Node(Server::start_with_rtp(
+            (rtp_min, rtp_min + RTP_SPAN - 1),
+            &[("CROSSBAR_DATAPLANE_SHARDS", "2")],
+        ))
     }
 
     /// Opens the events WebSocket of [`APP`] and waits until the application
     /// is registered.
-    pub fn events(&self) -> Events {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("read timeout");
-        stream.set_write_timeout(Some(WAIT)).expect("write timeout");
-        let url = format!(
-            "ws://127.0.0.1:{}/ari/events?app={APP}&api_key={USER}:{PASS}",
-            self.port
-        );
-        let deadline = Instant::now() + WAIT;
-        let mut pending = match tungstenite::client(url.as_str(), MaybeTlsStream::Plain(stream)) {
-            Ok((ws, _)) => return self.registered(ws),
-            Err(tungstenite::HandshakeError::Interrupted(mid)) => mid,
-            Err(tungstenite::HandshakeError::Failure(e)) => panic!("WebSocket {url}: {e}"),
-        };
-        loop {
-            assert!(Instant::now() < deadline, "WebSocket handshake timed out");
-            match pending.handshake() {
-                Ok((ws, _)) => return self.registered(ws),
-                Err(tungstenite::HandshakeError::Interrupted(mid)) => pending = mid,
-                Err(tungstenite::HandshakeError::Failure(e)) => panic!("WebSocket {url}: {e}"),
-            }
-        }
-    }
-
-    fn registered(&self, socket: WebSocket<MaybeTlsStream<TcpStream>>) -> Events {
-        let deadline = Instant::now() + WAIT;
-        while self.get(&format!("/ari/applications/{APP}")).status != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "application {APP} never registered"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Events { socket }
+    pub fn events(&self) -> Ws {
+        self.ws(APP)
     }
 
     /// Creates a mixing bridge; returns its id.
     pub fn mixing_bridge(&self) -> String {
-        let r = self.post("/ari/bridges?type=mixing");
-        r.ok()["id"].as_str().expect("bridge id").to_string()
+        self.bridge("?type=mixing")
     }
 
     /// `POST /bridges/{id}/addChannel`.
     pub fn add_to_bridge(&self, bridge: &str, leg: &Leg) {
-        self.post(&format!(
-            "/ari/bridges/{bridge}/addChannel?channel={}",
-            leg.id
-        ))
-        .no_content();
+        self.add(bridge, &leg.id);
     }
 
     /// `POST /bridges/{id}/removeChannel`.
@@ -288,89 +111,6 @@ impl Node {
         self.rtp_statistics(leg)[name]
             .as_u64()
             .unwrap_or_else(|| panic!("rtp_statistics has no {name}"))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- crossbar log ----\n{}", self.log_text());
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn basic_auth() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"))
-    )
-}
-
-fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
-/// The events WebSocket of [`APP`].
-pub struct Events {
-    socket: WebSocket<MaybeTlsStream<TcpStream>>,
-}
-
-impl Events {
-    /// The next event, or `None` if nothing arrives within `within`.
-    pub fn next_within(&mut self, within: Duration) -> Option<Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            match self.socket.read() {
-                Ok(Message::Text(text)) => {
-                    return Some(
-                        serde_json::from_str(text.as_str())
-                            .unwrap_or_else(|e| panic!("event is not JSON ({e}): {text}")),
-                    )
-                }
-                Ok(Message::Close(frame)) => panic!("events WebSocket closed: {frame:?}"),
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("events WebSocket read: {e}"),
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-        }
-    }
-
-    /// The next event of type `ty` (others are skipped), within [`WAIT`].
-    #[track_caller]
-    pub fn next_of(&mut self, ty: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        let mut skipped = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next_within(left) {
-                Some(e) if e["type"] == ty => return e,
-                Some(e) => skipped.push(e["type"].as_str().unwrap_or("?").to_string()),
-                None => panic!("no {ty} within {WAIT:?}; skipped {skipped:?}"),
-            }
-        }
-    }
-
-    /// Every event that arrives until `quiet` passes with none.
-    pub fn drain(&mut self, quiet: Duration) -> Vec<Value> {
-        let mut out = Vec::new();
-        while out.len() < 10_000 {
-            match self.next_within(quiet) {
-                Some(e) => out.push(e),
-                None => break,
-            }
-        }
-        out
     }
 }
 
