@@ -1,6 +1,8 @@
-//! Transcoding (`simple_bridge`), softmix and technology switching through
-//! the public `Dataplane` API, over real UDP sockets on 127.0.0.1 (ports
-//! 42000–42999): tones in, decoded audio measured out.
+//! Transcoding (`simple_bridge`), softmix (also of members in different
+//! formats: PCMU, PCMA, slin16, and Opus with the `opus` feature) and
+//! technology switching through the public `Dataplane` API, over real UDP
+//! sockets on 127.0.0.1 (ports 42000–42999, 44000–44199): tones in, decoded
+//! audio measured out.
 //!
 //! Thresholds: two-party G.711 transcode SNR > 20 dB, PCMU↔Opus > 10 dB
 //! (after delay alignment); in a mix each receiver's energy at every other
@@ -491,4 +493,93 @@ async fn same_format_with_dtmf_events_passes_payload_and_events_through() {
     assert_eq!((got[1].pt, &got[1].payload[..]), (101, &event[..]));
     assert_ne!(got[0].ssrc, 0xabcd, "header rewritten");
     assert_continuous(&got, 160);
+}
+
+// ---- a softmix of members in different formats (ports 44000–44199) --------
+
+const FORMAT_TONES: [f64; 4] = [400.0, 700.0, 1000.0, 1300.0];
+
+async fn mixed_conference(port: u16, formats: &[Format]) {
+    let dp = dataplane(port);
+    let mut peers = Vec::new();
+    for (i, &f) in formats.iter().enumerate() {
+        peers.push(peer(&dp, i as u64 + 1, f).await);
+    }
+    let legs: Vec<u64> = (1..=formats.len() as u64).collect();
+    assert_eq!(
+        dp.set_bridge(1, bridge(&legs)).await.unwrap(),
+        Technology::Softmix
+    );
+    let receivers: Vec<_> = peers
+        .iter()
+        .map(|p| receive(p, Duration::from_millis(1500)))
+        .collect();
+    let senders: Vec<_> = peers
+        .iter()
+        .zip(FORMAT_TONES)
+        .map(|(p, f)| send_tone(p, f, 70, None))
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    for (i, r) in receivers.into_iter().enumerate() {
+        let format = formats[i];
+        let got = r.join().unwrap();
+        assert!(
+            got.len() >= 60,
+            "member {i} ({format}): {} packets",
+            got.len()
+        );
+        assert!(
+            got.iter().all(|g| g.pt == format.payload_type()),
+            "member {i} gets its own format"
+        );
+        assert!(
+            got.windows(2).all(|w| w[0].ssrc == w[1].ssrc
+                && w[1].seq == w[0].seq.wrapping_add(1)
+                && w[1].ts.wrapping_sub(w[0].ts) == format.clock_rate() / 50),
+            "member {i}: one continuous stream of 20 ms frames"
+        );
+        let rate = format.sample_rate();
+        let pcm = decode(format, &got);
+        // Leave the first 200 ms (jitter buffer prefetch, codec start-up),
+        // measure 600 ms.
+        let skip = rate as usize / 5;
+        assert!(
+            pcm.len() > skip + rate as usize / 2,
+            "member {i}: {} samples",
+            pcm.len()
+        );
+        let pcm = &pcm[skip..pcm.len().min(skip + rate as usize * 3 / 5)];
+        let own = goertzel_energy(pcm, FORMAT_TONES[i], rate);
+        for (j, &f) in FORMAT_TONES.iter().enumerate().take(formats.len()) {
+            if j == i {
+                continue;
+            }
+            let other = goertzel_energy(pcm, f, rate);
+            eprintln!(
+                "member {i} ({format}): hears {f} Hz from {} at {other:.0} vs own {own:.1}",
+                formats[j]
+            );
+            assert!(
+                other > 100.0 * own.max(1.0),
+                "member {i} ({format}) hears {f} Hz ({other:.0}) not clearly above its own tone ({own:.1})"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn softmix_pcmu_pcma_slin16_members_hear_the_others_not_themselves() {
+    mixed_conference(44000, &[Format::Ulaw, Format::Alaw, Format::Slin16]).await;
+}
+
+#[cfg(feature = "opus")]
+#[tokio::test]
+async fn softmix_pcmu_pcma_slin16_opus_members_hear_the_others_not_themselves() {
+    mixed_conference(
+        44100,
+        &[Format::Ulaw, Format::Alaw, Format::Slin16, Format::Opus],
+    )
+    .await;
 }
