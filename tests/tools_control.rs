@@ -5,36 +5,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const LEGS: u64 = 20;
-
-/// Builds `crossbar-load` once and returns its path.
-fn load_tool() -> &'static PathBuf {
-    static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "crossbar-tools", "--bin", "crossbar-load"])
-            .current_dir(&manifest)
-            .status()
-            .expect("run cargo build for crossbar-tools");
-        assert!(status.success(), "building crossbar-load failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
-            .map(PathBuf::from)
-            .map(|p| if p.is_absolute() { p } else { manifest.join(p) })
-            .unwrap_or_else(|| manifest.join("target"));
-        let tool = target.join("debug").join("crossbar-load");
-        assert!(tool.exists(), "{} was not built", tool.display());
-        tool
-    })
-}
 
 /// A running node, killed when dropped.
 struct Node {
@@ -96,7 +72,7 @@ fn start_node() -> Node {
 }
 
 fn run_tool(args: &[&str]) -> Output {
-    Command::new(load_tool())
+    Command::new(common::load_tool())
         .args(args)
         .output()
         .expect("run crossbar-load")
@@ -113,7 +89,7 @@ fn types(phase: &Value) -> Vec<(String, u64)> {
 
 #[test]
 fn control_scenario_against_crossbar() {
-    let tool = load_tool();
+    let tool = common::load_tool();
     let mut node = start_node();
     let pid = node.child.id().to_string();
     let legs = LEGS.to_string();

@@ -6,37 +6,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// Builds `crossbar-load` once and returns its path.
-fn load_tool() -> &'static PathBuf {
-    static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "crossbar-tools", "--bin", "crossbar-load"])
-            .current_dir(&manifest)
-            .status()
-            .expect("run cargo build for crossbar-tools");
-        assert!(status.success(), "building crossbar-load failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
-            .map(PathBuf::from)
-            .map(|p| if p.is_absolute() { p } else { manifest.join(p) })
-            .unwrap_or_else(|| manifest.join("target"));
-        let tool = target.join("debug").join("crossbar-load");
-        assert!(tool.exists(), "{} was not built", tool.display());
-        tool
-    })
-}
-
 /// Runs the tool with `args` + `--json`; returns its JSON lines.
 fn run_json(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(load_tool())
+    let out = Command::new(common::load_tool())
         .args(args)
         .arg("--json")
         .output()
@@ -183,14 +159,14 @@ fn transcode_pcmu_pcma() {
 
 #[test]
 fn media_scenarios_refuse_remote_targets_and_bad_usage() {
-    let out = Command::new(load_tool())
+    let out = Command::new(common::load_tool())
         .args(["relay", "--url", "http://192.0.2.1:8088", "--calls", "1"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
     // rtpengine's ng address obeys the same rule (no rtpengine needed).
-    let out = Command::new(load_tool())
+    let out = Command::new(common::load_tool())
         .args(["relay", "--rtpengine", "192.0.2.1:2223", "--calls", "1"])
         .output()
         .expect("run");
@@ -211,7 +187,10 @@ fn media_scenarios_refuse_remote_targets_and_bad_usage() {
         &["mix", "--talkers", "2"],
         &["transcode", "--pair", "pcmu-g729"],
     ] {
-        let out = Command::new(load_tool()).args(bad).output().expect("run");
+        let out = Command::new(common::load_tool())
+            .args(bad)
+            .output()
+            .expect("run");
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }

@@ -589,3 +589,26 @@ pub fn read_all(mut r: impl Read) -> String {
     let _ = r.read_to_string(&mut s);
     s
 }
+
+/// Builds `crossbar-load` (the tools crate) once per test process and returns
+/// the binary's path.
+pub fn load_tool() -> &'static PathBuf {
+    static TOOL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TOOL.get_or_init(|| {
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "crossbar-tools", "--bin", "crossbar-load"])
+            .current_dir(&manifest)
+            .status()
+            .expect("run cargo build for crossbar-tools");
+        assert!(status.success(), "building crossbar-load failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
+            .map(PathBuf::from)
+            .map(|p| if p.is_absolute() { p } else { manifest.join(p) })
+            .unwrap_or_else(|| manifest.join("target"));
+        let tool = target.join("debug").join("crossbar-load");
+        assert!(tool.exists(), "{} was not built", tool.display());
+        tool
+    })
+}
