@@ -9,10 +9,11 @@
 //!
 //! # A tick
 //! 1. Each member that may speak takes one frame from its jitter buffer
-//!    (filled by `path.rs` as packets arrive); a frame that decodes to one
-//!    tick of audio is resampled to the bridge rate and added as a talker. A
-//!    member with no frame (silent, lost, muted, on hold, not yet
-//!    prefetched), or whose frame is not one tick long, does not talk.
+//!    (filled by `path.rs` as packets arrive; see [`crate::jitter`] for the
+//!    playout delay, one tick for a leg that arrives in time); a frame that
+//!    decodes to one tick of audio is resampled to the bridge rate and added
+//!    as a talker. A member with no frame (silent, lost, muted, on hold, not
+//!    yet buffered), or whose frame is not one tick long, does not talk.
 //! 2. Each member that hears (everyone but announcers; in a holding bridge
 //!    everyone but announcers, and only announcers speak) gets one frame:
 //!    a talker gets `total − own` encoded with its own encoder; every
@@ -188,6 +189,7 @@ impl MixState {
             let Some(jb) = leg.jitter.as_deref_mut() else {
                 continue;
             };
+            jb.set_jitter(leg.rx.jitter(), m.out_ticks);
             let Tick::Frame { payload, .. } = jb.tick() else {
                 continue;
             };
