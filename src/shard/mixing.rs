@@ -9,10 +9,15 @@
 //!
 //! # A tick
 //! 1. Each member that may speak takes one frame from its jitter buffer
-//!    (filled by `path.rs` as packets arrive); a frame that decodes to one
-//!    tick of audio is resampled to the bridge rate and added as a talker. A
-//!    member with no frame (silent, lost, muted, on hold, not yet
-//!    prefetched), or whose frame is not one tick long, does not talk.
+//!    (filled by `path.rs` as packets arrive; see [`crate::jitter`] for the
+//!    playout delay, one tick for a leg that arrives in time); a frame that
+//!    decodes to one tick of audio is resampled to the bridge rate and added
+//!    as a talker. A member with no frame (silent, lost, muted, on hold, not
+//!    yet buffered), or whose frame is not one tick long, does not talk and
+//!    costs no decoding. Neither does a G.711 frame that is all silence code
+//!    (0xFF µ-law, 0xD5 A-law: not decoded), nor one that decodes to all
+//!    zeros (not added): a silent member is a listener, which costs a copy
+//!    of the one listener frame instead of its own mix and encode.
 //! 2. Each member that hears (everyone but announcers; in a holding bridge
 //!    everyone but announcers, and only announcers speak) gets one frame:
 //!    a talker gets `total − own` encoded with its own encoder; every
@@ -54,6 +59,9 @@ struct MixMember {
     pt: Pt,
     speaks: bool,
     hears: bool,
+    /// The byte a payload of pure silence repeats in the member's format
+    /// (G.711), if it has one.
+    silence_code: Option<u8>,
     /// Samples one tick decodes to, at the member's sample rate.
     in_samples: usize,
     /// One tick at the member's RTP clock rate.
@@ -106,6 +114,21 @@ pub(super) fn max_payload(format: Format, tick_ms: u32) -> usize {
     }
 }
 
+/// The code of zero (µ-law) or of the smallest level (A-law) that a G.711
+/// payload of silence repeats.
+fn silence_code(format: Format) -> Option<u8> {
+    match format {
+        Format::Ulaw => Some(0xFF),
+        Format::Alaw => Some(0xD5),
+        _ => None,
+    }
+}
+
+/// True when every byte of `payload` is `code` (branch-free, vectorised).
+fn all_bytes(payload: &[u8], code: u8) -> bool {
+    payload.iter().fold(0, |acc, &b| acc | (b ^ code)) == 0
+}
+
 impl MixState {
     /// The mix of `members` on a tick of `tick_ms`.
     pub(super) fn new(members: &[MemberPlan], tick_ms: u32) -> Result<MixState, CodecError> {
@@ -140,6 +163,7 @@ impl MixState {
                 pt: Pt(m.format.payload_type()),
                 speaks: m.speaks,
                 hears: m.hears,
+                silence_code: silence_code(m.format),
                 in_samples: tick_samples(m.format.sample_rate(), tick_ms),
                 out_ticks: tick_samples(m.format.clock_rate(), tick_ms) as u32,
                 decoder: Decoder::new(m.format)?,
@@ -188,11 +212,15 @@ impl MixState {
             let Some(jb) = leg.jitter.as_deref_mut() else {
                 continue;
             };
+            jb.set_jitter(leg.rx.jitter(), m.out_ticks);
             let Tick::Frame { payload, .. } = jb.tick() else {
                 continue;
             };
             if muted {
                 continue;
+            }
+            if m.silence_code.is_some_and(|code| all_bytes(payload, code)) {
+                continue; // G.711 silence: nothing to decode or add.
             }
             let Ok(n) = m.decoder.decode(payload, &mut self.decoded) else {
                 continue;
@@ -203,6 +231,9 @@ impl MixState {
             match m.up.process(&self.decoded[..n], &mut m.pcm) {
                 Ok(k) if k == self.frame => {}
                 _ => continue,
+            }
+            if m.pcm.iter().fold(0, |acc, &s| acc | s) == 0 {
+                continue; // Decoded to digital silence: adds nothing.
             }
             m.talking = self.mixer.add_talker(&m.pcm).is_ok();
         }

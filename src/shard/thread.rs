@@ -79,8 +79,9 @@ const CQE_BATCH: usize = 512;
 const RING_ENTRIES: u32 = 1024;
 /// Frames a jitter buffer of the mixing path holds.
 const JITTER_SLOTS: usize = 8;
-/// Frames held before a mixing leg starts playing (one tick of slack).
-const JITTER_PREFETCH: usize = 2;
+/// Most frames a mixing leg's jitter buffer holds back (it starts at one
+/// and grows only for a leg whose arrivals need it).
+const JITTER_MAX_DELAY: usize = 3;
 /// Transmit pool buffers a shard always has (produced frames in flight).
 const TX_POOL_BASE: usize = 256;
 /// Transmit pool buffers per member of a transcoding or mixing bridge.
@@ -645,7 +646,8 @@ impl Shard {
                     leg.jitter = Some(Box::new(JitterBuffer::new(
                         JITTER_SLOTS,
                         mixing::max_payload(leg.format, tick_ms),
-                        JITTER_PREFETCH,
+                        1,
+                        JITTER_MAX_DELAY,
                     )));
                 }
             } else {
