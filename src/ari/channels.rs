@@ -18,7 +18,6 @@ use super::args::Args;
 use super::error::AriError;
 use super::ops;
 use super::spec::Reply;
-use crate::clock::Timestamp;
 use crate::control::channel::{Cause, Channel, ChannelKind, ChannelState, DialplanCep};
 use crate::host::{Control, Node};
 use crate::media::Format;
@@ -87,8 +86,8 @@ pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> 
         .map_err(ops::dataplane_error)?;
     let name = format!("UnicastRTP/{remote}-{}", ctl.reg.next_name_suffix());
     let seq = ctl.reg.next_seq();
-    let mut channel = new_channel(id.clone(), name, leg, format, now, seq);
-    channel.kind = ChannelKind::UnicastRtp { local, remote };
+    let kind = ChannelKind::UnicastRtp { local, remote };
+    let mut channel = Channel::new(id.clone(), name, leg, kind, format, now, seq);
     channel.state = ChannelState::Up;
     channel.vars = variables;
     ctl.reg.insert_channel(now, channel);
@@ -193,19 +192,35 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
     let base = format!("Local/{}-{suffix}", target.resource);
 
     let seq = ctl.reg.next_seq();
-    let mut one = new_channel(id1.clone(), format!("{base};1"), leg1, format, now, seq);
-    one.kind = ChannelKind::Local {
+    let kind = ChannelKind::Local {
         peer: id2.clone(),
         half: 1,
     };
+    let mut one = Channel::new(
+        id1.clone(),
+        format!("{base};1"),
+        leg1,
+        kind,
+        format,
+        now,
+        seq,
+    );
     one.caller = (caller_name, caller_number);
     one.vars = variables;
     let seq = ctl.reg.next_seq();
-    let mut two = new_channel(id2.clone(), format!("{base};2"), leg2, format, now, seq);
-    two.kind = ChannelKind::Local {
+    let kind = ChannelKind::Local {
         peer: id1.clone(),
         half: 2,
     };
+    let mut two = Channel::new(
+        id2.clone(),
+        format!("{base};2"),
+        leg2,
+        kind,
+        format,
+        now,
+        seq,
+    );
     two.dialplan = DialplanCep {
         context: target.context.clone(),
         exten: target.exten.clone(),
@@ -632,48 +647,6 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
         v["remote_address"] = json!(remote.to_string());
     }
     Ok(Reply::Json(v))
-}
-
-/// A fresh channel with crossbar's defaults.
-fn new_channel(
-    id: String,
-    name: String,
-    leg: u64,
-    format: Format,
-    now: Timestamp,
-    seq: u64,
-) -> Channel {
-    Channel {
-        id,
-        name,
-        leg,
-        kind: ChannelKind::UnicastRtp {
-            local: SocketAddr::from(([0, 0, 0, 0], 0)),
-            remote: SocketAddr::from(([0, 0, 0, 0], 0)),
-        },
-        format,
-        state: ChannelState::Down,
-        caller: (String::new(), String::new()),
-        connected: (String::new(), String::new()),
-        dialplan: DialplanCep {
-            context: "default".to_string(),
-            exten: "s".to_string(),
-            priority: 1,
-        },
-        creationtime: now,
-        language: "en".to_string(),
-        app: None,
-        departed_app: None,
-        app_args: Vec::new(),
-        bridge: None,
-        vars: Map::new(),
-        seq,
-        muted_in: false,
-        muted_out: false,
-        held: false,
-        awaiting_dial: false,
-        pending_stasis: None,
-    }
 }
 
 /// A format this build carries, or 400.

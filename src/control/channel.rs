@@ -85,6 +85,47 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// A new channel in state `Down`, in no application and no bridge, with
+    /// crossbar's defaults (`default`/`s`/1 dialplan location, language `en`).
+    pub fn new(
+        id: String,
+        name: String,
+        leg: LegId,
+        kind: ChannelKind,
+        format: Format,
+        now: Timestamp,
+        seq: u64,
+    ) -> Channel {
+        Channel {
+            id,
+            name,
+            leg,
+            kind,
+            format,
+            state: ChannelState::Down,
+            caller: (String::new(), String::new()),
+            connected: (String::new(), String::new()),
+            dialplan: DialplanCep {
+                context: "default".to_string(),
+                exten: "s".to_string(),
+                priority: 1,
+            },
+            creationtime: now,
+            language: "en".to_string(),
+            app: None,
+            departed_app: None,
+            app_args: Vec::new(),
+            bridge: None,
+            vars: Map::new(),
+            seq,
+            muted_in: false,
+            muted_out: false,
+            held: false,
+            awaiting_dial: false,
+            pending_stasis: None,
+        }
+    }
+
     /// The JSON snapshot ARI shows (`Channel` model).
     pub fn snapshot(&self) -> Value {
         let app_data = match &self.app {

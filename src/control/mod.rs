@@ -440,18 +440,7 @@ impl Registry {
         } else {
             ch.vars.insert(name.to_string(), json!(value));
         }
-        let snapshot = ch.snapshot();
-        let targets = self.channel_targets(id);
-        self.emit(
-            &targets,
-            "ChannelVarset",
-            now,
-            vec![
-                ("variable", json!(name)),
-                ("value", json!(value)),
-                ("channel", snapshot),
-            ],
-        );
+        self.varset_event(now, id, name, value);
     }
 
     /// A channel variable's value: set ones, built-in ones, and BRIDGEPEER.
@@ -855,44 +844,27 @@ fn merge_targets(targets: &mut Vec<String>, more: Vec<String>) {
 mod tests {
     use std::net::SocketAddr;
 
-    use super::channel::{ChannelKind, DialplanCep};
+    use super::channel::ChannelKind;
     use super::*;
     use crate::ari::models::{models_of, EVENT_TYPES};
     use crate::media::Format;
 
     fn channel(id: &str, seq: u64) -> Channel {
         let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        Channel {
-            id: id.to_string(),
-            name: format!("UnicastRTP/{addr}-{seq:08x}"),
-            leg: seq,
-            kind: ChannelKind::UnicastRtp {
-                local: addr,
-                remote: addr,
-            },
-            format: Format::Ulaw,
-            state: ChannelState::Up,
-            caller: Default::default(),
-            connected: Default::default(),
-            dialplan: DialplanCep {
-                context: "default".into(),
-                exten: "s".into(),
-                priority: 1,
-            },
-            creationtime: Timestamp(0),
-            language: "en".into(),
-            app: None,
-            departed_app: None,
-            app_args: Vec::new(),
-            bridge: None,
-            vars: Map::new(),
+        let kind = ChannelKind::UnicastRtp {
+            local: addr,
+            remote: addr,
+        };
+        let name = format!("UnicastRTP/{addr}-{seq:08x}");
+        Channel::new(
+            id.to_string(),
+            name,
             seq,
-            muted_in: false,
-            muted_out: false,
-            held: false,
-            awaiting_dial: false,
-            pending_stasis: None,
-        }
+            kind,
+            Format::Ulaw,
+            Timestamp(0),
+            seq,
+        )
     }
 
     /// Drives the registry through every kind of mutation and checks that each
