@@ -251,6 +251,7 @@ fn phases(
 
     let mut w = Window::open(o, events, "create")?;
     for _ in 0..o.legs {
+        stop_if_interrupted()?;
         let path =
             format!("/ari/channels/externalMedia?app={app}&external_host={host}&format=ulaw");
         let body = w.timed(|| client.expect_ok(Method::Post, &path))?;
@@ -267,6 +268,7 @@ fn phases(
     let bridge = encode(&bridge);
     w.start_requests();
     for leg in &created.legs {
+        stop_if_interrupted()?;
         let path = format!("/ari/bridges/{bridge}/addChannel?channel={}", encode(leg));
         w.timed(|| client.expect_ok(Method::Post, &path))?;
     }
@@ -288,6 +290,15 @@ fn phases(
     }
     out.push(w.close(o, events)?);
     Ok(out)
+}
+
+/// Ctrl-C ends the phases early; `run` then tears down what was created.
+fn stop_if_interrupted() -> Result<(), String> {
+    if crate::signal::interrupted() {
+        Err("interrupted".to_string())
+    } else {
+        Ok(())
+    }
 }
 
 /// Tears down what is left: every leg, then the bridge. Bounded by the

@@ -134,6 +134,7 @@ fn main() -> ExitCode {
                 Ok(o) => o,
                 Err(e) => return usage_error(&e),
             };
+            signal::install();
             match control::run(&options) {
                 Ok(report) => {
                     if options.json {
@@ -143,6 +144,7 @@ fn main() -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
+                Err(_) if signal::interrupted() => finish(),
                 Err(e) => {
                     eprintln!("crossbar-load: {e}");
                     ExitCode::from(1)
@@ -223,7 +225,7 @@ fn media(name: &str, o: &opts::MediaOptions) -> ExitCode {
     }
 }
 
-/// Exit status of a media run: 130 after Ctrl-C.
+/// Exit status of a run: 130 after Ctrl-C.
 fn finish() -> ExitCode {
     if signal::interrupted() {
         eprintln!("crossbar-load: interrupted; everything created was torn down");

@@ -1,7 +1,7 @@
-//! Ctrl-C: a SIGINT handler that only raises a flag. Every loop of the media
-//! scenarios polls [`interrupted`] and winds down through its normal teardown
-//! (legs hung up, bridges destroyed), so an interrupted run leaves nothing
-//! behind on the server. A second Ctrl-C falls back to the default action.
+//! Ctrl-C: a SIGINT handler that only raises a flag. Every loop of the
+//! scenarios (control and media) polls [`interrupted`] and winds down through
+//! its normal teardown (legs hung up, bridges destroyed), so an interrupted
+//! run leaves nothing behind on the server. A second Ctrl-C falls back to the default action.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
