@@ -381,6 +381,12 @@ fn softmix_members_hear_the_others(slot: u16, n: usize) {
         );
     }
     assert_eq!(node.technology(&bridge), "softmix");
+    // Each member's jitter buffer played (nearly) every frame it was sent.
+    for leg in &legs {
+        let jb = &node.rtp_statistics(leg)["jitterbuffer"];
+        let played = jb["played"].as_u64().unwrap_or(0);
+        assert!(played >= u64::from(FRAMES) * 9 / 10, "jitter buffer: {jb}");
+    }
 }
 
 #[test]

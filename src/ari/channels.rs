@@ -634,6 +634,18 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
     if let Some(rtt) = stats.rtt_ms {
         v["rtt"] = json!(rtt / 1000.0);
     }
+    if let Some(jb) = stats.jitter_buffer {
+        v["jitterbuffer"] = json!({
+            "played": jb.played,
+            "missing": jb.missing,
+            "late": jb.late,
+            "duplicate": jb.duplicate,
+            "skipped": jb.skipped,
+            "stalls": jb.stalls,
+            "overrun": jb.overrun,
+            "trimmed": jb.trimmed,
+        });
+    }
     if let Some(ssrc) = stats.rx_ssrc {
         v["remote_ssrc"] = json!(ssrc);
     }

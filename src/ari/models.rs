@@ -378,6 +378,26 @@ const RTP_STAT: Model = Model {
             "Remote address media is sent to.",
         ),
         (
+            "rxploss",
+            "int",
+            true,
+            "Received packets lost (RFC 3550 cumulative loss).",
+        ),
+        (
+            "rxjitter",
+            "int",
+            true,
+            "Interarrival jitter of the received stream, in RTP timestamp units of the leg's clock.",
+        ),
+        ("local_ssrc", "int", false, "Our SSRC on this leg."),
+        ("remote_ssrc", "int", false, "The remote's SSRC."),
+        (
+            "jitterbuffer",
+            "object",
+            false,
+            "On a mixing path: the leg's jitter buffer counters since it joined its mix (played, missing, late, duplicate, skipped, stalls, overrun, trimmed).",
+        ),
+        (
             "channel_uniqueid",
             "string",
             true,

@@ -173,6 +173,9 @@ pub struct RtpStats {
     /// Round-trip time from the last report block that carried an LSR of
     /// one of our SRs (RFC 3550 §6.4.1), in milliseconds.
     pub rtt_ms: Option<f64>,
+    /// The counters of the leg's jitter buffer while it is on a mixing path
+    /// (since it joined its current mix); `None` off the mixing path.
+    pub jitter_buffer: Option<crate::jitter::JitterStats>,
     /// Bytes of all datagrams received.
     pub rx_octets: u64,
     /// Bytes sent.

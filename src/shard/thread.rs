@@ -382,6 +382,7 @@ impl Shard {
                     stats.rx_jitter = l.rx.jitter();
                     stats.rx_ssrc = l.rx.ssrc().map(|s| s.0);
                     stats.tx_ssrc = l.out.last_sent().map(|_| l.out.ssrc().0);
+                    stats.jitter_buffer = l.jitter.as_ref().map(|j| j.stats());
                     stats
                 }));
             }
