@@ -21,7 +21,7 @@ use super::spec::Reply;
 use crate::control::channel::{Cause, Channel, ChannelKind, ChannelState, DialplanCep};
 use crate::host::{Control, Node};
 use crate::media::Format;
-use crate::shard::{Direction, LegId, LegSpec};
+use crate::shard::{Direction, LegId, LegSpec, RtpStats};
 
 /// `GET /channels`.
 pub async fn list(node: &Node, _args: Args) -> Result<Reply, AriError> {
@@ -604,6 +604,11 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
         .rtp_stats(leg)
         .await
         .map_err(ops::dataplane_error)?;
+    Ok(Reply::Json(rtp_stat(&stats, &channel_id)))
+}
+
+/// The `RTPstat` model of a leg's counters.
+fn rtp_stat(stats: &RtpStats, channel_id: &str) -> Value {
     let mut v = json!({
         "txcount": stats.tx_packets,
         "rxcount": stats.rx_packets,
@@ -658,7 +663,7 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
     if let Some(remote) = stats.remote {
         v["remote_address"] = json!(remote.to_string());
     }
-    Ok(Reply::Json(v))
+    v
 }
 
 /// A format this build carries, or 400.
@@ -775,6 +780,38 @@ mod tests {
         assert!(e.message.starts_with("external_host must be <host>:<port>"));
         let e = parse_external_host("media.example:4000").unwrap_err();
         assert!(e.message.contains("hostnames are not resolved"));
+    }
+
+    /// Every field `rtp_statistics` can serve is declared in the `RTPstat`
+    /// model, and every required one is always served.
+    #[test]
+    fn rtp_statistics_match_their_model() {
+        use crate::ari::models::models_of;
+        let model = models_of("channels")
+            .iter()
+            .find(|m| m.id == "RTPstat")
+            .expect("RTPstat model");
+        let full = RtpStats {
+            remote_reports: 1,
+            rtt_ms: Some(1.5),
+            jitter_buffer: Some(Default::default()),
+            rx_ssrc: Some(1),
+            tx_ssrc: Some(2),
+            local: Some("127.0.0.1:10000".parse().unwrap()),
+            remote: Some("127.0.0.1:4000".parse().unwrap()),
+            ..RtpStats::default()
+        };
+        let served = rtp_stat(&full, "c1");
+        for key in served.as_object().unwrap().keys() {
+            assert!(
+                model.props.iter().any(|p| p.0 == key),
+                "{key} is served but not in the RTPstat model"
+            );
+        }
+        let minimal = rtp_stat(&RtpStats::default(), "c1");
+        for p in model.props.iter().filter(|p| p.2) {
+            assert!(minimal.get(p.0).is_some(), "required {} is missing", p.0);
+        }
     }
 
     #[test]

@@ -377,6 +377,28 @@ const RTP_STAT: Model = Model {
             false,
             "Remote address media is sent to.",
         ),
+        ("txoctetcount", "int", true, "Octets transmitted."),
+        ("rxoctetcount", "int", true, "Octets received."),
+        (
+            "rxbad",
+            "int",
+            true,
+            "Datagrams that were not valid RTP for the leg's format (dropped).",
+        ),
+        (
+            "rxwrongsource",
+            "int",
+            true,
+            "Datagrams from a source other than the leg's remote (dropped).",
+        ),
+        ("rxrtcp", "int", true, "RTCP packets received on the RTP port (muxed)."),
+        (
+            "txdropped",
+            "int",
+            true,
+            "Packets not sent (muted out, or no remote known yet).",
+        ),
+        ("txerrors", "int", true, "Sends the kernel refused."),
         (
             "rxploss",
             "int",
@@ -750,3 +772,63 @@ const EVENTS: &[Model] = &[
         ],
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::control::bridge::{Bridge, Member};
+    use crate::control::channel::{Channel, ChannelKind};
+    use crate::media::Format;
+
+    fn model(resource: &str, id: &str) -> &'static Model {
+        models_of(resource)
+            .iter()
+            .find(|m| m.id == id)
+            .unwrap_or_else(|| panic!("{id} model"))
+    }
+
+    /// The keys of `snapshot` are exactly declared by `model`, and every
+    /// required property is present.
+    fn check(snapshot: &serde_json::Value, model: &Model) {
+        let object = snapshot.as_object().expect("an object");
+        for key in object.keys() {
+            assert!(
+                model.all_props().any(|p| p.0 == key),
+                "{key} is sent but not in the {} model",
+                model.id
+            );
+        }
+        for p in model.all_props().filter(|p| p.2) {
+            assert!(object.contains_key(p.0), "{}.{} is missing", model.id, p.0);
+        }
+    }
+
+    #[test]
+    fn channel_and_bridge_snapshots_match_their_models() {
+        let addr = "127.0.0.1:4000".parse().unwrap();
+        let kind = ChannelKind::UnicastRtp {
+            local: addr,
+            remote: addr,
+        };
+        let name = "UnicastRTP/127.0.0.1:4000-00000000".to_string();
+        let mut ch = Channel::new("c1".into(), name, 1, kind, Format::Ulaw, Timestamp(0), 1);
+        ch.app = Some("A".into());
+        check(&ch.snapshot(), model("channels", "Channel"));
+        let bridge = Bridge {
+            id: "b1".into(),
+            key: 2,
+            name: "n".into(),
+            flags: Default::default(),
+            technology: "native_rtp",
+            members: vec![Member {
+                channel: "c1".into(),
+                role: String::new(),
+                mute: false,
+            }],
+            creationtime: Timestamp(0),
+            seq: 2,
+        };
+        check(&bridge.snapshot(), model("bridges", "Bridge"));
+    }
+}
