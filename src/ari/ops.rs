@@ -37,17 +37,10 @@ pub async fn join_bridge(
         }
         leave_bridge(node, ctl, now, &current, &member.channel).await?;
     }
-    let bridge = ctl.reg.existing_bridge(bridge_id)?;
-    let key = bridge.key;
-    let mut members = bridge.members.clone();
+    let mut members = ctl.reg.existing_bridge(bridge_id)?.members.clone();
     members.push(member.clone());
-    let spec = ctl.reg.bridge_spec(bridge, &members);
-    let tech = node
-        .dataplane
-        .set_bridge(key, spec)
-        .await
-        .map_err(dataplane_error)?;
-    ctl.reg.join_bridge(now, bridge_id, member, tech.name());
+    let tech = set_membership(node, ctl, bridge_id, &members).await?;
+    ctl.reg.join_bridge(now, bridge_id, member, tech);
     Ok(())
 }
 
@@ -59,22 +52,35 @@ pub async fn leave_bridge(
     bridge_id: &str,
     channel: &str,
 ) -> Result<(), AriError> {
-    let bridge = ctl.reg.existing_bridge(bridge_id)?;
-    let key = bridge.key;
-    let members: Vec<Member> = bridge
+    let members: Vec<Member> = ctl
+        .reg
+        .existing_bridge(bridge_id)?
         .members
         .iter()
         .filter(|m| m.channel != channel)
         .cloned()
         .collect();
-    let spec = ctl.reg.bridge_spec(bridge, &members);
+    let tech = set_membership(node, ctl, bridge_id, &members).await?;
+    ctl.reg.leave_bridge(now, bridge_id, channel, tech);
+    Ok(())
+}
+
+/// Asks the bridge's shard to carry `members`; returns the technology it
+/// chose. The registry is not changed: the caller records the outcome.
+async fn set_membership(
+    node: &Node,
+    ctl: &Control,
+    bridge_id: &str,
+    members: &[Member],
+) -> Result<&'static str, AriError> {
+    let bridge = ctl.reg.existing_bridge(bridge_id)?;
+    let spec = ctl.reg.bridge_spec(bridge, members);
     let tech = node
         .dataplane
-        .set_bridge(key, spec)
+        .set_bridge(bridge.key, spec)
         .await
         .map_err(dataplane_error)?;
-    ctl.reg.leave_bridge(now, bridge_id, channel, tech.name());
-    Ok(())
+    Ok(tech.name())
 }
 
 /// Hangs up `id` and, for a Local half, its peer: `ChannelHangupRequest`, then
