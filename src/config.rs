@@ -44,6 +44,14 @@ port_max = 20000
 shards = 0
 # Pin each shard thread to its core.
 pin = true
+# The I/O driver of the shards: "auto" (io_uring when the kernel allows it,
+# else epoll), "io_uring" or "epoll". The choice and its reason are logged at
+# start and exported in /metrics (crossbar_dataplane_driver).
+io = "auto"
+# io_uring features not to use even where the kernel has them, comma
+# separated: multishot_recv, buf_ring, send_to, defer_taskrun (each falls back
+# to its single-shot or older form; for tests and for kernels that misbehave).
+uring_disable = ""
 # Softmix tick in milliseconds.
 mix_tick_ms = 20
 # Mean interval between the RTCP reports (SR/RR + SDES CNAME) crossbar sends
@@ -107,9 +115,24 @@ pub struct RtpConfig {
 pub struct DataplaneConfig {
     pub shards: usize,
     pub pin: bool,
+    pub io: IoChoice,
+    /// io_uring features to leave unused (see [`crate::driver::UringFeature`]).
+    pub uring_disable: String,
     pub mix_tick_ms: u32,
     /// Mean RTCP report interval (ms); 0 disables sending reports.
     pub rtcp_interval_ms: u32,
+}
+
+/// `dataplane.io`: which I/O driver runs the shards.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring where the kernel allows it, epoll otherwise.
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "io_uring")]
+    IoUring,
+    #[serde(rename = "epoll")]
+    Epoll,
 }
 
 /// `[log]`.
@@ -240,6 +263,9 @@ impl Config {
         }
         if self.dataplane.shards > 256 {
             return bad("dataplane.shards", "at most 256");
+        }
+        if let Err(e) = crate::driver::UringFeature::parse_list(&self.dataplane.uring_disable) {
+            return bad("dataplane.uring_disable", &e);
         }
         if !matches!(self.dataplane.mix_tick_ms, 10 | 20 | 40) {
             return bad("dataplane.mix_tick_ms", "must be 10, 20 or 40");

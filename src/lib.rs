@@ -11,6 +11,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod control;
+pub mod driver;
 pub mod host;
 pub mod jitter;
 pub mod media;

@@ -8,7 +8,7 @@
 //!   exactly one shard.
 //! - Ids here ([`LegId`], [`BridgeKey`]) are small numbers the control plane
 //!   assigns; ARI's string ids never reach the data plane.
-//! - A command wakes its shard through an eventfd the shard's io_uring reads.
+//! - A command wakes its shard through an eventfd its driver watches.
 //!
 //! # Placement
 //! A new RTP leg or Local pair is created on shard `id % n` (a Local pair on
@@ -25,36 +25,11 @@
 //! control plane. Commands of one leg must not be issued concurrently with a
 //! `set_bridge` that moves it (the control plane serialises them per bridge).
 //!
-//! # Media (inside a shard)
-//! - `bridge`: the technology table, re-evaluated on every `set_bridge`
-//!   (0–1 members `simple_bridge`, 2 compatible `native_rtp`, 2 otherwise
-//!   `simple_bridge` transcoding, 3+ `softmix`, `holding_bridge`).
-//! - `path`: what a leg does with what it receives (relay in place,
-//!   transcode, feed its jitter buffer for the mix), Local halves, the
-//!   transmit pool for produced frames.
-//! - `mixing`: the softmix tick on the ring timer (`dataplane.mix_tick_ms`).
-//! - `thread`: the loop, commands, the leg table; `uring`: the ring.
-//!
-//! Each leg has one `OutStream` used by every path, so its outgoing SSRC,
-//! seq and ts stay continuous across technology switches.
-//!
-//! # Statistics and RTCP
-//! [`RtpStats`] carries the loss (`rx_lost`), interarrival jitter
-//! (`rx_jitter`, RTP timestamp units) and SSRCs of each RTP leg, from its
-//! `ReceiveState`, and what RTCP says (see `thread`'s module docs, RTCP):
-//! every RTP leg has an RTCP socket on the odd port next to its even RTP
-//! port (RFC 3550 §11; ports are allocated in pairs); received SR/RR update
-//! the remote's last SR and its report about our stream (`remote_*`,
-//! `rtt_ms`); crossbar sends its own SR/RR + SDES CNAME every
-//! `dataplane.rtcp_interval_ms` (±50 %) on legs whose media it terminates,
-//! and relays RTCP between the two legs of a relay.
-
-mod bridge;
-mod mixing;
-mod path;
-mod rtcp;
-mod thread;
-mod uring;
+//! # Inside a shard
+//! Each shard thread runs the sans-IO media core ([`crate::media::Core`])
+//! with an I/O driver ([`crate::driver`]: io_uring or epoll, chosen once
+//! at start); commands reach it through the shard's bounded queue and an
+//! eventfd write.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -66,137 +41,21 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::driver::{DriverChoice, ShardStart};
 use crate::media::Format;
 
-/// A media leg (one channel's media), numbered by the control plane.
-pub type LegId = u64;
-/// A bridge, numbered by the control plane.
-pub type BridgeKey = u64;
+pub use crate::media::{
+    BridgeKey, BridgeSpec, Direction, LegId, MemberSpec, RtpStats, Technology,
+};
 
 /// What a new RTP leg is to talk to.
 #[derive(Clone, Debug)]
 pub struct LegSpec {
-    /// Where media is sent (externalMedia's `external_host`).
+    /// Where media is sent (externalMedia's `external_host`); an
+    /// unspecified address or port 0 means "learn it from the first packet".
     pub remote: SocketAddr,
     /// The leg's audio format.
     pub format: Format,
-}
-
-/// One member of a bridge as the data plane needs to know it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberSpec {
-    pub leg: LegId,
-    /// Joined with `mute=true`: its audio is not heard by the others.
-    pub mute: bool,
-    /// `role=announcer`: heard by all, hears no one.
-    pub announcer: bool,
-}
-
-/// The desired state of a bridge; the shard chooses the technology.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BridgeSpec {
-    pub members: Vec<MemberSpec>,
-    pub dtmf_events: bool,
-    pub proxy_media: bool,
-    pub holding: bool,
-}
-
-/// The bridge technology in use, with Asterisk's names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Technology {
-    SimpleBridge,
-    NativeRtp,
-    Softmix,
-    HoldingBridge,
-}
-
-impl Technology {
-    /// The name ARI shows in a bridge's `technology` field.
-    pub fn name(self) -> &'static str {
-        match self {
-            Technology::SimpleBridge => "simple_bridge",
-            Technology::NativeRtp => "native_rtp",
-            Technology::Softmix => "softmix",
-            Technology::HoldingBridge => "holding_bridge",
-        }
-    }
-}
-
-/// Which way media is affected by mute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    In,
-    Out,
-    Both,
-}
-
-/// Counters of one leg.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RtpStats {
-    /// Datagrams received on the leg's socket (or handed to a Local half).
-    pub rx_packets: u64,
-    /// Packets sent to the leg's remote (or handed to a Local half).
-    pub tx_packets: u64,
-    /// Good packets not passed on: muted, on hold, or no one to send to.
-    pub rx_dropped: u64,
-    /// Datagrams that are not valid RTP for the leg (short, version, bad
-    /// header, truncated, payload type not of its format).
-    pub rx_bad: u64,
-    /// Datagrams from a source other than the leg's remote.
-    pub rx_wrong_source: u64,
-    /// Valid RTCP compound datagrams received from the remote, on the RTP
-    /// port (muxed) or on the RTCP port.
-    pub rx_rtcp: u64,
-    /// SR and RR packets among them.
-    pub rx_rtcp_reports: u64,
-    /// Datagrams on the RTCP port that are not valid RTCP, or not from the
-    /// remote's address (invalid RTCP on the RTP port counts in `rx_bad`).
-    pub rx_rtcp_bad: u64,
-    /// RTCP datagrams sent to the remote: crossbar's own reports (and BYE),
-    /// or RTCP relayed from the partner of a `native_rtp` relay.
-    pub tx_rtcp: u64,
-    /// The sender info of the last SR the remote sent (NTP and RTP
-    /// timestamps, its packet and octet counts).
-    pub remote_sr: Option<crate::rtp::rtcp::SenderInfo>,
-    /// From the last report block the remote sent about our stream (SSRC =
-    /// `tx_ssrc`): fraction lost since its previous report (0–255 = 0–100 %).
-    pub remote_fraction_lost: u8,
-    /// Same block: cumulative packets of our stream the remote lost.
-    pub remote_cumulative_lost: i32,
-    /// Same block: interarrival jitter the remote measures on our stream, in
-    /// RTP timestamp units.
-    pub remote_jitter: u32,
-    /// The highest `remote_jitter` reported so far.
-    pub remote_max_jitter: u32,
-    /// Report blocks about our stream received.
-    pub remote_reports: u64,
-    /// Round-trip time from the last report block that carried an LSR of
-    /// one of our SRs (RFC 3550 §6.4.1), in milliseconds.
-    pub rtt_ms: Option<f64>,
-    /// The counters of the leg's jitter buffer while it is on a mixing path
-    /// (since it joined its current mix); `None` off the mixing path.
-    pub jitter_buffer: Option<crate::jitter::JitterStats>,
-    /// Bytes of all datagrams received.
-    pub rx_octets: u64,
-    /// Bytes sent.
-    pub tx_octets: u64,
-    /// Packets not sent to the leg: muted out, or no remote known yet.
-    pub tx_dropped: u64,
-    /// Sends the kernel failed.
-    pub tx_errors: u64,
-    /// Packets of the received stream lost so far (RFC 3550 A.3: expected −
-    /// received; negative with duplicates). RTP legs only.
-    pub rx_lost: i64,
-    /// Interarrival jitter of the received stream (RFC 3550 A.8), in RTP
-    /// timestamp units of the leg's format clock rate (8000 per second for
-    /// ulaw, 48000 for opus, ...), as an RTCP report block carries it.
-    pub rx_jitter: u32,
-    /// The SSRC of the last stream received, once one was.
-    pub rx_ssrc: Option<u32>,
-    /// Our SSRC on the leg, once something was sent.
-    pub tx_ssrc: Option<u32>,
-    pub local: Option<SocketAddr>,
-    pub remote: Option<SocketAddr>,
 }
 
 /// Why the data plane refused a command.
@@ -283,8 +142,8 @@ pub enum Command {
     Shutdown,
 }
 
-/// A leg's whole state (socket included) on its way between shards; opaque.
-pub struct LegTransfer(Box<path::Leg>);
+/// A leg's whole state (sockets included) on its way between shards; opaque.
+pub struct LegTransfer(pub(crate) Box<crate::driver::Moving>);
 
 impl fmt::Debug for LegTransfer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -311,6 +170,7 @@ struct ShardHandle {
 
 /// The control plane's handle to every shard.
 pub struct Dataplane {
+    driver: DriverChoice,
     shards: Vec<ShardHandle>,
     threads: Vec<std::thread::JoinHandle<()>>,
     routes: Mutex<Routes>,
@@ -326,12 +186,17 @@ const QUEUE_FULL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 impl Dataplane {
     /// Starts the shards described by `config`.
     pub fn start(config: &Config) -> std::io::Result<Dataplane> {
+        let driver = crate::driver::choose(config)?;
         let count = config.shard_count();
         let min = u32::from(config.rtp.port_min);
         let max = u32::from(config.rtp.port_max);
         let span = (max - min + 1) / count as u32;
-        let mut shards = Vec::with_capacity(count);
-        let mut threads = Vec::with_capacity(count);
+        let mut this = Dataplane {
+            driver: driver.clone(),
+            shards: Vec::with_capacity(count),
+            threads: Vec::with_capacity(count),
+            routes: Mutex::default(),
+        };
         for index in 0..count {
             let lo = min + span * index as u32;
             let hi = if index + 1 == count {
@@ -340,50 +205,46 @@ impl Dataplane {
                 lo + span - 1
             };
             let (tx, rx) = std_mpsc::sync_channel(COMMAND_QUEUE);
-            let shard = thread::Shard::new(
-                index,
-                config.rtp.bind_ip,
-                lo as u16..=hi as u16,
-                config.dataplane.mix_tick_ms,
-                config.dataplane.rtcp_interval_ms,
-            );
-            let pin = config.dataplane.pin;
             // SAFETY: eventfd has no memory preconditions; the result is
             // checked before use.
-            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
             if fd < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // SAFETY: `fd` is a fresh descriptor nobody else owns.
             let wake = unsafe { OwnedFd::from_raw_fd(fd) };
-            let shard_wake = wake.try_clone()?;
             let (ready_tx, ready_rx) = std_mpsc::channel();
-            threads.push(
+            let start = ShardStart {
+                index,
+                ports: lo as u16..=hi as u16,
+                driver: driver.kind,
+                commands: rx,
+                wake: wake.try_clone()?,
+                ready: ready_tx,
+            };
+            let shard_config = config.clone();
+            this.threads.push(
                 std::thread::Builder::new()
                     .name(format!("shard-{index}"))
-                    .spawn(move || shard.run(rx, shard_wake, pin, ready_tx))?,
+                    .spawn(move || crate::driver::run_shard(&shard_config, start))?,
             );
-            shards.push(ShardHandle { commands: tx, wake });
+            this.shards.push(ShardHandle { commands: tx, wake });
             let ready = ready_rx
                 .recv()
                 .unwrap_or_else(|_| Err(std::io::Error::other("shard thread died at start")));
             if let Err(e) = ready {
-                drop(Dataplane {
-                    shards,
-                    threads,
-                    routes: Mutex::default(),
-                });
                 return Err(std::io::Error::new(
                     e.kind(),
-                    format!("shard {index}: io_uring set-up failed: {e}"),
+                    format!("shard {index}: {} set-up failed: {e}", driver.kind.name()),
                 ));
             }
         }
-        Ok(Dataplane {
-            shards,
-            threads,
-            routes: Mutex::default(),
-        })
+        Ok(this)
+    }
+
+    /// The I/O driver the shards run, and why it was chosen.
+    pub fn driver(&self) -> &DriverChoice {
+        &self.driver
     }
 
     /// The number of shards.

@@ -4,11 +4,10 @@
 //!
 //! # Sockets
 //! Every RTP leg has an RTCP socket on the odd port next to its even RTP
-//! port (RFC 3550 §11; `thread` allocates the two together), received with
-//! the same multishot recvmsg into the same provided-buffer ring. RTCP the
-//! remote muxes on the RTP port (RFC 5761) is accepted too; once it has
-//! been seen, the leg's RTCP goes to the RTP port, from the RTP socket
-//! (`RtcpLeg::mux`).
+//! port (RFC 3550 §11; the driver binds the two together): datagrams on it
+//! arrive as [`Port::Rtcp`]. RTCP the remote muxes on the RTP port (RFC
+//! 5761) is accepted too; once it has been seen, the leg's RTCP goes to the
+//! RTP port, from the RTP socket (`RtcpLeg::mux`).
 //!
 //! # Receiving
 //! A datagram on the RTCP port is accepted only from the IP address of the
@@ -22,8 +21,8 @@
 //! `remote_jitter` and, when it echoes one of our SRs, `rtt_ms`.
 //!
 //! # Sending
-//! On the shard's ring timer, each RTP leg gets a report every
-//! `dataplane.rtcp_interval_ms` randomised by ±50 % (the shard's xorshift),
+//! On the core's tick, each RTP leg gets a report every
+//! `dataplane.rtcp_interval_ms` randomised by ±50 % (the core's xorshift),
 //! the first one interval after the leg is first seen by the tick — unless
 //! the leg relays (`Mode::Relay`: `native_rtp`, or a same-format
 //! `simple_bridge` passing DTMF/proxying media), where the endpoints' own
@@ -35,7 +34,8 @@
 //! an SDES CNAME (`crossbar@<rtp.bind_ip>`). It is written into a transmit
 //! pool buffer (no allocation) and sent to the remote's RTCP address (its
 //! RTP port + 1 unless RTCP arrived from elsewhere, or muxed). A destroyed
-//! leg that was reporting sends RR + BYE from the control path.
+//! leg that was reporting sends RR + BYE ([`bye`], handed to the driver with
+//! the leg's removal so that it leaves before the socket closes).
 //!
 //! # Relay
 //! Valid RTCP received (on either port) by a leg in `Mode::Relay` is sent on
@@ -49,50 +49,47 @@
 //! numbering, which it does until a source or technology switch).
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::path::{Buf, Leg, LegKind, Media, Mode, Packet};
-use super::thread::Io;
-use super::uring::RawAddr;
+use super::buffer::{transmit, Lent, Packet, Transmit, TxPool};
+use super::leg::{Leg, LegKind, LegRef, Port};
+use super::path::{Media, Mode};
 use crate::rtp::rtcp::{self as wire, RtcpIter, RtcpPacket, SenderInfo};
 use crate::rtp::xorshift::XorShift;
 use crate::rtp::Ssrc;
 
 /// Where the leg's RTCP goes: the socket to send from and the destination.
 /// Derives the default RTCP address (remote RTP port + 1) on first use.
-pub(super) fn dest(leg: &mut Leg) -> Option<(RawFd, SocketAddr, RawAddr)> {
-    let LegKind::Rtp { socket, remote } = &leg.kind else {
+pub(super) fn dest(leg: &mut Leg) -> Option<(Port, SocketAddr)> {
+    let LegKind::Rtp { remote, .. } = &leg.kind else {
         return None;
     };
-    let r = leg.rtcp.as_deref_mut()?;
+    let r = leg.rtcp.as_mut()?;
     if r.mux {
-        return remote.map(|(addr, raw)| (socket.as_raw_fd(), addr, raw));
+        return remote.map(|addr| (Port::Rtp, addr));
     }
     if r.remote.is_none() {
-        let (addr, _) = (*remote)?;
-        let a = SocketAddr::new(addr.ip(), addr.port().checked_add(1)?);
-        r.remote = Some((a, RawAddr::new(a)));
+        let addr = (*remote)?;
+        r.remote = Some(SocketAddr::new(addr.ip(), addr.port().checked_add(1)?));
     }
-    r.remote
-        .map(|(addr, raw)| (r.socket.as_raw_fd(), addr, raw))
+    r.remote.map(|addr| (Port::Rtcp, addr))
 }
 
 /// Takes in a compound RTCP datagram the leg's remote sent (see the module
-/// docs, Receiving); false when it is not valid RTCP (nothing is recorded).
-pub(super) fn absorb(leg: &mut Leg, data: &[u8], now: Instant) -> bool {
+/// docs, Receiving), arrived at `now` (`ntp`, the same instant as an NTP
+/// timestamp); false when it is not valid RTCP (nothing is recorded).
+pub(super) fn absorb(leg: &mut Leg, data: &[u8], now: Instant, ntp: u64) -> bool {
     if wire::summarize(data).is_err() {
         return false;
     }
     let ours = leg.out.ssrc();
-    let mut arrival = None;
     let stats = &mut leg.stats;
     stats.rx_rtcp += 1;
     for packet in RtcpIter::new(data).flatten() {
         let blocks = match packet {
             RtcpPacket::SenderReport { info, blocks, .. } => {
                 stats.remote_sr = Some(info);
-                if let Some(r) = leg.rtcp.as_deref_mut() {
+                if let Some(r) = leg.rtcp.as_mut() {
                     r.last_sr = Some((wire::ntp_middle(info.ntp), now));
                 }
                 blocks
@@ -107,8 +104,7 @@ pub(super) fn absorb(leg: &mut Leg, data: &[u8], now: Instant) -> bool {
             stats.remote_cumulative_lost = b.cumulative_lost;
             stats.remote_jitter = b.jitter;
             stats.remote_max_jitter = stats.remote_max_jitter.max(b.jitter);
-            let a = *arrival.get_or_insert_with(crate::clock::ntp_now);
-            if let Some(rtt) = wire::rtt(a, b.last_sr, b.delay_since_last_sr) {
+            if let Some(rtt) = wire::rtt(ntp, b.last_sr, b.delay_since_last_sr) {
                 stats.rtt_ms = Some(f64::from(rtt) * 1000.0 / 65536.0);
             }
         }
@@ -116,32 +112,27 @@ pub(super) fn absorb(leg: &mut Leg, data: &[u8], now: Instant) -> bool {
     true
 }
 
-/// Relays valid RTCP the leg in `from` received in `packet` to its relay
-/// target (see the module docs, Relay); true when the buffer was handed to
-/// a send, false when the caller still owns it.
-pub(super) fn relay(media: &mut Media, io: &mut Io, from: u32, packet: Packet) -> bool {
-    let Some(sender) = media.leg(from) else {
+/// Relays valid RTCP the leg `from` received (the lent datagram, `len`
+/// bytes) to its relay target (see the module docs, Relay); false when it is
+/// not relayed.
+pub(super) fn relay(media: &mut Media, lent: &mut Lent<'_>, from: LegRef, len: usize) -> bool {
+    let Some(sender) = media.legs.get(from) else {
         return false;
     };
     let Mode::Relay { to } = sender.mode else {
         return false;
     };
     let (in_ssrc, out_ssrc) = (sender.rx.ssrc(), sender.out.ssrc());
-    let gen = media.gen(to);
-    let Some(target) = media.leg(to) else {
+    let Some(target) = media.legs.get(to) else {
         return false;
     };
     let (t_out, t_in) = (target.out.ssrc(), target.rx.ssrc());
-    let Some((fd, _, raw)) = dest(target) else {
+    let Some((port, addr)) = dest(target) else {
         return false;
     };
     target.stats.tx_rtcp += 1;
-    let Buf::Rx { bid, offset } = packet.buf else {
-        return false;
-    };
-    let buf = io.bufs.buffer(bid);
-    let end = (offset + packet.len).min(buf.len());
-    wire::map_ssrcs(&mut buf[offset.min(end)..end], |x| {
+    let end = len.min(lent.data.len());
+    wire::map_ssrcs(&mut lent.data[..end], |x| {
         if Some(Ssrc(x)) == in_ssrc {
             t_out.0
         } else if x == out_ssrc.0 {
@@ -150,15 +141,17 @@ pub(super) fn relay(media: &mut Media, io: &mut Io, from: u32, packet: Packet) -
             x
         }
     });
-    media.send_raw(io, fd, to, gen, raw, packet);
+    media
+        .outbox
+        .send(lent, &mut media.pool, to, port, addr, Packet::Rx { len: end });
     true
 }
 
 /// Writes the leg's report (SR or RR, one block, SDES CNAME) into `buf`;
 /// its length, or `None` if it does not fit.
-fn write_report(leg: &mut Leg, buf: &mut [u8], now: Instant, cname: &[u8]) -> Option<usize> {
+fn write_report(leg: &mut Leg, buf: &mut [u8], now: Instant, ntp: u64, cname: &[u8]) -> Option<usize> {
     let ssrc = leg.out.ssrc();
-    let r = leg.rtcp.as_deref_mut()?;
+    let r = leg.rtcp.as_mut()?;
     let (lsr, dlsr) = r.last_sr.map_or((0, 0), |(lsr, at)| {
         (lsr, wire::dlsr_units(now.saturating_duration_since(at)))
     });
@@ -168,7 +161,7 @@ fn write_report(leg: &mut Leg, buf: &mut [u8], now: Instant, cname: &[u8]) -> Op
     let n = if packets != r.reported_packets {
         r.reported_packets = packets;
         let info = SenderInfo {
-            ntp: crate::clock::ntp_now(),
+            ntp,
             rtp_ts: leg.out.timestamp_at(now).map_or(0, |t| t.0),
             packets: packets as u32,
             octets: octets as u32,
@@ -181,83 +174,69 @@ fn write_report(leg: &mut Leg, buf: &mut [u8], now: Instant, cname: &[u8]) -> Op
     Some(n + m)
 }
 
-/// The report timer (see the module docs, Sending): called on every ring
-/// tick; sends the reports that are due.
+/// The report timer (see the module docs, Sending): called on every tick;
+/// queues the reports that are due.
 pub(super) fn tick(
     media: &mut Media,
-    io: &mut Io,
     rng: &mut XorShift,
     now: Instant,
+    ntp: u64,
     interval_ms: u32,
     cname: &[u8],
 ) {
     if interval_ms == 0 {
         return;
     }
-    for slot in 0..media.slots.len() as u32 {
-        let gen = media.gen(slot);
-        let Some(leg) = media
-            .slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.leg.as_deref_mut())
-        else {
+    let Media {
+        legs, pool, outbox, ..
+    } = media;
+    for (r, leg) in legs.iter_mut() {
+        let Some(rtcp) = leg.rtcp.as_mut() else {
             continue;
         };
-        let Some(r) = leg.rtcp.as_deref_mut() else {
-            continue;
-        };
-        let first = match r.due {
+        let first = match rtcp.due {
             Some(due) if due > now => continue,
             due => due.is_none(),
         };
         let wait = interval_ms / 2 + rng.below(interval_ms + 1);
-        r.due = Some(now + Duration::from_millis(u64::from(wait)));
+        rtcp.due = Some(now + Duration::from_millis(u64::from(wait)));
         if first || matches!(leg.mode, Mode::Relay { .. }) {
             continue;
         }
-        let Some((fd, _, raw)) = dest(leg) else {
+        let Some((port, addr)) = dest(leg) else {
             continue;
         };
-        let Some(index) = media.pool.take() else {
+        let Some(buf) = pool.take() else {
             continue;
         };
-        match write_report(leg, media.pool.data(index), now, cname) {
+        match write_report(leg, pool.data(&buf), now, ntp, cname) {
             Some(len) => {
                 leg.stats.tx_rtcp += 1;
-                let packet = Packet {
-                    buf: Buf::Tx { index },
-                    len,
-                };
-                media.send_raw(io, fd, slot, gen, raw, packet);
+                outbox.send(&mut Lent::none(), pool, r, port, addr, Packet::Tx { buf, len });
             }
-            None => media.pool.release(index),
+            None => pool.release(buf),
         }
     }
 }
 
-/// RR + BYE for a leg about to be destroyed, sent at once from the control
-/// path (best effort), if the leg was reporting (not relaying, reports on).
-pub(super) fn bye(leg: &mut Leg, interval_ms: u32) {
+/// RR + BYE for a leg about to be destroyed, if the leg was reporting (not
+/// relaying, reports on): a send for the driver to make before it closes
+/// the leg's sockets.
+pub(super) fn bye(leg: &mut Leg, r: LegRef, pool: &mut TxPool, interval_ms: u32) -> Option<Transmit> {
     if interval_ms == 0 || matches!(leg.mode, Mode::Relay { .. }) {
-        return;
+        return None;
     }
     let ssrc = leg.out.ssrc();
-    let Some((_, addr, _)) = dest(leg) else {
-        return;
+    let (port, addr) = dest(leg)?;
+    let buf = pool.take()?;
+    let data = pool.data(&buf);
+    let written = wire::write_rr(data, ssrc, &[])
+        .ok()
+        .and_then(|n| wire::write_bye(data.get_mut(n..)?, ssrc).ok().map(|m| n + m));
+    let Some(len) = written else {
+        pool.release(buf);
+        return None;
     };
-    let mut buf = [0u8; 16];
-    let Ok(n) = wire::write_rr(&mut buf, ssrc, &[]) else {
-        return;
-    };
-    let Ok(m) = wire::write_bye(&mut buf[n..], ssrc) else {
-        return;
-    };
-    let sent = match (&leg.kind, leg.rtcp.as_deref()) {
-        (LegKind::Rtp { socket, .. }, Some(r)) if r.mux => socket.send_to(&buf[..n + m], addr),
-        (_, Some(r)) => r.socket.send_to(&buf[..n + m], addr),
-        _ => return,
-    };
-    if sent.is_ok() {
-        leg.stats.tx_rtcp += 1;
-    }
+    leg.stats.tx_rtcp += 1;
+    transmit(&mut Lent::none(), pool, r, port, addr, Packet::Tx { buf, len })
 }

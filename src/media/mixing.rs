@@ -36,8 +36,9 @@
 
 use std::time::Instant;
 
-use super::path::{Buf, Media, Packet, HEADER_LEN};
-use super::thread::Io;
+use super::buffer::Packet;
+use super::leg::LegRef;
+use super::path::{Media, HEADER_LEN};
 use crate::codec::{CodecError, Decoder, Encoder, Resampler, MAX_FRAME_SAMPLES};
 use crate::jitter::Tick;
 use crate::media::Format;
@@ -46,16 +47,14 @@ use crate::rtp::Pt;
 
 /// What a member of a mixing bridge is to the mix.
 pub(super) struct MemberPlan {
-    pub slot: u32,
-    pub gen: u32,
+    pub leg: LegRef,
     pub format: Format,
     pub speaks: bool,
     pub hears: bool,
 }
 
 struct MixMember {
-    slot: u32,
-    gen: u32,
+    leg: LegRef,
     pt: Pt,
     speaks: bool,
     hears: bool,
@@ -158,8 +157,7 @@ impl MixState {
                 }
             };
             mix_members.push(MixMember {
-                slot: m.slot,
-                gen: m.gen,
+                leg: m.leg,
                 pt: Pt(m.format.payload_type()),
                 speaks: m.speaks,
                 hears: m.hears,
@@ -188,13 +186,13 @@ impl MixState {
 
     /// One mix tick: takes a frame per talker, sends a frame to every
     /// member that hears.
-    pub(super) fn tick(&mut self, media: &mut Media, io: &mut Io, now: Instant) {
+    pub(super) fn tick(&mut self, media: &mut Media, now: Instant) {
         self.gather(media);
         for o in &mut self.outputs {
             o.len = None;
         }
         for i in 0..self.members.len() {
-            self.emit(media, io, now, i);
+            self.emit(media, now, i);
         }
     }
 
@@ -205,7 +203,7 @@ impl MixState {
             if !m.speaks {
                 continue;
             }
-            let Some(leg) = media.leg_gen(m.slot, m.gen) else {
+            let Some(leg) = media.legs.get(m.leg) else {
                 continue;
             };
             let muted = leg.mute_in || leg.member_mute || leg.hold;
@@ -240,12 +238,12 @@ impl MixState {
     }
 
     /// Encodes and sends member `i`'s frame of this tick.
-    fn emit(&mut self, media: &mut Media, io: &mut Io, now: Instant, i: usize) {
+    fn emit(&mut self, media: &mut Media, now: Instant, i: usize) {
         let m = &mut self.members[i];
         if !m.hears {
             return;
         }
-        match media.leg_gen(m.slot, m.gen) {
+        match media.legs.get(m.leg) {
             Some(leg) if leg.mute_out => {
                 leg.stats.tx_dropped += 1;
                 return;
@@ -253,8 +251,8 @@ impl MixState {
             Some(_) => {}
             None => return,
         }
-        let Some(index) = media.pool.take() else {
-            if let Some(leg) = media.leg_gen(m.slot, m.gen) {
+        let Some(buf) = media.pool.take() else {
+            if let Some(leg) = media.legs.get(m.leg) {
                 leg.stats.tx_dropped += 1;
             }
             return;
@@ -262,7 +260,7 @@ impl MixState {
         let frame = self.frame;
         let payload = media
             .pool
-            .data(index)
+            .data(&buf)
             .get_mut(HEADER_LEN..)
             .unwrap_or(&mut []);
         let encoded = if m.talking {
@@ -277,7 +275,7 @@ impl MixState {
                 .and_then(|k| m.encoder.encode(&self.resampled[..k], payload).ok())
         } else {
             let Some(o) = self.outputs.get_mut(m.listener) else {
-                media.pool.release(index);
+                media.pool.release(buf);
                 return;
             };
             if o.len.is_none() {
@@ -303,27 +301,19 @@ impl MixState {
                 _ => None,
             }
         };
-        let header = match (encoded, media.leg_gen(m.slot, m.gen)) {
+        let header = match (encoded, media.legs.get(m.leg)) {
             (Some(n), Some(leg)) if n > 0 => {
                 Some((leg.out.next_local(now, m.pt, m.out_ticks, n), n))
             }
             _ => None,
         };
         let Some((header, n)) = header else {
-            media.pool.release(index);
+            media.pool.release(buf);
             return;
         };
-        match header.write(media.pool.data(index)) {
-            Some(h) => media.send_produced(
-                io,
-                now,
-                m.slot,
-                Packet {
-                    buf: Buf::Tx { index },
-                    len: h + n,
-                },
-            ),
-            None => media.pool.release(index),
+        match header.write(media.pool.data(&buf)) {
+            Some(h) => media.send_produced(now, m.leg, Packet::Tx { buf, len: h + n }),
+            None => media.pool.release(buf),
         }
     }
 }

@@ -1,0 +1,328 @@
+//! The bridge technology state machine: from a bridge's desired state
+//! ([`BridgeSpec`]) and its members' formats to the technology ARI shows and
+//! the media plan the shard applies, re-evaluated on every `set_bridge`
+//! (DESIGN.md, "Bridges: the cheapest technology that works").
+//!
+//! | members | condition | technology | plan |
+//! |---|---|---|---|
+//! | any | `holding` | `holding_bridge` | announcers mixed to the others, who hear no one else; nothing without an announcer |
+//! | 0–1 | | `simple_bridge` | nothing forwarded |
+//! | 2 | same format, no `dtmf_events`, no `proxy_media` | `native_rtp` | relay |
+//! | 2 | same format, `dtmf_events` or `proxy_media` | `simple_bridge` | relay: payload passed through, header rewritten |
+//! | 2 | different formats | `simple_bridge` | transcode per direction |
+//! | 3+ | | `softmix` | mix on the tick |
+//!
+//! An announcer hears no one: in a two-party bridge nothing is forwarded to
+//! it; in a mix it gets no frames.
+//!
+//! [`Bridges::set`] applies a plan: each member's [`Mode`], its jitter
+//! buffer on a mixing path, the mix state, and the size of the transmit
+//! pool. All allocation of a bridge's media state happens there, on the
+//! control path.
+
+use std::collections::HashMap;
+
+use super::leg::LegRef;
+use super::mixing::{self, MemberPlan, MixState};
+use super::path::{Media, Mode, TranscodePath};
+use super::{BridgeKey, BridgeSpec, CoreError, Format, LegId, Technology};
+use crate::codec::Transcoder;
+use crate::jitter::JitterBuffer;
+
+/// How a bridge's members exchange media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// Nothing is forwarded.
+    Nothing,
+    /// Two members of one format: header rewrite, payload untouched.
+    Relay,
+    /// Two members of different formats.
+    Transcode,
+    /// The mix tick: `holding` means only announcers speak.
+    Mix { holding: bool },
+}
+
+/// The technology and plan for `spec` whose members have `formats` (in
+/// member order).
+pub(super) fn choose(spec: &BridgeSpec, formats: &[Format]) -> (Technology, Plan) {
+    if spec.holding {
+        let plan = if spec.members.iter().any(|m| m.announcer) {
+            Plan::Mix { holding: true }
+        } else {
+            Plan::Nothing
+        };
+        return (Technology::HoldingBridge, plan);
+    }
+    match spec.members.len() {
+        0 | 1 => (Technology::SimpleBridge, Plan::Nothing),
+        2 => {
+            let same = formats.first() == formats.get(1);
+            if !same {
+                (Technology::SimpleBridge, Plan::Transcode)
+            } else if spec.dtmf_events || spec.proxy_media {
+                (Technology::SimpleBridge, Plan::Relay)
+            } else {
+                (Technology::NativeRtp, Plan::Relay)
+            }
+        }
+        _ => (Technology::Softmix, Plan::Mix { holding: false }),
+    }
+}
+
+/// A bridge as the core holds it.
+pub(super) struct Bridge {
+    pub spec: BridgeSpec,
+    pub technology: Technology,
+    pub plan: Plan,
+    /// The mix, for `Plan::Mix`.
+    pub mix: Option<Box<MixState>>,
+}
+
+/// Frames a jitter buffer of the mixing path holds.
+const JITTER_SLOTS: usize = 8;
+/// Most frames a mixing leg's jitter buffer holds back (it starts at one
+/// and grows only for a leg whose arrivals need it).
+const JITTER_MAX_DELAY: usize = 3;
+/// Transmit pool buffers a core always has (produced frames in flight).
+pub(super) const TX_POOL_BASE: usize = 256;
+/// Transmit pool buffers per member of a transcoding or mixing bridge.
+const TX_POOL_PER_MEMBER: usize = 4;
+
+/// The bridges of one core.
+#[derive(Default)]
+pub(super) struct Bridges {
+    map: HashMap<BridgeKey, Bridge>,
+    /// Bridges with a mix, ticked in this order.
+    mixing: Vec<BridgeKey>,
+}
+
+impl Bridges {
+    /// True when some bridge mixes (the core then needs its tick).
+    pub(super) fn any_mixing(&self) -> bool {
+        !self.mixing.is_empty()
+    }
+
+    /// One mix tick of every mixing bridge.
+    pub(super) fn tick(&mut self, media: &mut Media, now: std::time::Instant) {
+        for key in &self.mixing {
+            if let Some(mix) = self.map.get_mut(key).and_then(|b| b.mix.as_deref_mut()) {
+                mix.tick(media, now);
+            }
+        }
+    }
+
+    /// Removes a bridge; its members leave it.
+    pub(super) fn destroy(&mut self, media: &mut Media, key: BridgeKey) -> Result<(), CoreError> {
+        let old = self.map.remove(&key).ok_or(CoreError::Unknown)?;
+        self.mixing.retain(|&b| b != key);
+        for m in &old.spec.members {
+            leave(media, m.leg, key);
+        }
+        Ok(())
+    }
+
+    /// Applies a bridge's desired state (see the module docs); returns the
+    /// technology chosen.
+    pub(super) fn set(
+        &mut self,
+        media: &mut Media,
+        key: BridgeKey,
+        spec: BridgeSpec,
+        tick_ms: u32,
+    ) -> Result<Technology, CoreError> {
+        if spec.members.iter().any(|m| !media.legs.contains(m.leg)) {
+            return Err(CoreError::Unknown);
+        }
+        let old = self.map.remove(&key);
+        self.mixing.retain(|&b| b != key);
+        if let Some(old) = &old {
+            for m in &old.spec.members {
+                if !spec.members.iter().any(|n| n.leg == m.leg) {
+                    leave(media, m.leg, key);
+                }
+            }
+        }
+        let refs: Vec<LegRef> = spec
+            .members
+            .iter()
+            .filter_map(|m| media.legs.find(m.leg))
+            .collect();
+        let formats: Vec<Format> = refs
+            .iter()
+            .filter_map(|&r| media.legs.get(r).map(|l| l.format))
+            .collect();
+        let (technology, plan) = choose(&spec, &formats);
+        let changed = old.as_ref().map(|o| o.technology) != Some(technology);
+        for (i, m) in spec.members.iter().enumerate() {
+            // The partner in a two-party bridge; an announcer hears no one.
+            let other = 1 - i.min(1);
+            let partner = match (refs.get(other), spec.members.get(other)) {
+                (Some(&to), Some(o)) if !o.announcer && other != i => Some(to),
+                _ => None,
+            };
+            let partner_format = formats.get(other).copied();
+            let Some(leg) = media.legs.by_id(m.leg) else {
+                continue;
+            };
+            let previous = std::mem::replace(&mut leg.mode, Mode::Drop);
+            leg.mode = match (plan, partner, partner_format) {
+                (Plan::Relay, Some(to), _) => Mode::Relay { to },
+                (Plan::Transcode, Some(to), Some(to_format)) => match previous {
+                    // Same direction as before: keep the codec state.
+                    Mode::Transcode(path)
+                        if path.to == to
+                            && path.tc.from_format() == leg.format
+                            && path.tc.to_format() == to_format =>
+                    {
+                        Mode::Transcode(path)
+                    }
+                    _ => match Transcoder::new(leg.format, to_format) {
+                        Ok(tc) => Mode::Transcode(Box::new(TranscodePath {
+                            to,
+                            tc,
+                            last_seq: None,
+                        })),
+                        Err(e) => {
+                            tracing::warn!("transcoder: {e}");
+                            Mode::Drop
+                        }
+                    },
+                },
+                (Plan::Mix { holding }, _, _) if !holding || m.announcer => Mode::Mix,
+                _ => Mode::Drop,
+            };
+            if matches!(leg.mode, Mode::Mix) {
+                if leg.jitter.is_none() {
+                    leg.jitter = Some(Box::new(JitterBuffer::new(
+                        JITTER_SLOTS,
+                        mixing::max_payload(leg.format, tick_ms),
+                        1,
+                        JITTER_MAX_DELAY,
+                    )));
+                }
+            } else {
+                leg.jitter = None;
+            }
+            leg.bridge = Some(key);
+            leg.member_mute = m.mute;
+            leg.announcer = m.announcer;
+            if changed {
+                leg.out.switch_source();
+            }
+        }
+        let mix = match plan {
+            Plan::Mix { holding } => {
+                let members: Vec<MemberPlan> = spec
+                    .members
+                    .iter()
+                    .zip(&refs)
+                    .zip(&formats)
+                    .map(|((m, &leg), &format)| MemberPlan {
+                        leg,
+                        format,
+                        speaks: !holding || m.announcer,
+                        hears: !m.announcer,
+                    })
+                    .collect();
+                match MixState::new(&members, tick_ms) {
+                    Ok(mix) => Some(Box::new(mix)),
+                    Err(e) => {
+                        tracing::warn!("mix: {e}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if mix.is_some() {
+            self.mixing.push(key);
+        }
+        self.map.insert(
+            key,
+            Bridge {
+                spec,
+                technology,
+                plan,
+                mix,
+            },
+        );
+        let producing: usize = self
+            .map
+            .values()
+            .filter(|b| matches!(b.plan, Plan::Transcode | Plan::Mix { .. }))
+            .map(|b| b.spec.members.len())
+            .sum();
+        media
+            .pool
+            .reserve(TX_POOL_BASE + TX_POOL_PER_MEMBER * producing);
+        Ok(technology)
+    }
+}
+
+/// `leg` is no longer a member of `bridge`.
+fn leave(media: &mut Media, leg: LegId, bridge: BridgeKey) {
+    if let Some(l) = media.legs.by_id(leg) {
+        if l.bridge == Some(bridge) {
+            l.leave_bridge();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::MemberSpec;
+
+    fn spec(n: u64) -> BridgeSpec {
+        BridgeSpec {
+            members: (0..n)
+                .map(|leg| MemberSpec {
+                    leg,
+                    mute: false,
+                    announcer: false,
+                })
+                .collect(),
+            ..BridgeSpec::default()
+        }
+    }
+
+    #[test]
+    fn technology_table() {
+        use Format::*;
+        let t = |s: &BridgeSpec, f: &[Format]| choose(s, f);
+        assert_eq!(t(&spec(0), &[]), (Technology::SimpleBridge, Plan::Nothing));
+        assert_eq!(
+            t(&spec(1), &[Ulaw]),
+            (Technology::SimpleBridge, Plan::Nothing)
+        );
+        assert_eq!(
+            t(&spec(2), &[Ulaw, Ulaw]),
+            (Technology::NativeRtp, Plan::Relay)
+        );
+        assert_eq!(
+            t(&spec(2), &[Ulaw, Opus]),
+            (Technology::SimpleBridge, Plan::Transcode)
+        );
+        let mut dtmf = spec(2);
+        dtmf.dtmf_events = true;
+        assert_eq!(
+            t(&dtmf, &[Ulaw, Ulaw]),
+            (Technology::SimpleBridge, Plan::Relay)
+        );
+        assert_eq!(
+            t(&spec(3), &[Ulaw, Ulaw, Ulaw]),
+            (Technology::Softmix, Plan::Mix { holding: false })
+        );
+        let mut holding = spec(3);
+        holding.holding = true;
+        assert_eq!(
+            t(&holding, &[Ulaw; 3]),
+            (Technology::HoldingBridge, Plan::Nothing)
+        );
+        holding.members[0].announcer = true;
+        assert_eq!(
+            t(&holding, &[Ulaw; 3]),
+            (Technology::HoldingBridge, Plan::Mix { holding: true })
+        );
+    }
+}

@@ -1,0 +1,482 @@
+//! [`Core`]: the media state of one shard as a sans-IO state machine (see
+//! the module docs of `media` for the contract with a driver).
+//!
+//! # Receiving
+//! [`Core::handle_datagram`] takes one datagram from one of a leg's sockets:
+//! - **Source (symmetric RTP).** A leg sends to its remote and accepts
+//!   packets only from it. A leg created with no remote latches the source of
+//!   the first datagram it receives on its RTP port and from then on sends
+//!   there and accepts only that source. Datagrams from other sources are
+//!   counted (`rx_wrong_source`) and dropped.
+//! - **Validity.** Datagrams that are not RTP version 2, are malformed
+//!   (CSRC/extension/padding), truncated (the driver says so with
+//!   [`Core::handle_truncated`]), or carry a payload type other than the
+//!   leg format's, CN (13) and telephone-event (101) are counted in `rx_bad`
+//!   and dropped. Valid RTCP on the RTP port (RFC 5761 demux) is counted in
+//!   `rx_rtcp`, switches the leg's own reports to the RTP port (mux), and is
+//!   handled like RTCP on the RTCP port; invalid RTCP there counts as
+//!   `rx_bad`. See `rtcp` for the RTCP port.
+//! - **Statistics.** Every valid media packet feeds the leg's
+//!   `ReceiveState` (loss, interarrival jitter in timestamp units, SSRC).
+//! - Then the leg's mode decides (see `path`).
+//!
+//! # Time
+//! The core reads no clock: every input carries `now`, and the wall clock
+//! (for RTCP's NTP timestamps) follows from one anchor the driver gives at
+//! start ([`CoreConfig::ntp_anchor`]). [`Core::poll_timeout`] names the next
+//! tick while a bridge mixes or a leg reports RTCP; ticks are spaced
+//! `tick_ms` apart from the first one, so they do not drift when a wake-up
+//! is late; a core more than [`MAX_CATCH_UP`] ticks behind skips ahead.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::bridge::{Bridges, TX_POOL_BASE};
+use super::buffer::{Lent, Outbox, Packet, RxBuf, Transmit, TxBuf, TxPool};
+use super::leg::{Leg, LegKind, LegRef, LegTable, Port, RtcpLeg};
+use super::mixing;
+use super::path::{Media, Mode, HEADER_LEN, PT_CN, PT_TELEPHONE_EVENT};
+use super::rtcp;
+use super::{BridgeKey, BridgeSpec, CoreError, Direction, Format, LegId, RtpStats, Technology};
+use crate::rtp::packet::looks_like_rtcp;
+use crate::rtp::xorshift::XorShift;
+use crate::rtp::{OutStream, Pt, ReceiveState, RtpPacket, RtpTimestamp, SeqNo, Ssrc};
+
+/// Ticks run at once when the core is late before it skips ahead.
+pub const MAX_CATCH_UP: u32 = 3;
+
+/// What a core is configured with.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// The mix tick (`dataplane.mix_tick_ms`).
+    pub tick_ms: u32,
+    /// Mean RTCP report interval, ms (0: no reports).
+    pub rtcp_interval_ms: u32,
+    /// The SDES CNAME of our reports.
+    pub cname: String,
+    /// Seeds SSRCs, first sequence numbers and timestamps, report timing.
+    pub seed: u64,
+    /// An instant and the wall clock at that instant as an NTP (32.32)
+    /// timestamp: the core's NTP times follow from it.
+    pub ntp_anchor: (Instant, u64),
+}
+
+/// A leg's whole media state on its way between cores; opaque.
+pub struct LegState(Box<Leg>);
+
+impl std::fmt::Debug for LegState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LegState({})", self.0.id)
+    }
+}
+
+impl LegState {
+    /// The control plane's id of the leg.
+    pub fn id(&self) -> LegId {
+        self.0.id
+    }
+}
+
+/// A leg that left the core: its last reference (the driver closes what it
+/// held for it) and, for a leg that sent reports, its RR + BYE, to be sent
+/// before its sockets close.
+#[derive(Debug)]
+pub struct Removed {
+    pub leg: LegRef,
+    pub farewell: Option<Transmit>,
+}
+
+/// The media core of one shard.
+pub struct Core {
+    config: CoreConfig,
+    tick: Duration,
+    rng: XorShift,
+    media: Media,
+    bridges: Bridges,
+    next_tick: Option<Instant>,
+    cname: Box<[u8]>,
+}
+
+impl Core {
+    pub fn new(config: CoreConfig) -> Core {
+        let tick_ms = config.tick_ms.max(1);
+        let mut pool = TxPool::new(
+            HEADER_LEN + mixing::max_payload(Format::Slin48, tick_ms).max(1500),
+        );
+        pool.reserve(TX_POOL_BASE);
+        Core {
+            tick: Duration::from_millis(u64::from(tick_ms)),
+            rng: XorShift::new(config.seed | 1),
+            media: Media {
+                legs: LegTable::default(),
+                pool,
+                outbox: Outbox::new(),
+            },
+            bridges: Bridges::default(),
+            next_tick: None,
+            cname: config.cname.clone().into_bytes().into_boxed_slice(),
+            config: CoreConfig {
+                tick_ms,
+                ..config
+            },
+        }
+    }
+
+    // ---- legs and bridges (the control path) ----
+
+    /// Adds an RTP leg whose sockets the driver bound at `local` (RTP; RTCP
+    /// on the next port); `remote` is where media goes, or `None` to learn
+    /// it from the first datagram.
+    pub fn add_rtp_leg(
+        &mut self,
+        id: LegId,
+        local: SocketAddr,
+        remote: Option<SocketAddr>,
+        format: Format,
+    ) -> Result<LegRef, CoreError> {
+        if self.media.legs.contains(id) {
+            return Err(CoreError::InUse);
+        }
+        let mut leg = self.new_leg(id, LegKind::Rtp { local, remote }, format);
+        leg.rtcp = Some(RtcpLeg::default());
+        Ok(self.media.legs.insert(leg))
+    }
+
+    /// Adds the two halves of a Local channel pair, joined back to back.
+    pub fn add_local_pair(&mut self, a: LegId, b: LegId, format: Format) -> Result<(), CoreError> {
+        if self.media.legs.contains(a) || self.media.legs.contains(b) || a == b {
+            return Err(CoreError::InUse);
+        }
+        for (me, peer) in [(a, b), (b, a)] {
+            let kind = LegKind::Local {
+                peer,
+                peer_slot: None,
+            };
+            let leg = self.new_leg(me, kind, format);
+            self.media.legs.insert(leg);
+        }
+        Ok(())
+    }
+
+    /// Removes a leg (see [`Removed`]).
+    pub fn remove_leg(&mut self, id: LegId) -> Result<Removed, CoreError> {
+        let r = self.media.legs.find(id).ok_or(CoreError::Unknown)?;
+        let interval = self.config.rtcp_interval_ms;
+        let farewell = match self.media.legs.get(r) {
+            Some(leg) => rtcp::bye(leg, r, &mut self.media.pool, interval),
+            None => None,
+        };
+        self.media.legs.remove(r);
+        Ok(Removed { leg: r, farewell })
+    }
+
+    /// Takes a leg out to move it to another core.
+    pub fn detach_leg(&mut self, id: LegId) -> Result<(LegRef, LegState), CoreError> {
+        let r = self.media.legs.find(id).ok_or(CoreError::Unknown)?;
+        let leg = self.media.legs.remove(r).ok_or(CoreError::Unknown)?;
+        Ok((r, LegState(leg)))
+    }
+
+    /// Adopts a leg detached from another core, out of any bridge.
+    pub fn attach_leg(&mut self, state: LegState) -> Result<LegRef, CoreError> {
+        let mut leg = state.0;
+        if self.media.legs.contains(leg.id) {
+            return Err(CoreError::InUse);
+        }
+        leg.leave_bridge();
+        if let Some(r) = leg.rtcp.as_mut() {
+            r.due = None;
+        }
+        Ok(self.media.legs.insert(leg))
+    }
+
+    /// The current reference of a leg.
+    pub fn leg(&self, id: LegId) -> Option<LegRef> {
+        self.media.legs.find(id)
+    }
+
+    /// Sets a bridge's members and flags; returns the technology chosen.
+    pub fn set_bridge(&mut self, key: BridgeKey, spec: BridgeSpec) -> Result<Technology, CoreError> {
+        self.bridges
+            .set(&mut self.media, key, spec, self.config.tick_ms)
+    }
+
+    /// Removes a bridge; its members stay, out of any bridge.
+    pub fn destroy_bridge(&mut self, key: BridgeKey) -> Result<(), CoreError> {
+        self.bridges.destroy(&mut self.media, key)
+    }
+
+    /// Mutes or unmutes a leg in one or both directions.
+    pub fn set_mute(&mut self, id: LegId, direction: Direction, on: bool) -> Result<(), CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        if matches!(direction, Direction::In | Direction::Both) {
+            l.mute_in = on;
+        }
+        if matches!(direction, Direction::Out | Direction::Both) {
+            l.mute_out = on;
+        }
+        Ok(())
+    }
+
+    /// Puts a leg on hold (its media is not passed on) or takes it off.
+    pub fn set_hold(&mut self, id: LegId, on: bool) -> Result<(), CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        l.hold = on;
+        Ok(())
+    }
+
+    /// A leg's counters.
+    pub fn stats(&mut self, id: LegId) -> Result<RtpStats, CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        let mut stats = l.stats.clone();
+        if let LegKind::Rtp { local, remote } = &l.kind {
+            stats.local = Some(*local);
+            stats.remote = *remote;
+        }
+        stats.rx_lost = l.rx.lost();
+        stats.rx_jitter = l.rx.jitter();
+        stats.rx_ssrc = l.rx.ssrc().map(|s| s.0);
+        stats.tx_ssrc = l.out.last_sent().map(|_| l.out.ssrc().0);
+        stats.jitter_buffer = l.jitter.as_ref().map(|j| j.stats());
+        Ok(stats)
+    }
+
+    /// Number of legs.
+    pub fn leg_count(&self) -> usize {
+        self.media.legs.len()
+    }
+
+    // ---- I/O ----
+
+    /// A datagram arrived at `now` from `source` on `leg`'s `port` socket;
+    /// `data` is its bytes in the driver's buffer `buf`. Returns the buffer
+    /// when the core did not keep it for a send (the driver recycles it);
+    /// otherwise it comes back in a [`Transmit`].
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        leg: LegRef,
+        port: Port,
+        source: SocketAddr,
+        data: &mut [u8],
+        buf: RxBuf,
+    ) -> Option<RxBuf> {
+        let mut lent = Lent {
+            data,
+            buf: Some(buf),
+        };
+        match port {
+            Port::Rtp => self.on_rtp(&mut lent, now, leg, source),
+            Port::Rtcp => self.on_rtcp(&mut lent, now, leg, source),
+        }
+        lent.buf
+    }
+
+    /// A datagram too long for the driver's buffer arrived on `leg`'s
+    /// `port`: counted as bad.
+    pub fn handle_truncated(&mut self, leg: LegRef, port: Port) {
+        if let Some(l) = self.media.legs.get(leg) {
+            match port {
+                Port::Rtp => {
+                    l.stats.rx_packets += 1;
+                    l.stats.rx_bad += 1;
+                }
+                Port::Rtcp => l.stats.rx_rtcp_bad += 1,
+            }
+        }
+    }
+
+    /// The time asked for by [`Core::poll_timeout`] has come (or passed).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.wants_ticks() {
+            self.next_tick = None;
+            return;
+        }
+        let Some(mut due) = self.next_tick else {
+            self.next_tick = Some(now + self.tick);
+            return;
+        };
+        let mut ran = 0;
+        while due <= now && ran < MAX_CATCH_UP {
+            self.tick_once(now);
+            due += self.tick;
+            ran += 1;
+        }
+        if due <= now {
+            due = now + self.tick;
+        }
+        self.next_tick = Some(due);
+    }
+
+    /// When the core wants [`Core::handle_timeout`] next: `None` while
+    /// nothing needs time. A core that has not ticked yet asks at once
+    /// (`ntp_anchor`'s instant, already past).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.wants_ticks() {
+            return None;
+        }
+        Some(self.next_tick.unwrap_or(self.config.ntp_anchor.0))
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.media.outbox.pop()
+    }
+
+    /// The bytes of a pool buffer in a [`Transmit`].
+    pub fn tx_bytes(&self, buf: &TxBuf) -> &[u8] {
+        self.media.pool.bytes(buf)
+    }
+
+    /// Gives a pool buffer back once its send completed (or failed).
+    pub fn release_tx(&mut self, buf: TxBuf) {
+        self.media.pool.release(buf);
+    }
+
+    /// The kernel refused a send of `leg`: counted in `tx_errors`.
+    pub fn send_failed(&mut self, leg: LegRef) {
+        if let Some(l) = self.media.legs.get(leg) {
+            l.stats.tx_errors += 1;
+        }
+    }
+
+    /// Pool buffers not in flight (for tests and diagnostics).
+    pub fn pool_available(&self) -> usize {
+        self.media.pool.available()
+    }
+
+    // ---- inside ----
+
+    fn wants_ticks(&self) -> bool {
+        self.bridges.any_mixing()
+            || (self.config.rtcp_interval_ms > 0 && self.media.legs.len() > 0)
+    }
+
+    fn tick_once(&mut self, now: Instant) {
+        self.bridges.tick(&mut self.media, now);
+        let ntp = self.ntp(now);
+        rtcp::tick(
+            &mut self.media,
+            &mut self.rng,
+            now,
+            ntp,
+            self.config.rtcp_interval_ms,
+            &self.cname,
+        );
+    }
+
+    /// `now` as an NTP timestamp (see [`CoreConfig::ntp_anchor`]).
+    fn ntp(&self, now: Instant) -> u64 {
+        let (at, ntp) = self.config.ntp_anchor;
+        let d = if now >= at {
+            now - at
+        } else {
+            return ntp.wrapping_sub(to_ntp_units(at - now));
+        };
+        ntp.wrapping_add(to_ntp_units(d))
+    }
+
+    fn new_leg(&mut self, id: LegId, kind: LegKind, format: Format) -> Box<Leg> {
+        let out = OutStream::new(
+            Ssrc(self.rng.next_u32()),
+            SeqNo(self.rng.next_u32() as u16),
+            RtpTimestamp(self.rng.next_u32()),
+            format.clock_rate(),
+        );
+        Box::new(Leg {
+            id,
+            kind,
+            format,
+            out,
+            mute_in: false,
+            mute_out: false,
+            member_mute: false,
+            announcer: false,
+            hold: false,
+            bridge: None,
+            mode: Mode::Drop,
+            jitter: None,
+            rx: ReceiveState::new(),
+            stats: RtpStats::default(),
+            rtcp: None,
+        })
+    }
+
+    /// A datagram on the RTP port (see the module docs, Receiving).
+    fn on_rtp(&mut self, lent: &mut Lent<'_>, now: Instant, r: LegRef, source: SocketAddr) {
+        let since_epoch = now
+            .saturating_duration_since(self.config.ntp_anchor.0)
+            .as_nanos();
+        let ntp = self.ntp(now);
+        let Some(leg) = self.media.legs.get(r) else {
+            return;
+        };
+        let len = lent.data.len();
+        leg.stats.rx_packets += 1;
+        leg.stats.rx_octets += len as u64;
+        if let LegKind::Rtp { remote, .. } = &mut leg.kind {
+            match remote {
+                Some(addr) if *addr == source => {}
+                None => *remote = Some(source),
+                Some(_) => {
+                    leg.stats.rx_wrong_source += 1;
+                    return;
+                }
+            }
+        }
+        let format_pt = leg.format.payload_type();
+        if looks_like_rtcp(lent.data) {
+            if !rtcp::absorb(leg, lent.data, now, ntp) {
+                leg.stats.rx_bad += 1;
+                return;
+            }
+            if let Some(rtcp) = leg.rtcp.as_mut() {
+                rtcp.mux = true;
+            }
+            rtcp::relay(&mut self.media, lent, r, len);
+            return;
+        }
+        let Ok(packet) = RtpPacket::parse(lent.data) else {
+            leg.stats.rx_bad += 1;
+            return;
+        };
+        let Pt(pt) = packet.pt();
+        if pt != format_pt && pt != PT_CN && pt != PT_TELEPHONE_EVENT {
+            leg.stats.rx_bad += 1;
+            return;
+        }
+        if pt == format_pt {
+            let arrival =
+                (since_epoch * u128::from(leg.format.clock_rate()) / 1_000_000_000) as u32;
+            leg.rx
+                .record(packet.ssrc(), packet.seq(), packet.timestamp(), arrival);
+        }
+        self.media.ingest(lent, now, r, Packet::Rx { len });
+    }
+
+    /// A datagram on the RTCP port (see `rtcp`, Receiving).
+    fn on_rtcp(&mut self, lent: &mut Lent<'_>, now: Instant, r: LegRef, source: SocketAddr) {
+        let ntp = self.ntp(now);
+        let Some(leg) = self.media.legs.get(r) else {
+            return;
+        };
+        let from_remote = matches!(
+            &leg.kind,
+            LegKind::Rtp { remote: Some(addr), .. } if addr.ip() == source.ip()
+        );
+        if !from_remote || !rtcp::absorb(leg, lent.data, now, ntp) {
+            leg.stats.rx_rtcp_bad += 1;
+            return;
+        }
+        if let Some(rtcp) = leg.rtcp.as_mut() {
+            rtcp.remote = Some(source);
+        }
+        let len = lent.data.len();
+        rtcp::relay(&mut self.media, lent, r, len);
+    }
+}
+
+/// A duration in NTP 32.32 units.
+fn to_ntp_units(d: Duration) -> u64 {
+    (d.as_secs() << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+}

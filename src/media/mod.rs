@@ -1,0 +1,187 @@
+//! The sans-IO media core: the formats legs carry, and everything a shard
+//! does with media — the leg table, bridge technology choice and its
+//! application, the per-packet path (relay, transcode, jitter buffer), the
+//! per-tick mix and RTCP — as one state machine, [`Core`].
+//!
+//! # The contract with a driver
+//! A [`Core`] is handed what happened and the time, and answers with what to
+//! send and when to wake it:
+//! - [`Core::handle_datagram`]`(now, leg, port, source, bytes, RxBuf)`: a
+//!   datagram arrived on one of a leg's sockets;
+//! - [`Core::handle_timeout`]`(now)`: the time asked for by
+//!   [`Core::poll_timeout`] has come;
+//! - commands ([`Core::add_rtp_leg`], [`Core::set_bridge`], …) from the
+//!   control plane, forwarded by the driver;
+//! - [`Core::poll_transmit`] yields the datagrams to send ([`Transmit`]).
+//!
+//! It opens no socket, reads no clock, touches no ring and spawns nothing
+//! (a test in `core.rs` fails if one of those appears in this module tree).
+//! The drivers in `crate::driver` (io_uring, epoll) own sockets, buffers,
+//! the clock and the thread; `sim` runs the core on virtual time.
+//!
+//! # Buffers (see `buffer`)
+//! A received datagram stays in the driver's buffer: the core is lent its
+//! bytes and an [`RxBuf`] token, and either sends that buffer on (a relay
+//! rewrites the header in place) or gives the token back. Frames the core
+//! produces come from its own transmit pool ([`TxBuf`]). Neither token is
+//! `Copy`: each is sent or released exactly once.
+//!
+//! # Modules
+//! `format` (audio formats), `buffer` (tokens, pool, the one place that
+//! builds a [`Transmit`]), `leg` (the leg table with generations), `bridge`
+//! (technology choice and application), `path` (what a leg does with what it
+//! receives), `mixing` (the softmix tick), `rtcp` (reports received, sent,
+//! relayed), `core` (the [`Core`] API), `sim` (the virtual-time harness).
+
+mod bridge;
+mod buffer;
+mod core;
+mod format;
+mod leg;
+mod mixing;
+mod path;
+mod rtcp;
+// pub mod sim;
+
+use std::net::SocketAddr;
+
+pub use self::buffer::{Payload, RxBuf, Transmit, TxBuf};
+pub use self::core::{Core, CoreConfig, LegState, Removed};
+pub use self::format::*;
+pub use self::leg::{LegRef, Port};
+
+/// A media leg (one channel's media), numbered by the control plane.
+pub type LegId = u64;
+/// A bridge, numbered by the control plane.
+pub type BridgeKey = u64;
+
+/// One member of a bridge as the data plane needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub leg: LegId,
+    /// Joined with `mute=true`: its audio is not heard by the others.
+    pub mute: bool,
+    /// `role=announcer`: heard by all, hears no one.
+    pub announcer: bool,
+}
+
+/// The desired state of a bridge; the core chooses the technology.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BridgeSpec {
+    pub members: Vec<MemberSpec>,
+    pub dtmf_events: bool,
+    pub proxy_media: bool,
+    pub holding: bool,
+}
+
+/// The bridge technology in use, with Asterisk's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Technology {
+    SimpleBridge,
+    NativeRtp,
+    Softmix,
+    HoldingBridge,
+}
+
+impl Technology {
+    /// The name ARI shows in a bridge's `technology` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Technology::SimpleBridge => "simple_bridge",
+            Technology::NativeRtp => "native_rtp",
+            Technology::Softmix => "softmix",
+            Technology::HoldingBridge => "holding_bridge",
+        }
+    }
+}
+
+/// Which way media is affected by mute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+    Both,
+}
+
+/// Why the core refused a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoreError {
+    /// The leg or bridge is not known here.
+    Unknown,
+    /// A leg with this id exists already.
+    InUse,
+}
+
+/// Counters of one leg.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RtpStats {
+    /// Datagrams received on the leg's socket (or handed to a Local half).
+    pub rx_packets: u64,
+    /// Packets sent to the leg's remote (or handed to a Local half).
+    pub tx_packets: u64,
+    /// Good packets not passed on: muted, on hold, or no one to send to.
+    pub rx_dropped: u64,
+    /// Datagrams that are not valid RTP for the leg (short, version, bad
+    /// header, truncated, payload type not of its format).
+    pub rx_bad: u64,
+    /// Datagrams from a source other than the leg's remote.
+    pub rx_wrong_source: u64,
+    /// Valid RTCP compound datagrams received from the remote, on the RTP
+    /// port (muxed) or on the RTCP port.
+    pub rx_rtcp: u64,
+    /// SR and RR packets among them.
+    pub rx_rtcp_reports: u64,
+    /// Datagrams on the RTCP port that are not valid RTCP, or not from the
+    /// remote's address (invalid RTCP on the RTP port counts in `rx_bad`).
+    pub rx_rtcp_bad: u64,
+    /// RTCP datagrams sent to the remote: crossbar's own reports (and BYE),
+    /// or RTCP relayed from the partner of a `native_rtp` relay.
+    pub tx_rtcp: u64,
+    /// The sender info of the last SR the remote sent (NTP and RTP
+    /// timestamps, its packet and octet counts).
+    pub remote_sr: Option<crate::rtp::rtcp::SenderInfo>,
+    /// From the last report block the remote sent about our stream (SSRC =
+    /// `tx_ssrc`): fraction lost since its previous report (0–255 = 0–100 %).
+    pub remote_fraction_lost: u8,
+    /// Same block: cumulative packets of our stream the remote lost.
+    pub remote_cumulative_lost: i32,
+    /// Same block: interarrival jitter the remote measures on our stream, in
+    /// RTP timestamp units.
+    pub remote_jitter: u32,
+    /// The highest `remote_jitter` reported so far.
+    pub remote_max_jitter: u32,
+    /// Report blocks about our stream received.
+    pub remote_reports: u64,
+    /// Round-trip time from the last report block that carried an LSR of
+    /// one of our SRs (RFC 3550 §6.4.1), in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// The counters of the leg's jitter buffer while it is on a mixing path
+    /// (since it joined its current mix); `None` off the mixing path.
+    pub jitter_buffer: Option<crate::jitter::JitterStats>,
+    /// Bytes of all datagrams received.
+    pub rx_octets: u64,
+    /// Bytes sent.
+    pub tx_octets: u64,
+    /// Packets not sent to the leg: muted out, or no remote known yet.
+    pub tx_dropped: u64,
+    /// Sends the kernel failed.
+    pub tx_errors: u64,
+    /// Packets of the received stream lost so far (RFC 3550 A.3: expected −
+    /// received; negative with duplicates). RTP legs only.
+    pub rx_lost: i64,
+    /// Interarrival jitter of the received stream (RFC 3550 A.8), in RTP
+    /// timestamp units of the leg's format clock rate (8000 per second for
+    /// ulaw, 48000 for opus, ...), as an RTCP report block carries it.
+    pub rx_jitter: u32,
+    /// The SSRC of the last stream received, once one was.
+    pub rx_ssrc: Option<u32>,
+    /// Our SSRC on the leg, once something was sent.
+    pub tx_ssrc: Option<u32>,
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+}
+
+/// True when `addr` means "not known yet" (the leg learns its remote).
+pub fn is_unspecified(addr: &SocketAddr) -> bool {
+    addr.port() == 0 || addr.ip().is_unspecified()
+}

@@ -1,0 +1,325 @@
+//! The per-packet media path: what a leg does with the media it receives
+//! ([`Mode`]), and delivery to a leg (its socket's remote, or through a
+//! Local pair).
+//!
+//! # Ingest
+//! A media packet a leg *receives* — from its socket, or, for a Local half,
+//! what its peer half's bridge sent to the peer — goes to [`Media::ingest`].
+//! The leg's [`Mode`], chosen by its bridge on every `set_bridge` (see
+//! `bridge.rs`), decides what happens:
+//! - [`Mode::Drop`]: nothing to forward to (0–1 members, a holding
+//!   participant, a partner that is an announcer); counted in `rx_dropped`.
+//! - [`Mode::Relay`]: the header is rewritten in place with the target's
+//!   [`OutStream`](crate::rtp::OutStream) and the datagram is sent from the
+//!   buffer it arrived in (`native_rtp`; also a same-format `simple_bridge`
+//!   with `dtmf_events` or `proxy_media`, where the payload —
+//!   telephone-events included — passes through unchanged).
+//! - [`Mode::Transcode`]: decode → resample → encode into a pool buffer
+//!   (`simple_bridge` between two formats), sent with a header from the
+//!   target's stream as a locally produced frame (seq + 1, timestamp + the
+//!   frame's duration at the target's clock; a gap in the input sequence
+//!   leaves the same gap in the output timestamps). Packets older than the
+//!   last one transcoded, CN and telephone-events are dropped.
+//! - [`Mode::Mix`]: the payload is copied into the leg's jitter buffer; the
+//!   bridge's mix tick (`mixing.rs`) takes one frame per tick.
+//!
+//! A Local half as the target passes the packet on to its peer half, which
+//! ingests it in turn (at most [`MAX_HOPS`] halves in a chain).
+//!
+//! # Buffer ownership
+//! [`Media::ingest`] owns the packet it is handed: it sends it (see
+//! `buffer.rs`) or releases it. Nothing is copied on the relay path.
+//!
+//! # Mute and hold
+//! `mute in`, a member joined muted, and `hold` drop what the leg sends
+//! (`rx_dropped`); `mute out` sends nothing to it (`tx_dropped`). The same
+//! checks hold on every path (relay, transcode, mix).
+
+use std::time::Instant;
+
+use super::buffer::{self, Lent, Outbox, Packet, TxPool};
+use super::leg::{LegKind, LegRef, LegTable, Port};
+use crate::codec::Transcoder;
+use crate::rtp::{Pt, RtpPacket, RtpPacketMut, SeqNo};
+
+/// Longest chain of Local pair halves a packet may cross.
+pub(super) const MAX_HOPS: usize = 4;
+/// Payload type of CN, accepted on every leg.
+pub(super) const PT_CN: u8 = 13;
+/// Payload type of telephone-event crossbar uses.
+pub(super) const PT_TELEPHONE_EVENT: u8 = 101;
+/// Bytes of the RTP header the core writes (no CSRC, no extension).
+pub(super) const HEADER_LEN: usize = 12;
+/// A jump in input sequence numbers longer than this is a new stream, not
+/// loss: the output timestamp is not advanced for it.
+const MAX_GAP: i16 = 50;
+
+/// One direction of a two-party transcode: what the leg receives becomes
+/// the format of the leg `to`.
+pub(super) struct TranscodePath {
+    pub to: LegRef,
+    pub tc: Transcoder,
+    /// The last input sequence number transcoded.
+    pub last_seq: Option<SeqNo>,
+}
+
+/// What a leg does with the media it receives.
+pub(super) enum Mode {
+    Drop,
+    Relay { to: LegRef },
+    Transcode(Box<TranscodePath>),
+    Mix,
+}
+
+impl Mode {
+    /// The leg this mode sends to, if any.
+    pub(super) fn target(&self) -> Option<LegRef> {
+        match self {
+            Mode::Relay { to } => Some(*to),
+            Mode::Transcode(path) => Some(path.to),
+            Mode::Drop | Mode::Mix => None,
+        }
+    }
+}
+
+/// What a delivery step did with the packet.
+enum Next {
+    /// Handed to a send.
+    Sent,
+    /// Passed to a Local half: its peer `leg` receives `packet`.
+    Hop { leg: LegRef, packet: Packet },
+    /// Not sent: release `packet`.
+    Stop(Packet),
+}
+
+/// What ingest does for the current leg (its mode, without the borrow).
+enum Step {
+    Drop,
+    Mix,
+    Relay(LegRef),
+    Transcode,
+}
+
+/// The leg table, the transmit pool and the sends produced: what the path,
+/// the mix and RTCP work on.
+pub(super) struct Media {
+    pub legs: LegTable,
+    pub pool: TxPool,
+    pub outbox: Outbox,
+}
+
+impl Media {
+    /// Releases a packet that is not sent.
+    pub(super) fn release(&mut self, packet: Packet) {
+        buffer::release(&mut self.pool, packet);
+    }
+
+    /// The leg `from` received `packet` (validated RTP of its remote, or what
+    /// its Local peer was sent): pass it on as its mode says.
+    pub(super) fn ingest(&mut self, lent: &mut Lent<'_>, now: Instant, from: LegRef, packet: Packet) {
+        let mut from = from;
+        let mut packet = packet;
+        for _ in 0..MAX_HOPS {
+            let Some(sender) = self.legs.get(from) else {
+                break;
+            };
+            if sender.mute_in || sender.member_mute || sender.hold {
+                sender.stats.rx_dropped += 1;
+                break;
+            }
+            let step = match &sender.mode {
+                Mode::Drop => {
+                    sender.stats.rx_dropped += 1;
+                    Step::Drop
+                }
+                Mode::Mix => Step::Mix,
+                &Mode::Relay { to } => Step::Relay(to),
+                Mode::Transcode(_) => Step::Transcode,
+            };
+            let next = match step {
+                Step::Drop => Next::Stop(packet),
+                Step::Mix => {
+                    self.push_jitter(lent, from, &packet);
+                    Next::Stop(packet)
+                }
+                Step::Transcode => self.transcode(lent, now, from, packet),
+                Step::Relay(to) => self.deliver(lent, now, to, packet, true),
+            };
+            match next {
+                Next::Sent => return,
+                Next::Hop { leg, packet: p } => {
+                    from = leg;
+                    packet = p;
+                }
+                Next::Stop(p) => {
+                    self.release(p);
+                    return;
+                }
+            }
+        }
+        self.release(packet);
+    }
+
+    /// Sends a frame the core produced (header already written with the
+    /// target's stream) to the leg `to`.
+    pub(super) fn send_produced(&mut self, now: Instant, to: LegRef, packet: Packet) {
+        let mut lent = Lent::none();
+        match self.deliver(&mut lent, now, to, packet, false) {
+            Next::Sent => {}
+            Next::Hop { leg, packet } => self.ingest(&mut lent, now, leg, packet),
+            Next::Stop(packet) => self.release(packet),
+        }
+    }
+
+    /// Copies the payload into the jitter buffer of the leg `r`.
+    fn push_jitter(&mut self, lent: &mut Lent<'_>, r: LegRef, packet: &Packet) {
+        let data = buffer::bytes(lent, &mut self.pool, packet);
+        let Some(leg) = self.legs.get(r) else {
+            return;
+        };
+        let Ok(p) = RtpPacket::parse(data) else {
+            return;
+        };
+        if p.pt().0 != leg.format.payload_type() {
+            return; // CN and telephone-events are not mixed.
+        }
+        if let Some(jb) = leg.jitter.as_deref_mut() {
+            jb.push(p.seq(), p.timestamp(), p.payload());
+        }
+    }
+
+    /// Sends `packet` to the leg `to`: rewritten in place (`relayed`) or as
+    /// it is (a produced frame).
+    fn deliver(
+        &mut self,
+        lent: &mut Lent<'_>,
+        now: Instant,
+        to: LegRef,
+        packet: Packet,
+        relayed: bool,
+    ) -> Next {
+        let Some(target) = self.legs.get(to) else {
+            return Next::Stop(packet);
+        };
+        if target.mute_out {
+            target.stats.tx_dropped += 1;
+            return Next::Stop(packet);
+        }
+        match &target.kind {
+            LegKind::Rtp { remote, .. } => {
+                let Some(dest) = *remote else {
+                    target.stats.tx_dropped += 1;
+                    return Next::Stop(packet);
+                };
+                if relayed {
+                    let data = buffer::bytes(lent, &mut self.pool, &packet);
+                    let Ok(mut p) = RtpPacketMut::parse(data) else {
+                        return Next::Stop(packet);
+                    };
+                    target.out.rewrite(now, &mut p);
+                }
+                target.stats.tx_packets += 1;
+                target.stats.tx_octets += packet.len() as u64;
+                self.outbox
+                    .send(lent, &mut self.pool, to, Port::Rtp, dest, packet);
+                Next::Sent
+            }
+            LegKind::Local { peer_slot, .. } => {
+                let Some(peer) = *peer_slot else {
+                    target.stats.tx_dropped += 1;
+                    return Next::Stop(packet);
+                };
+                target.stats.tx_packets += 1;
+                target.stats.tx_octets += packet.len() as u64;
+                if let Some(p) = self.legs.get(peer) {
+                    p.stats.rx_packets += 1;
+                    p.stats.rx_octets += packet.len() as u64;
+                }
+                Next::Hop { leg: peer, packet }
+            }
+        }
+    }
+
+    /// Transcodes what the leg `from` received into its partner's format.
+    fn transcode(&mut self, lent: &mut Lent<'_>, now: Instant, from: LegRef, packet: Packet) -> Next {
+        let Some(Mode::Transcode(path)) = self.legs.get(from).map(|l| &l.mode) else {
+            return Next::Stop(packet);
+        };
+        let to = path.to;
+        let (to_format, muted) = match self.legs.get(to) {
+            Some(t) => (t.format, t.mute_out),
+            None => return Next::Stop(packet),
+        };
+        if muted {
+            if let Some(t) = self.legs.get(to) {
+                t.stats.tx_dropped += 1;
+            }
+            return Next::Stop(packet);
+        }
+        let Some(buf) = self.pool.take() else {
+            if let Some(t) = self.legs.get(to) {
+                t.stats.tx_dropped += 1;
+            }
+            return Next::Stop(packet);
+        };
+        // The output buffer is lifted out of the pool while the input (which
+        // may be another pool buffer) is read.
+        let mut out = self.pool.lift(&buf);
+        let input: &[u8] = buffer::bytes(lent, &mut self.pool, &packet);
+        let Some(sender) = self.legs.get(from) else {
+            self.pool.restore(&buf, out);
+            self.pool.release(buf);
+            return Next::Stop(packet);
+        };
+        let from_format = sender.format;
+        let produced = match (&mut sender.mode, RtpPacket::parse(input)) {
+            (Mode::Transcode(path), Ok(p)) if p.pt().0 == from_format.payload_type() => {
+                let gap = path.last_seq.map_or(1, |last| p.seq().delta(last));
+                if gap <= 0 {
+                    None
+                } else {
+                    match path.tc.transcode(p.payload(), &mut out[HEADER_LEN..]) {
+                        Ok(n) => {
+                            path.last_seq = Some(p.seq());
+                            Some((n, path.tc.last_samples(), gap))
+                        }
+                        Err(_) => None,
+                    }
+                }
+            }
+            _ => None,
+        };
+        let result = match produced {
+            Some((n, samples, gap)) => match self.legs.get(to) {
+                Some(target) => {
+                    let ticks = (samples as u64 * u64::from(to_format.clock_rate())
+                        / u64::from(from_format.sample_rate().max(1)))
+                        as u32;
+                    if gap > 1 && gap <= MAX_GAP {
+                        target.out.skip(ticks.wrapping_mul((gap - 1) as u32));
+                    }
+                    let header = target
+                        .out
+                        .next_local(now, Pt(to_format.payload_type()), ticks, n);
+                    header.write(&mut out[..]).map(|h| h + n)
+                }
+                None => None,
+            },
+            None => {
+                if let Some(s) = self.legs.get(from) {
+                    s.stats.rx_dropped += 1;
+                }
+                None
+            }
+        };
+        self.pool.restore(&buf, out);
+        self.release(packet);
+        match result {
+            Some(len) => self.deliver(lent, now, to, Packet::Tx { buf, len }, false),
+            None => {
+                self.pool.release(buf);
+                Next::Sent
+            }
+        }
+    }
+}
