@@ -68,6 +68,11 @@ fn main() {
         );
     }
     tracing::info!(
+        driver = dataplane.driver().kind.name(),
+        reason = %dataplane.driver().reason,
+        "data plane I/O driver"
+    );
+    tracing::info!(
         shards = dataplane.shard_count(),
         rtp = %format!("{}:{}-{}", config.rtp.bind_ip, config.rtp.port_min, config.rtp.port_max),
         "data plane started"

@@ -10,6 +10,8 @@
 
 mod common_audio;
 
+#[path = "common_driver/mod.rs"]
+mod common_driver;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,19 +19,18 @@ use std::time::{Duration, Instant};
 
 use common_audio::{goertzel_energy, snr_db, tone, tone_at};
 use crossbar::codec::{Decoder, Encoder};
-use crossbar::config::Config;
 use crossbar::media::Format;
 use crossbar::shard::{BridgeSpec, Dataplane, Direction, LegSpec, MemberSpec, Technology};
 
 const PTIME_MS: u64 = 20;
 
 fn dataplane(port_min: u16) -> Dataplane {
-    let mut config = Config::defaults();
+    let mut config = common_driver::config();
     config.rtp.port_min = port_min;
     config.rtp.port_max = port_min + 99;
     config.dataplane.shards = 2;
     config.dataplane.pin = false;
-    Dataplane::start(&config).expect("data plane starts (io_uring available)")
+    Dataplane::start(&config).expect("data plane starts")
 }
 
 fn member(leg: u64) -> MemberSpec {

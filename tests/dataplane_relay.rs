@@ -2,22 +2,50 @@
 //! real UDP sockets on 127.0.0.1: payload passthrough, header rewrite,
 //! zero loss, garbage and wrong sources, mute/hold, Local pairs, placement.
 
+#[path = "common_driver/mod.rs"]
+mod common_driver;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crossbar::config::Config;
+use crossbar::driver::DriverKind;
 use crossbar::media::Format;
 use crossbar::shard::{BridgeSpec, Dataplane, Direction, LegSpec, MemberSpec, Technology};
 
 const PACKETS: u16 = 500;
 
 fn dataplane(port_min: u16) -> Dataplane {
-    let mut config = Config::defaults();
+    let mut config = common_driver::config();
     config.rtp.port_min = port_min;
     config.rtp.port_max = port_min + 199;
     config.dataplane.shards = 2;
     config.dataplane.pin = false;
-    Dataplane::start(&config).expect("data plane starts (io_uring available)")
+    Dataplane::start(&config).expect("data plane starts")
+}
+
+/// The suite runs on the driver `tests/run` asks for, with the features it
+/// leaves on: the data plane must say so.
+#[test]
+fn runs_on_the_driver_asked_for() {
+    let dp = dataplane(30_600);
+    let choice = dp.driver();
+    let asked = std::env::var("CROSSBAR_DATAPLANE_IO").unwrap_or_default();
+    match asked.as_str() {
+        "epoll" => assert_eq!(choice.kind, DriverKind::Epoll, "{}", choice.reason),
+        "io_uring" => assert_eq!(choice.kind.name(), "io_uring", "{}", choice.reason),
+        _ => {}
+    }
+    let disabled = std::env::var("CROSSBAR_DATAPLANE_URING_DISABLE").unwrap_or_default();
+    if let DriverKind::IoUring(f) = choice.kind {
+        if disabled.contains("multishot_recv") {
+            assert!(!f.multishot_recv, "{}", choice.reason);
+        }
+        if disabled.contains("send_to") {
+            assert!(!f.send_to, "{}", choice.reason);
+        }
+        if disabled.contains("defer_taskrun") {
+            assert!(!f.defer_taskrun, "{}", choice.reason);
+        }
+    }
 }
 
 fn client() -> UdpSocket {

@@ -5,10 +5,11 @@
 //! garbage on the RTCP port, and RTCP passed through a `native_rtp` relay.
 //! The report interval is shortened to 200 ms (`dataplane.rtcp_interval_ms`).
 
+#[path = "common_driver/mod.rs"]
+mod common_driver;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crossbar::config::Config;
 use crossbar::media::Format;
 use crossbar::rtp::rtcp::{self, ReportBlock, RtcpIter, RtcpPacket, SenderInfo};
 use crossbar::rtp::Ssrc;
@@ -17,13 +18,13 @@ use crossbar::shard::{BridgeSpec, Dataplane, LegSpec, MemberSpec, Technology};
 const INTERVAL_MS: u32 = 200;
 
 fn dataplane(port_min: u16) -> Dataplane {
-    let mut config = Config::defaults();
+    let mut config = common_driver::config();
     config.rtp.port_min = port_min;
     config.rtp.port_max = port_min + 99;
     config.dataplane.shards = 2;
     config.dataplane.pin = false;
     config.dataplane.rtcp_interval_ms = INTERVAL_MS;
-    Dataplane::start(&config).expect("data plane starts (io_uring available)")
+    Dataplane::start(&config).expect("data plane starts")
 }
 
 fn bridge(legs: &[u64]) -> BridgeSpec {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../common_driver/mod.rs"]
+pub mod driver;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -53,11 +55,12 @@ pub fn temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("crossbar-it-{}-{n}-{tag}", std::process::id()))
 }
 
-/// A command for the binary with no `CROSSBAR_*` variables inherited.
+/// A command for the binary with no `CROSSBAR_*` variables inherited but
+/// the driver's (see `common_driver`).
 pub fn crossbar_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossbar"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("CROSSBAR_") {
+        if k.starts_with("CROSSBAR_") && !driver::VARS.contains(&k.as_str()) {
             cmd.env_remove(k);
         }
     }
