@@ -5,7 +5,10 @@
 //!
 //! Handlers translate an ARI request into registry mutations and data-plane
 //! messages; they hold the control lock for the whole operation and never
-//! touch media.
+//! touch media. The registry's refusals (`control::ControlError`, in
+//! [`error`]) and the data plane's (`shard::DataplaneError`, in
+//! [`ops::dataplane_error`]) become ARI statuses and messages here, and only
+//! here.
 
 pub mod applications;
 pub mod args;
