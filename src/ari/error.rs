@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::control::{ControlError, SourceUse, MAX_ID_LEN};
+use crate::control::{ControlError, IdKind, SourceUse, MAX_ID_LEN};
 
 /// An error reply. `message` is what the client reads in the body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +70,13 @@ impl From<ControlError> for AriError {
             ControlError::IdInUse { kind, id } => {
                 AriError::conflict(format!("{} with id '{id}' already exists", kind.name()))
             }
+            ControlError::GeneratedIdsExhausted(kind) => AriError::internal(format!(
+                "Could not generate an unused {} id",
+                match kind {
+                    IdKind::Channel => "channel",
+                    IdKind::Bridge => "bridge",
+                }
+            )),
             ControlError::InvalidEventSource {
                 source,
                 by: SourceUse::Subscription,
@@ -122,7 +129,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::IdKind;
 
     /// Every refusal of the registry keeps the status and message ARI
     /// clients saw before the registry had its own error type.
@@ -165,6 +171,11 @@ mod tests {
                 },
                 409,
                 s("Channel with id 'c1' already exists"),
+            ),
+            (
+                ControlError::GeneratedIdsExhausted(IdKind::Bridge),
+                500,
+                s("Could not generate an unused bridge id"),
             ),
             (
                 ControlError::InvalidEventSource {

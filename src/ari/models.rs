@@ -780,6 +780,7 @@ mod tests {
     use crate::config::BridgePeerMode;
     use crate::control::bridge::{Bridge, Member};
     use crate::control::channel::{Cause, Channel, ChannelKind, ChannelState};
+    use crate::control::ids::SequentialIds;
     use crate::control::Registry;
     use crate::media::Format;
     use serde_json::json;
@@ -859,7 +860,8 @@ mod tests {
     #[test]
     fn every_emitted_event_type_has_a_model() {
         let now = Timestamp(1_795_358_696_270);
-        let mut reg = Registry::new("02:fc:00:00:00:01", BridgePeerMode::Asterisk, now);
+        let ids = Box::new(SequentialIds::new(1));
+        let mut reg = Registry::new("02:fc:00:00:00:01", BridgePeerMode::Asterisk, ids);
         reg.hold_app("A", true);
         reg.hold_app("B", false);
         for (i, id) in ["c1", "c2"].into_iter().enumerate() {

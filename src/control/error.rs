@@ -48,6 +48,9 @@ pub enum ControlError {
     InvalidId { kind: IdKind, id: String },
     /// A client-given id that an existing channel or bridge already has.
     IdInUse { kind: IdKind, id: String },
+    /// The id generator kept returning ids already in use (a generator that
+    /// breaks its contract of never repeating an id).
+    GeneratedIdsExhausted(IdKind),
     /// An event source that is not `scheme:name` with a known scheme.
     InvalidEventSource { source: String, by: SourceUse },
     /// A well-formed event source naming nothing that exists.
@@ -74,6 +77,11 @@ impl fmt::Display for ControlError {
             ControlError::IdInUse { kind, id } => {
                 write!(f, "{} id '{id}' is in use", kind.name().to_lowercase())
             }
+            ControlError::GeneratedIdsExhausted(kind) => write!(
+                f,
+                "every generated {} id was already in use",
+                kind.name().to_lowercase()
+            ),
             ControlError::InvalidEventSource { source, .. } => {
                 write!(f, "invalid event source '{source}'")
             }

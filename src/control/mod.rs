@@ -5,6 +5,8 @@
 //! - [`Registry`] and its parts ([`channel`], [`bridge`], [`app`]);
 //! - [`error`]: [`ControlError`], what the registry refuses, named by what went
 //!   wrong (ARI turns it into statuses and messages; this module knows no HTTP);
+//! - [`ids`]: the [`IdGenerator`](ids::IdGenerator) the registry draws generated
+//!   ids and name counters from (real or deterministic).
 //!
 //! The registry never does I/O and never reads the clock: every mutation takes
 //! the current [`Timestamp`] and appends the events it causes, already routed to
@@ -19,6 +21,7 @@
 //! - An event goes to an application once, and only if the application is held
 //!   by a WebSocket and its filter allows the event type.
 //! - `channel.bridge == Some(b)` exactly when `b`'s member list names the channel.
+//! - A claimed id (given or generated) names no existing channel (resp. bridge).
 //! - Routing: channel events go to the channel's application, explicit `channel:`
 //!   subscribers and `subscribeAll` apps; bridge events to explicit `bridge:`
 //!   subscribers, apps with a channel in the bridge, and `subscribeAll` apps.
@@ -27,6 +30,7 @@ pub mod app;
 pub mod bridge;
 pub mod channel;
 pub mod error;
+pub mod ids;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -38,6 +42,7 @@ use app::{Application, EventSource};
 use bridge::{Bridge, Member};
 use channel::{Cause, Channel, ChannelState};
 pub use error::{ControlError, IdKind, SourceUse};
+use ids::IdGenerator;
 
 /// An event for one application.
 #[derive(Clone, Debug)]
@@ -58,15 +63,14 @@ pub struct Registry {
     apps: BTreeMap<String, Application>,
     global_vars: Map<String, Value>,
     seq: u64,
-    name_seq: u32,
     next_key: u64,
-    id_epoch: u64,
+    ids: Box<dyn IdGenerator>,
     outbox: Vec<Delivery>,
 }
 
 impl Registry {
-    /// An empty registry; `started` seeds generated channel ids.
-    pub fn new(entity_id: &str, bridgepeer: BridgePeerMode, started: Timestamp) -> Registry {
+    /// An empty registry whose generated ids come from `ids`.
+    pub fn new(entity_id: &str, bridgepeer: BridgePeerMode, ids: Box<dyn IdGenerator>) -> Registry {
         Registry {
             entity_id: entity_id.to_string(),
             bridgepeer,
@@ -75,9 +79,8 @@ impl Registry {
             apps: BTreeMap::new(),
             global_vars: Map::new(),
             seq: 0,
-            name_seq: 0,
             next_key: 1,
-            id_epoch: started.0 / 1000,
+            ids,
             outbox: Vec::new(),
         }
     }
@@ -296,13 +299,16 @@ impl Registry {
                 }
                 Ok(id.to_string())
             }
-            None => loop {
-                self.seq += 1;
-                let id = format!("{}.{}", self.id_epoch, self.seq);
-                if !self.channels.contains_key(&id) {
-                    return Ok(id);
-                }
-            },
+            None => {
+                let ids = &mut self.ids;
+                let channels = &self.channels;
+                unused_id(
+                    IdKind::Channel,
+                    channels.len(),
+                    || ids.channel_id(),
+                    |id| channels.contains_key(id),
+                )
+            }
         }
     }
 
@@ -321,9 +327,7 @@ impl Registry {
 
     /// The next name suffix: an 8-digit hex counter, as Asterisk names channels.
     pub fn next_name_suffix(&mut self) -> String {
-        let n = self.name_seq;
-        self.name_seq = self.name_seq.wrapping_add(1);
-        format!("{n:08x}")
+        format!("{:08x}", self.ids.name_counter())
     }
 
     /// Adds a new channel (`ChannelCreated` to `subscribeAll` apps).
@@ -576,7 +580,7 @@ impl Registry {
 
     /// Takes a bridge id: the client's (refused if invalid or taken) or a
     /// generated one.
-    pub fn claim_bridge_id(&self, given: Option<&str>) -> Result<String, ControlError> {
+    pub fn claim_bridge_id(&mut self, given: Option<&str>) -> Result<String, ControlError> {
         match given.filter(|s| !s.is_empty()) {
             Some(id) => {
                 check_id(id, IdKind::Bridge)?;
@@ -588,7 +592,16 @@ impl Registry {
                 }
                 Ok(id.to_string())
             }
-            None => Ok(uuid::Uuid::new_v4().to_string()),
+            None => {
+                let ids = &mut self.ids;
+                let bridges = &self.bridges;
+                unused_id(
+                    IdKind::Bridge,
+                    bridges.len(),
+                    || ids.bridge_id(),
+                    |id| bridges.contains_key(id),
+                )
+            }
         }
     }
 
@@ -837,6 +850,24 @@ fn check_id(id: &str, kind: IdKind) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// The first generated id not `taken`. A generator that never repeats itself
+/// collides at most `in_use` times (once per existing id), so one more try
+/// than that always suffices; past it the generator is broken.
+fn unused_id(
+    kind: IdKind,
+    in_use: usize,
+    mut generate: impl FnMut() -> String,
+    taken: impl Fn(&str) -> bool,
+) -> Result<String, ControlError> {
+    for _ in 0..=in_use {
+        let id = generate();
+        if !taken(&id) {
+            return Ok(id);
+        }
+    }
+    Err(ControlError::GeneratedIdsExhausted(kind))
+}
+
 fn push_target(targets: &mut Vec<String>, app: &str) {
     if !targets.iter().any(|t| t == app) {
         targets.push(app.to_string());
@@ -851,11 +882,67 @@ fn merge_targets(targets: &mut Vec<String>, more: Vec<String>) {
 
 #[cfg(test)]
 mod tests {
+    use super::ids::SequentialIds;
     use super::*;
+
+    /// A generator that breaks its contract: always the same ids.
+    struct Stuck;
+
+    impl IdGenerator for Stuck {
+        fn channel_id(&mut self) -> String {
+            "same".to_string()
+        }
+        fn bridge_id(&mut self) -> String {
+            "same".to_string()
+        }
+        fn name_counter(&mut self) -> u32 {
+            0
+        }
+    }
+
+    fn bridge(id: &str) -> Bridge {
+        Bridge {
+            id: id.into(),
+            key: 1,
+            name: String::new(),
+            flags: Default::default(),
+            technology: "simple_bridge",
+            members: Vec::new(),
+            creationtime: Timestamp(0),
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn generated_ids_skip_ids_clients_took() {
+        let ids = Box::new(SequentialIds::new(5));
+        let mut reg = Registry::new("e", BridgePeerMode::Off, ids);
+        let taken = "00000000-0000-4000-8000-000000000001";
+        assert_eq!(reg.claim_bridge_id(Some(taken)).unwrap(), taken);
+        reg.insert_bridge(Timestamp(0), bridge(taken));
+        assert_eq!(
+            reg.claim_bridge_id(None).unwrap(),
+            "00000000-0000-4000-8000-000000000002"
+        );
+        assert_eq!(reg.claim_channel_id(None).unwrap(), "5.1");
+        assert_eq!(reg.next_name_suffix(), "00000000");
+        assert_eq!(reg.next_name_suffix(), "00000001");
+    }
+
+    #[test]
+    fn a_repeating_generator_is_refused_instead_of_looping() {
+        let mut reg = Registry::new("e", BridgePeerMode::Off, Box::new(Stuck));
+        assert_eq!(reg.claim_bridge_id(None).unwrap(), "same");
+        reg.insert_bridge(Timestamp(0), bridge("same"));
+        assert_eq!(
+            reg.claim_bridge_id(None),
+            Err(ControlError::GeneratedIdsExhausted(IdKind::Bridge))
+        );
+    }
 
     #[test]
     fn refusals_name_what_went_wrong() {
-        let mut reg = Registry::new("e", BridgePeerMode::Off, Timestamp(0));
+        let mut reg = Registry::new("e", BridgePeerMode::Off, Box::new(SequentialIds::new(1)));
         assert_eq!(
             reg.existing("x").unwrap_err(),
             ControlError::UnknownChannel("x".into())

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, Mutex, MutexGuard};
 
 use crate::clock::Timestamp;
 use crate::config::Config;
+use crate::control::ids::{ClockIds, IdGenerator};
 use crate::control::Registry;
 use crate::shard::Dataplane;
 
@@ -175,10 +176,21 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node around a started data plane.
+    /// A node around a started data plane, with channel ids `<start
+    /// epoch>.<n>` and UUIDv4 bridge ids.
     pub fn new(config: Config, dataplane: Dataplane) -> Arc<Node> {
         let started = Timestamp::now();
-        let reg = Registry::new(&config.ari.entity_id, config.ari.bridgepeer, started);
+        Node::with_ids(config, dataplane, started, Box::new(ClockIds::new(started)))
+    }
+
+    /// A node started at `started` whose generated ids come from `ids`.
+    pub fn with_ids(
+        config: Config,
+        dataplane: Dataplane,
+        started: Timestamp,
+        ids: Box<dyn IdGenerator>,
+    ) -> Arc<Node> {
+        let reg = Registry::new(&config.ari.entity_id, config.ari.bridgepeer, ids);
         Arc::new_cyclic(|me| Node {
             me: me.clone(),
             config,
