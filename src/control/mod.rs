@@ -1,12 +1,15 @@
 //! The control plane's state: channels, bridges and Stasis applications as ARI
-//! sees them, kept by one sans-IO [`Registry`].
+//! sees them, kept by one sans-IO [`Registry`], and the control plane's view
+//! of the data plane.
 //!
 //! What lives here:
 //! - [`Registry`] and its parts ([`channel`], [`bridge`], [`app`]);
 //! - [`error`]: [`ControlError`], what the registry refuses, named by what went
 //!   wrong (ARI turns it into statuses and messages; this module knows no HTTP);
 //! - [`ids`]: the [`IdGenerator`](ids::IdGenerator) the registry draws generated
-//!   ids and name counters from (real or deterministic).
+//!   ids and name counters from (real or deterministic);
+//! - [`plane`]: [`MediaPlane`](plane::MediaPlane), the data-plane operations the
+//!   ARI handlers call, implemented for the shards' `Dataplane`.
 //!
 //! The registry never does I/O and never reads the clock: every mutation takes
 //! the current [`Timestamp`] and appends the events it causes, already routed to
@@ -31,6 +34,7 @@ pub mod bridge;
 pub mod channel;
 pub mod error;
 pub mod ids;
+pub mod plane;
 
 use std::collections::{BTreeMap, HashMap};
 

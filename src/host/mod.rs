@@ -1,6 +1,7 @@
 //! The control-plane host: the only I/O owner of the control plane. It runs the
 //! HTTP/WebSocket control socket on one thread, holds the [`Registry`] behind one
-//! async lock, and reaches the data plane through [`Dataplane`] messages.
+//! async lock, and reaches the data plane through a [`MediaPlane`] (the shards'
+//! `Dataplane` in the node).
 //!
 //! Invariants:
 //! - Every ARI operation runs under the control lock from start to finish, so
@@ -22,8 +23,8 @@ use tokio::sync::{mpsc, Mutex, MutexGuard};
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::control::ids::{ClockIds, IdGenerator};
+use crate::control::plane::MediaPlane;
 use crate::control::Registry;
-use crate::shard::Dataplane;
 
 pub use http::serve;
 pub use metrics::Metrics;
@@ -168,7 +169,7 @@ impl Drop for ControlGuard<'_> {
 /// Everything an ARI handler can reach.
 pub struct Node {
     pub config: Config,
-    pub dataplane: Dataplane,
+    pub dataplane: Box<dyn MediaPlane>,
     pub metrics: Metrics,
     pub started: Timestamp,
     control: Mutex<Control>,
@@ -178,7 +179,7 @@ pub struct Node {
 impl Node {
     /// A node around a started data plane, with channel ids `<start
     /// epoch>.<n>` and UUIDv4 bridge ids.
-    pub fn new(config: Config, dataplane: Dataplane) -> Arc<Node> {
+    pub fn new(config: Config, dataplane: Box<dyn MediaPlane>) -> Arc<Node> {
         let started = Timestamp::now();
         Node::with_ids(config, dataplane, started, Box::new(ClockIds::new(started)))
     }
@@ -186,7 +187,7 @@ impl Node {
     /// A node started at `started` whose generated ids come from `ids`.
     pub fn with_ids(
         config: Config,
-        dataplane: Dataplane,
+        dataplane: Box<dyn MediaPlane>,
         started: Timestamp,
         ids: Box<dyn IdGenerator>,
     ) -> Arc<Node> {
