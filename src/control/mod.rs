@@ -9,7 +9,8 @@
 //! - [`ids`]: the [`IdGenerator`](ids::IdGenerator) the registry draws generated
 //!   ids and name counters from (real or deterministic);
 //! - [`plane`]: [`MediaPlane`](plane::MediaPlane), the data-plane operations the
-//!   ARI handlers call, implemented for the shards' `Dataplane`.
+//!   ARI handlers call, implemented for the shards' `Dataplane`;
+//! - `fake` (unit tests only): an in-memory `MediaPlane` that records its calls.
 //!
 //! The registry never does I/O and never reads the clock: every mutation takes
 //! the current [`Timestamp`] and appends the events it causes, already routed to
@@ -33,6 +34,8 @@ pub mod app;
 pub mod bridge;
 pub mod channel;
 pub mod error;
+#[cfg(test)]
+pub mod fake;
 pub mod ids;
 pub mod plane;
 

@@ -13,6 +13,8 @@
 mod http;
 mod metrics;
 mod session;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
