@@ -91,7 +91,7 @@ fn main() {
             Err(e) => fail(&format!("cannot listen on {bind}: {e}")),
         };
         tracing::info!("ARI listening on http://{bind}/ari (events: ws://{bind}/ari/events)");
-        let node = Node::new(config, dataplane);
+        let node = Node::new(config, Box::new(dataplane));
         tokio::select! {
             r = serve(node, listener) => {
                 if let Err(e) = r {

@@ -35,6 +35,7 @@ pub async fn subscribe(node: &Node, args: Args) -> Result<Reply, AriError> {
     ctl.reg
         .subscribe(args.path("applicationName"), args.list("eventSource"))
         .map(Reply::Json)
+        .map_err(AriError::from)
 }
 
 /// `DELETE /applications/{applicationName}/subscription`.
@@ -43,6 +44,7 @@ pub async fn unsubscribe(node: &Node, args: Args) -> Result<Reply, AriError> {
     ctl.reg
         .unsubscribe(args.path("applicationName"), args.list("eventSource"))
         .map(Reply::Json)
+        .map_err(AriError::from)
 }
 
 /// `PUT /applications/{applicationName}/eventFilter`.
@@ -51,4 +53,5 @@ pub async fn filter(node: &Node, args: Args) -> Result<Reply, AriError> {
     ctl.reg
         .set_filter(args.path("applicationName"), args.body("filter"))
         .map(Reply::Json)
+        .map_err(AriError::from)
 }

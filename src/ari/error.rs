@@ -1,6 +1,10 @@
 //! ARI errors: an HTTP status and the `{"message": ...}` body Asterisk sends.
+//! This is the one place where the registry's refusals ([`ControlError`])
+//! become statuses and messages.
 
 use std::fmt;
+
+use crate::control::{ControlError, IdKind, SourceUse, MAX_ID_LEN};
 
 /// An error reply. `message` is what the client reads in the body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +56,55 @@ impl fmt::Display for AriError {
     }
 }
 
+impl From<ControlError> for AriError {
+    fn from(e: ControlError) -> AriError {
+        match e {
+            ControlError::UnknownChannel(_) => AriError::not_found("Channel not found"),
+            ControlError::NotInStasis(_) => AriError::conflict("Channel not in Stasis application"),
+            ControlError::UnknownBridge(_) => AriError::not_found("Bridge not found"),
+            ControlError::UnknownApp(_) => AriError::not_found("Application does not exist."),
+            ControlError::InvalidId { kind, .. } => AriError::bad_request(format!(
+                "{} id must be at most {MAX_ID_LEN} characters, without '/' or control characters",
+                kind.name()
+            )),
+            ControlError::IdInUse { kind, id } => {
+                AriError::conflict(format!("{} with id '{id}' already exists", kind.name()))
+            }
+            ControlError::GeneratedIdsExhausted(kind) => AriError::internal(format!(
+                "Could not generate an unused {} id",
+                match kind {
+                    IdKind::Channel => "channel",
+                    IdKind::Bridge => "bridge",
+                }
+            )),
+            ControlError::InvalidEventSource {
+                source,
+                by: SourceUse::Subscription,
+            } => AriError::bad_request(format!(
+                "Invalid event source '{source}': expected channel:ID, bridge:ID, endpoint:TECH/RESOURCE or deviceState:NAME"
+            )),
+            ControlError::InvalidEventSource {
+                source,
+                by: SourceUse::UserEvent,
+            } => AriError::bad_request(format!("Invalid event source URI '{source}'")),
+            ControlError::UnknownEventSource {
+                source,
+                by: SourceUse::Subscription,
+            } => AriError::unprocessable(format!("Event source does not exist: {source}")),
+            ControlError::UnknownEventSource {
+                source,
+                by: SourceUse::UserEvent,
+            } => AriError::unprocessable(format!("Event source not found: {source}")),
+            ControlError::NotSubscribed { source, .. } => AriError::conflict(format!(
+                "Application not subscribed to event source {source}"
+            )),
+            ControlError::InvalidFilter { key } => AriError::bad_request(format!(
+                "Filter '{key}' must be a list of objects with a string 'type'"
+            )),
+        }
+    }
+}
+
 /// The reason phrase of the statuses ARI uses.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
@@ -70,5 +123,108 @@ pub fn reason_phrase(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal of the registry keeps the status and message ARI
+    /// clients saw before the registry had its own error type.
+    #[test]
+    fn control_errors_map_to_the_statuses_and_messages_clients_know() {
+        let s = |t: &str| t.to_string();
+        let cases = [
+            (
+                ControlError::UnknownChannel(s("c")),
+                404,
+                s("Channel not found"),
+            ),
+            (
+                ControlError::NotInStasis(s("c")),
+                409,
+                s("Channel not in Stasis application"),
+            ),
+            (
+                ControlError::UnknownBridge(s("b")),
+                404,
+                s("Bridge not found"),
+            ),
+            (
+                ControlError::UnknownApp(s("A")),
+                404,
+                s("Application does not exist."),
+            ),
+            (
+                ControlError::InvalidId {
+                    kind: IdKind::Bridge,
+                    id: s("a/b"),
+                },
+                400,
+                s("Bridge id must be at most 128 characters, without '/' or control characters"),
+            ),
+            (
+                ControlError::IdInUse {
+                    kind: IdKind::Channel,
+                    id: s("c1"),
+                },
+                409,
+                s("Channel with id 'c1' already exists"),
+            ),
+            (
+                ControlError::GeneratedIdsExhausted(IdKind::Bridge),
+                500,
+                s("Could not generate an unused bridge id"),
+            ),
+            (
+                ControlError::InvalidEventSource {
+                    source: s("x"),
+                    by: SourceUse::Subscription,
+                },
+                400,
+                s("Invalid event source 'x': expected channel:ID, bridge:ID, endpoint:TECH/RESOURCE or deviceState:NAME"),
+            ),
+            (
+                ControlError::InvalidEventSource {
+                    source: s("x"),
+                    by: SourceUse::UserEvent,
+                },
+                400,
+                s("Invalid event source URI 'x'"),
+            ),
+            (
+                ControlError::UnknownEventSource {
+                    source: s("channel:c"),
+                    by: SourceUse::Subscription,
+                },
+                422,
+                s("Event source does not exist: channel:c"),
+            ),
+            (
+                ControlError::UnknownEventSource {
+                    source: s("channel:c"),
+                    by: SourceUse::UserEvent,
+                },
+                422,
+                s("Event source not found: channel:c"),
+            ),
+            (
+                ControlError::NotSubscribed {
+                    app: s("A"),
+                    source: s("bridge:b"),
+                },
+                409,
+                s("Application not subscribed to event source bridge:b"),
+            ),
+            (
+                ControlError::InvalidFilter { key: "allowed" },
+                400,
+                s("Filter 'allowed' must be a list of objects with a string 'type'"),
+            ),
+        ];
+        for (error, status, message) in cases {
+            assert_eq!(AriError::from(error), AriError::new(status, message));
+        }
     }
 }

@@ -4,8 +4,11 @@
 //! ([`channels`], [`bridges`], [`applications`], [`asterisk`], [`events`]).
 //!
 //! Handlers translate an ARI request into registry mutations and data-plane
-//! messages; they hold the control lock for the whole operation and never
-//! touch media.
+//! calls (through the node's `control::plane::MediaPlane`); they hold the
+//! control lock for the whole operation and never touch media. The registry's
+//! refusals (`control::ControlError`, in [`error`]) and the data plane's
+//! (`shard::DataplaneError`, in [`ops::dataplane_error`]) become ARI statuses
+//! and messages here, and only here.
 
 pub mod applications;
 pub mod args;

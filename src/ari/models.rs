@@ -777,9 +777,13 @@ const EVENTS: &[Model] = &[
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
+    use crate::config::BridgePeerMode;
     use crate::control::bridge::{Bridge, Member};
-    use crate::control::channel::{Channel, ChannelKind};
+    use crate::control::channel::{Cause, Channel, ChannelKind, ChannelState};
+    use crate::control::ids::SequentialIds;
+    use crate::control::Registry;
     use crate::media::Format;
+    use serde_json::json;
 
     fn model(resource: &str, id: &str) -> &'static Model {
         models_of(resource)
@@ -830,5 +834,91 @@ mod tests {
             seq: 2,
         };
         check(&bridge.snapshot(), model("bridges", "Bridge"));
+    }
+
+    fn channel(id: &str, seq: u64) -> Channel {
+        let addr = "127.0.0.1:4000".parse().unwrap();
+        let kind = ChannelKind::UnicastRtp {
+            local: addr,
+            remote: addr,
+        };
+        let name = format!("UnicastRTP/{addr}-{seq:08x}");
+        Channel::new(
+            id.to_string(),
+            name,
+            seq,
+            kind,
+            Format::Ulaw,
+            Timestamp(0),
+            seq,
+        )
+    }
+
+    /// Drives the registry through every kind of mutation and checks that each
+    /// event type it emits is declared in the api-docs models (clients crash on
+    /// undeclared types), and that every declared type is really emitted.
+    #[test]
+    fn every_emitted_event_type_has_a_model() {
+        let now = Timestamp(1_795_358_696_270);
+        let ids = Box::new(SequentialIds::new(1));
+        let mut reg = Registry::new("02:fc:00:00:00:01", BridgePeerMode::Asterisk, ids);
+        reg.hold_app("A", true);
+        reg.hold_app("B", false);
+        for (i, id) in ["c1", "c2"].into_iter().enumerate() {
+            reg.insert_channel(now, channel(id, i as u64 + 1));
+            reg.enter_stasis(now, id, "A", vec!["x".into()]);
+        }
+        let bridge = Bridge {
+            id: "b1".into(),
+            key: 9,
+            name: String::new(),
+            flags: Default::default(),
+            technology: "simple_bridge",
+            members: Vec::new(),
+            creationtime: now,
+            seq: 3,
+        };
+        reg.insert_bridge(now, bridge);
+        for c in ["c1", "c2"] {
+            let m = Member {
+                channel: c.into(),
+                role: String::new(),
+                mute: false,
+            };
+            reg.join_bridge(now, "b1", m, "native_rtp");
+        }
+        reg.set_var(now, "c1", "FOO", "bar");
+        reg.hold_event(now, "c1", true);
+        reg.hold_event(now, "c1", false);
+        reg.dial_event(now, "c1", "Local/x@B", "");
+        reg.move_failed(now, "c1", "nobody", Vec::new());
+        reg.user_event(now, "A", "ping", &["channel:c1".into()], json!({}))
+            .unwrap();
+        reg.set_state(now, "c2", ChannelState::Ringing);
+        reg.hangup_request(now, "c2", 32, true);
+        reg.leave_bridge(now, "b1", "c2", "simple_bridge");
+        reg.leave_stasis(now, "c2");
+        reg.remove_channel(now, "c2", Cause::NORMAL);
+        let targets = reg.bridge_targets("b1");
+        reg.leave_bridge(now, "b1", "c1", "simple_bridge");
+        reg.remove_bridge(now, "b1", targets);
+
+        let models = models_of("events");
+        let mut seen = std::collections::BTreeSet::new();
+        for d in reg.take_outbox() {
+            let ty = d.event["type"].as_str().unwrap().to_string();
+            assert!(
+                EVENT_TYPES.contains(&ty.as_str()),
+                "{ty} is not in EVENT_TYPES"
+            );
+            assert!(models.iter().any(|m| m.id == ty), "{ty} has no model");
+            seen.insert(ty);
+        }
+        for ty in EVENT_TYPES {
+            // ApplicationReplaced is sent by the host when a WebSocket takes an app over.
+            if *ty != "ApplicationReplaced" {
+                assert!(seen.contains(*ty), "{ty} is declared but never emitted");
+            }
+        }
     }
 }

@@ -1,17 +1,31 @@
 //! The control plane's state: channels, bridges and Stasis applications as ARI
-//! sees them, kept by one sans-IO [`Registry`].
+//! sees them, kept by one sans-IO [`Registry`], and the control plane's view
+//! of the data plane.
+//!
+//! What lives here:
+//! - [`Registry`] and its parts ([`channel`], [`bridge`], [`app`]);
+//! - [`error`]: [`ControlError`], what the registry refuses, named by what went
+//!   wrong (ARI turns it into statuses and messages; this module knows no HTTP);
+//! - [`ids`]: the [`IdGenerator`](ids::IdGenerator) the registry draws generated
+//!   ids and name counters from (real or deterministic);
+//! - [`plane`]: [`MediaPlane`](plane::MediaPlane), the data-plane operations the
+//!   ARI handlers call, implemented for the shards' `Dataplane`;
+//! - `fake` (unit tests only): an in-memory `MediaPlane` that records its calls.
 //!
 //! The registry never does I/O and never reads the clock: every mutation takes
 //! the current [`Timestamp`] and appends the events it causes, already routed to
 //! their applications, to an outbox that the host drains after each operation.
 //!
 //! Invariants:
+//! - `control` does not depend on `ari`: the ARI layer calls the registry, never
+//!   the other way round.
 //! - Events leave in the order the mutations happened; one mutation's events are
 //!   appended together (e.g. a hangup's `ChannelHangupRequest` → `ChannelLeftBridge`
 //!   → `StasisEnd` → `ChannelDestroyed`, as Asterisk orders them).
 //! - An event goes to an application once, and only if the application is held
 //!   by a WebSocket and its filter allows the event type.
 //! - `channel.bridge == Some(b)` exactly when `b`'s member list names the channel.
+//! - A claimed id (given or generated) names no existing channel (resp. bridge).
 //! - Routing: channel events go to the channel's application, explicit `channel:`
 //!   subscribers and `subscribeAll` apps; bridge events to explicit `bridge:`
 //!   subscribers, apps with a channel in the bridge, and `subscribeAll` apps.
@@ -19,17 +33,23 @@
 pub mod app;
 pub mod bridge;
 pub mod channel;
+pub mod error;
+#[cfg(test)]
+pub mod fake;
+pub mod ids;
+pub mod plane;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Map, Value};
 
-use crate::ari::error::AriError;
 use crate::clock::Timestamp;
 use crate::config::BridgePeerMode;
 use app::{Application, EventSource};
 use bridge::{Bridge, Member};
 use channel::{Cause, Channel, ChannelState};
+pub use error::{ControlError, IdKind, SourceUse};
+use ids::IdGenerator;
 
 /// An event for one application.
 #[derive(Clone, Debug)]
@@ -50,15 +70,14 @@ pub struct Registry {
     apps: BTreeMap<String, Application>,
     global_vars: Map<String, Value>,
     seq: u64,
-    name_seq: u32,
     next_key: u64,
-    id_epoch: u64,
+    ids: Box<dyn IdGenerator>,
     outbox: Vec<Delivery>,
 }
 
 impl Registry {
-    /// An empty registry; `started` seeds generated channel ids.
-    pub fn new(entity_id: &str, bridgepeer: BridgePeerMode, started: Timestamp) -> Registry {
+    /// An empty registry whose generated ids come from `ids`.
+    pub fn new(entity_id: &str, bridgepeer: BridgePeerMode, ids: Box<dyn IdGenerator>) -> Registry {
         Registry {
             entity_id: entity_id.to_string(),
             bridgepeer,
@@ -67,9 +86,8 @@ impl Registry {
             apps: BTreeMap::new(),
             global_vars: Map::new(),
             seq: 0,
-            name_seq: 0,
             next_key: 1,
-            id_epoch: started.0 / 1000,
+            ids,
             outbox: Vec::new(),
         }
     }
@@ -168,41 +186,44 @@ impl Registry {
     }
 
     /// `POST /applications/{app}/subscription`.
-    pub fn subscribe(&mut self, app: &str, sources: &[String]) -> Result<Value, AriError> {
+    pub fn subscribe(&mut self, app: &str, sources: &[String]) -> Result<Value, ControlError> {
         let parsed = self.check_sources(app, sources)?;
-        let entry = self.apps.get_mut(app).ok_or_else(app_missing)?;
+        let entry = self.apps.get_mut(app).ok_or_else(|| app_missing(app))?;
         for source in parsed {
             entry.explicit.insert(source.key());
         }
-        self.app_snapshot(app).ok_or_else(app_missing)
+        self.app_snapshot(app).ok_or_else(|| app_missing(app))
     }
 
     /// `DELETE /applications/{app}/subscription`.
-    pub fn unsubscribe(&mut self, app: &str, sources: &[String]) -> Result<Value, AriError> {
+    pub fn unsubscribe(&mut self, app: &str, sources: &[String]) -> Result<Value, ControlError> {
         let parsed = self.check_sources(app, sources)?;
-        let entry = self.apps.get_mut(app).ok_or_else(app_missing)?;
+        let entry = self.apps.get_mut(app).ok_or_else(|| app_missing(app))?;
         if let Some(s) = parsed.iter().find(|s| !entry.explicit.contains(&s.key())) {
-            return Err(AriError::conflict(format!(
-                "Application not subscribed to event source {}",
-                s.key()
-            )));
+            return Err(ControlError::NotSubscribed {
+                app: app.to_string(),
+                source: s.key(),
+            });
         }
         for source in parsed {
             entry.explicit.remove(&source.key());
         }
-        self.app_snapshot(app).ok_or_else(app_missing)
+        self.app_snapshot(app).ok_or_else(|| app_missing(app))
     }
 
-    fn check_sources(&self, app: &str, sources: &[String]) -> Result<Vec<EventSource>, AriError> {
+    fn check_sources(
+        &self,
+        app: &str,
+        sources: &[String],
+    ) -> Result<Vec<EventSource>, ControlError> {
         if !self.apps.contains_key(app) {
-            return Err(app_missing());
+            return Err(app_missing(app));
         }
         let mut parsed = Vec::new();
         for s in sources {
-            let source = EventSource::parse(s).ok_or_else(|| {
-                AriError::bad_request(format!(
-                    "Invalid event source '{s}': expected channel:ID, bridge:ID, endpoint:TECH/RESOURCE or deviceState:NAME"
-                ))
+            let source = EventSource::parse(s).ok_or_else(|| ControlError::InvalidEventSource {
+                source: s.clone(),
+                by: SourceUse::Subscription,
             })?;
             let exists = match &source {
                 EventSource::Channel(id) => self.channels.contains_key(id),
@@ -211,9 +232,10 @@ impl Registry {
                 EventSource::Endpoint(_) | EventSource::DeviceState(_) => false,
             };
             if !exists {
-                return Err(AriError::unprocessable(format!(
-                    "Event source does not exist: {s}"
-                )));
+                return Err(ControlError::UnknownEventSource {
+                    source: s.clone(),
+                    by: SourceUse::Subscription,
+                });
             }
             parsed.push(source);
         }
@@ -221,22 +243,20 @@ impl Registry {
     }
 
     /// `PUT /applications/{app}/eventFilter`.
-    pub fn set_filter(&mut self, app: &str, filter: Option<&Value>) -> Result<Value, AriError> {
-        let entry = self.apps.get_mut(app).ok_or_else(app_missing)?;
-        let list = |key: &str| -> Result<Vec<Value>, AriError> {
+    pub fn set_filter(&mut self, app: &str, filter: Option<&Value>) -> Result<Value, ControlError> {
+        let entry = self.apps.get_mut(app).ok_or_else(|| app_missing(app))?;
+        let list = |key: &'static str| -> Result<Vec<Value>, ControlError> {
             match filter.and_then(|f| f.get(key)) {
                 None | Some(Value::Null) => Ok(Vec::new()),
                 Some(Value::Array(items)) if items.iter().all(|i| i["type"].is_string()) => {
                     Ok(items.clone())
                 }
-                Some(_) => Err(AriError::bad_request(format!(
-                    "Filter '{key}' must be a list of objects with a string 'type'"
-                ))),
+                Some(_) => Err(ControlError::InvalidFilter { key }),
             }
         };
         entry.events_allowed = list("allowed")?;
         entry.events_disallowed = list("disallowed")?;
-        self.app_snapshot(app).ok_or_else(app_missing)
+        self.app_snapshot(app).ok_or_else(|| app_missing(app))
     }
 
     // ---- channels -----------------------------------------------------------
@@ -256,41 +276,46 @@ impl Registry {
         v
     }
 
-    /// A channel that exists, or 404 `Channel not found`.
-    pub fn existing(&self, id: &str) -> Result<&Channel, AriError> {
+    /// A channel that exists.
+    pub fn existing(&self, id: &str) -> Result<&Channel, ControlError> {
         self.channels
             .get(id)
-            .ok_or_else(|| AriError::not_found("Channel not found"))
+            .ok_or_else(|| ControlError::UnknownChannel(id.to_string()))
     }
 
-    /// A channel that exists and is in a Stasis application (404 / 409 otherwise).
-    pub fn in_stasis(&self, id: &str) -> Result<&Channel, AriError> {
+    /// A channel that exists and is in a Stasis application.
+    pub fn in_stasis(&self, id: &str) -> Result<&Channel, ControlError> {
         let ch = self.existing(id)?;
         if ch.app.is_none() {
-            return Err(AriError::conflict("Channel not in Stasis application"));
+            return Err(ControlError::NotInStasis(id.to_string()));
         }
         Ok(ch)
     }
 
-    /// Takes a channel id: the client's (409 if taken) or a generated one.
-    pub fn claim_channel_id(&mut self, given: Option<&str>) -> Result<String, AriError> {
+    /// Takes a channel id: the client's (refused if invalid or taken) or a
+    /// generated one.
+    pub fn claim_channel_id(&mut self, given: Option<&str>) -> Result<String, ControlError> {
         match given.filter(|s| !s.is_empty()) {
             Some(id) => {
-                check_id(id, "Channel")?;
+                check_id(id, IdKind::Channel)?;
                 if self.channels.contains_key(id) {
-                    return Err(AriError::conflict(format!(
-                        "Channel with id '{id}' already exists"
-                    )));
+                    return Err(ControlError::IdInUse {
+                        kind: IdKind::Channel,
+                        id: id.to_string(),
+                    });
                 }
                 Ok(id.to_string())
             }
-            None => loop {
-                self.seq += 1;
-                let id = format!("{}.{}", self.id_epoch, self.seq);
-                if !self.channels.contains_key(&id) {
-                    return Ok(id);
-                }
-            },
+            None => {
+                let ids = &mut self.ids;
+                let channels = &self.channels;
+                unused_id(
+                    IdKind::Channel,
+                    channels.len(),
+                    || ids.channel_id(),
+                    |id| channels.contains_key(id),
+                )
+            }
         }
     }
 
@@ -309,9 +334,7 @@ impl Registry {
 
     /// The next name suffix: an 8-digit hex counter, as Asterisk names channels.
     pub fn next_name_suffix(&mut self) -> String {
-        let n = self.name_seq;
-        self.name_seq = self.name_seq.wrapping_add(1);
-        format!("{n:08x}")
+        format!("{:08x}", self.ids.name_counter())
     }
 
     /// Adds a new channel (`ChannelCreated` to `subscribeAll` apps).
@@ -509,38 +532,31 @@ impl Registry {
         name: &str,
         sources: &[String],
         variables: Value,
-    ) -> Result<(), AriError> {
+    ) -> Result<(), ControlError> {
         if !self.apps.contains_key(app) {
-            return Err(AriError::not_found("Application does not exist."));
+            return Err(app_missing(app));
         }
+        let unknown = |s: &String| ControlError::UnknownEventSource {
+            source: s.clone(),
+            by: SourceUse::UserEvent,
+        };
         let mut fields = vec![("eventname", json!(name))];
         for s in sources {
             match EventSource::parse(s) {
                 Some(EventSource::Channel(id)) => match self.channels.get(&id) {
                     Some(c) => fields.push(("channel", c.snapshot())),
-                    None => {
-                        return Err(AriError::unprocessable(format!(
-                            "Event source not found: {s}"
-                        )))
-                    }
+                    None => return Err(unknown(s)),
                 },
                 Some(EventSource::Bridge(id)) => match self.bridges.get(&id) {
                     Some(b) => fields.push(("bridge", b.snapshot())),
-                    None => {
-                        return Err(AriError::unprocessable(format!(
-                            "Event source not found: {s}"
-                        )))
-                    }
+                    None => return Err(unknown(s)),
                 },
-                Some(_) => {
-                    return Err(AriError::unprocessable(format!(
-                        "Event source not found: {s}"
-                    )))
-                }
+                Some(_) => return Err(unknown(s)),
                 None => {
-                    return Err(AriError::bad_request(format!(
-                        "Invalid event source URI '{s}'"
-                    )))
+                    return Err(ControlError::InvalidEventSource {
+                        source: s.clone(),
+                        by: SourceUse::UserEvent,
+                    })
                 }
             }
         }
@@ -555,11 +571,11 @@ impl Registry {
         self.bridges.get(id)
     }
 
-    /// A bridge that exists, or 404 `Bridge not found`.
-    pub fn existing_bridge(&self, id: &str) -> Result<&Bridge, AriError> {
+    /// A bridge that exists.
+    pub fn existing_bridge(&self, id: &str) -> Result<&Bridge, ControlError> {
         self.bridges
             .get(id)
-            .ok_or_else(|| AriError::not_found("Bridge not found"))
+            .ok_or_else(|| ControlError::UnknownBridge(id.to_string()))
     }
 
     /// Bridges in creation order.
@@ -569,19 +585,30 @@ impl Registry {
         v
     }
 
-    /// Takes a bridge id: the client's (409 if taken) or a UUIDv4.
-    pub fn claim_bridge_id(&self, given: Option<&str>) -> Result<String, AriError> {
+    /// Takes a bridge id: the client's (refused if invalid or taken) or a
+    /// generated one.
+    pub fn claim_bridge_id(&mut self, given: Option<&str>) -> Result<String, ControlError> {
         match given.filter(|s| !s.is_empty()) {
             Some(id) => {
-                check_id(id, "Bridge")?;
+                check_id(id, IdKind::Bridge)?;
                 if self.bridges.contains_key(id) {
-                    return Err(AriError::conflict(format!(
-                        "Bridge with id '{id}' already exists"
-                    )));
+                    return Err(ControlError::IdInUse {
+                        kind: IdKind::Bridge,
+                        id: id.to_string(),
+                    });
                 }
                 Ok(id.to_string())
             }
-            None => Ok(uuid::Uuid::new_v4().to_string()),
+            None => {
+                let ids = &mut self.ids;
+                let bridges = &self.bridges;
+                unused_id(
+                    IdKind::Bridge,
+                    bridges.len(),
+                    || ids.bridge_id(),
+                    |id| bridges.contains_key(id),
+                )
+            }
         }
     }
 
@@ -815,17 +842,37 @@ impl Registry {
     }
 }
 
-fn app_missing() -> AriError {
-    AriError::not_found("Application does not exist.")
+fn app_missing(app: &str) -> ControlError {
+    ControlError::UnknownApp(app.to_string())
 }
 
-fn check_id(id: &str, what: &str) -> Result<(), AriError> {
+/// A client-given id: at most [`MAX_ID_LEN`] bytes, no `/`, no control characters.
+fn check_id(id: &str, kind: IdKind) -> Result<(), ControlError> {
     if id.len() > MAX_ID_LEN || id.chars().any(|c| c.is_control() || c == '/') {
-        return Err(AriError::bad_request(format!(
-            "{what} id must be at most {MAX_ID_LEN} characters, without '/' or control characters"
-        )));
+        return Err(ControlError::InvalidId {
+            kind,
+            id: id.to_string(),
+        });
     }
     Ok(())
+}
+
+/// The first generated id not `taken`. A generator that never repeats itself
+/// collides at most `in_use` times (once per existing id), so one more try
+/// than that always suffices; past it the generator is broken.
+fn unused_id(
+    kind: IdKind,
+    in_use: usize,
+    mut generate: impl FnMut() -> String,
+    taken: impl Fn(&str) -> bool,
+) -> Result<String, ControlError> {
+    for _ in 0..=in_use {
+        let id = generate();
+        if !taken(&id) {
+            return Ok(id);
+        }
+    }
+    Err(ControlError::GeneratedIdsExhausted(kind))
 }
 
 fn push_target(targets: &mut Vec<String>, app: &str) {
@@ -842,95 +889,106 @@ fn merge_targets(targets: &mut Vec<String>, more: Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
-    use super::channel::ChannelKind;
+    use super::ids::SequentialIds;
     use super::*;
-    use crate::ari::models::{models_of, EVENT_TYPES};
-    use crate::media::Format;
 
-    fn channel(id: &str, seq: u64) -> Channel {
-        let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        let kind = ChannelKind::UnicastRtp {
-            local: addr,
-            remote: addr,
-        };
-        let name = format!("UnicastRTP/{addr}-{seq:08x}");
-        Channel::new(
-            id.to_string(),
-            name,
-            seq,
-            kind,
-            Format::Ulaw,
-            Timestamp(0),
-            seq,
-        )
+    /// A generator that breaks its contract: always the same ids.
+    struct Stuck;
+
+    impl IdGenerator for Stuck {
+        fn channel_id(&mut self) -> String {
+            "same".to_string()
+        }
+        fn bridge_id(&mut self) -> String {
+            "same".to_string()
+        }
+        fn name_counter(&mut self) -> u32 {
+            0
+        }
     }
 
-    /// Drives the registry through every kind of mutation and checks that each
-    /// event type it emits is declared in the api-docs models (clients crash on
-    /// undeclared types), and that every declared type is really emitted.
-    #[test]
-    fn every_emitted_event_type_has_a_model() {
-        let now = Timestamp(1_795_358_696_270);
-        let mut reg = Registry::new("02:fc:00:00:00:01", BridgePeerMode::Asterisk, now);
-        reg.hold_app("A", true);
-        reg.hold_app("B", false);
-        for (i, id) in ["c1", "c2"].into_iter().enumerate() {
-            reg.insert_channel(now, channel(id, i as u64 + 1));
-            reg.enter_stasis(now, id, "A", vec!["x".into()]);
-        }
-        let bridge = Bridge {
-            id: "b1".into(),
-            key: 9,
+    fn bridge(id: &str) -> Bridge {
+        Bridge {
+            id: id.into(),
+            key: 1,
             name: String::new(),
             flags: Default::default(),
             technology: "simple_bridge",
             members: Vec::new(),
-            creationtime: now,
-            seq: 3,
-        };
-        reg.insert_bridge(now, bridge);
-        for c in ["c1", "c2"] {
-            let m = Member {
-                channel: c.into(),
-                role: String::new(),
-                mute: false,
-            };
-            reg.join_bridge(now, "b1", m, "native_rtp");
+            creationtime: Timestamp(0),
+            seq: 1,
         }
-        reg.set_var(now, "c1", "FOO", "bar");
-        reg.hold_event(now, "c1", true);
-        reg.hold_event(now, "c1", false);
-        reg.dial_event(now, "c1", "Local/x@B", "");
-        reg.move_failed(now, "c1", "nobody", Vec::new());
-        reg.user_event(now, "A", "ping", &["channel:c1".into()], json!({}))
-            .unwrap();
-        reg.set_state(now, "c2", ChannelState::Ringing);
-        reg.hangup_request(now, "c2", 32, true);
-        reg.leave_bridge(now, "b1", "c2", "simple_bridge");
-        reg.leave_stasis(now, "c2");
-        reg.remove_channel(now, "c2", Cause::NORMAL);
-        let targets = reg.bridge_targets("b1");
-        reg.leave_bridge(now, "b1", "c1", "simple_bridge");
-        reg.remove_bridge(now, "b1", targets);
+    }
 
-        let models = models_of("events");
-        let mut seen = std::collections::BTreeSet::new();
-        for d in reg.take_outbox() {
-            let ty = d.event["type"].as_str().unwrap().to_string();
-            assert!(
-                EVENT_TYPES.contains(&ty.as_str()),
-                "{ty} is not in EVENT_TYPES"
-            );
-            assert!(models.iter().any(|m| m.id == ty), "{ty} has no model");
-            seen.insert(ty);
-        }
-        for ty in EVENT_TYPES {
-            // ApplicationReplaced is sent by the host when a WebSocket takes an app over.
-            if *ty != "ApplicationReplaced" {
-                assert!(seen.contains(*ty), "{ty} is declared but never emitted");
+    #[test]
+    fn generated_ids_skip_ids_clients_took() {
+        let ids = Box::new(SequentialIds::new(5));
+        let mut reg = Registry::new("e", BridgePeerMode::Off, ids);
+        let taken = "00000000-0000-4000-8000-000000000001";
+        assert_eq!(reg.claim_bridge_id(Some(taken)).unwrap(), taken);
+        reg.insert_bridge(Timestamp(0), bridge(taken));
+        assert_eq!(
+            reg.claim_bridge_id(None).unwrap(),
+            "00000000-0000-4000-8000-000000000002"
+        );
+        assert_eq!(reg.claim_channel_id(None).unwrap(), "5.1");
+        assert_eq!(reg.next_name_suffix(), "00000000");
+        assert_eq!(reg.next_name_suffix(), "00000001");
+    }
+
+    #[test]
+    fn a_repeating_generator_is_refused_instead_of_looping() {
+        let mut reg = Registry::new("e", BridgePeerMode::Off, Box::new(Stuck));
+        assert_eq!(reg.claim_bridge_id(None).unwrap(), "same");
+        reg.insert_bridge(Timestamp(0), bridge("same"));
+        assert_eq!(
+            reg.claim_bridge_id(None),
+            Err(ControlError::GeneratedIdsExhausted(IdKind::Bridge))
+        );
+    }
+
+    #[test]
+    fn refusals_name_what_went_wrong() {
+        let mut reg = Registry::new("e", BridgePeerMode::Off, Box::new(SequentialIds::new(1)));
+        assert_eq!(
+            reg.existing("x").unwrap_err(),
+            ControlError::UnknownChannel("x".into())
+        );
+        assert_eq!(
+            reg.existing_bridge("b").unwrap_err(),
+            ControlError::UnknownBridge("b".into())
+        );
+        assert_eq!(
+            reg.claim_channel_id(Some("a/b")).unwrap_err(),
+            ControlError::InvalidId {
+                kind: IdKind::Channel,
+                id: "a/b".into()
             }
-        }
+        );
+        assert_eq!(
+            reg.subscribe("A", &[]).unwrap_err(),
+            ControlError::UnknownApp("A".into())
+        );
+        reg.hold_app("A", false);
+        assert_eq!(
+            reg.subscribe("A", &["nope".into()]).unwrap_err(),
+            ControlError::InvalidEventSource {
+                source: "nope".into(),
+                by: SourceUse::Subscription
+            }
+        );
+        assert_eq!(
+            reg.user_event(Timestamp(0), "A", "ev", &["bridge:b".into()], json!({}))
+                .unwrap_err(),
+            ControlError::UnknownEventSource {
+                source: "bridge:b".into(),
+                by: SourceUse::UserEvent
+            }
+        );
+        assert_eq!(
+            reg.set_filter("A", Some(&json!({"disallowed": [1]})))
+                .unwrap_err(),
+            ControlError::InvalidFilter { key: "disallowed" }
+        );
     }
 }

@@ -282,7 +282,7 @@ fn constant_eq(a: &str, b: &str) -> bool {
             == 0
 }
 
-async fn render_metrics(node: &Node) -> String {
+pub(super) async fn render_metrics(node: &Node) -> String {
     let ctl = node.lock().await;
     let channels = ctl.reg.channels_sorted().len() as u64;
     let bridges = ctl.reg.bridges_sorted().len() as u64;

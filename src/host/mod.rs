@@ -1,6 +1,7 @@
 //! The control-plane host: the only I/O owner of the control plane. It runs the
 //! HTTP/WebSocket control socket on one thread, holds the [`Registry`] behind one
-//! async lock, and reaches the data plane through [`Dataplane`] messages.
+//! async lock, and reaches the data plane through a [`MediaPlane`] (the shards'
+//! `Dataplane` in the node).
 //!
 //! Invariants:
 //! - Every ARI operation runs under the control lock from start to finish, so
@@ -12,6 +13,8 @@
 mod http;
 mod metrics;
 mod session;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -21,8 +24,9 @@ use tokio::sync::{mpsc, Mutex, MutexGuard};
 
 use crate::clock::Timestamp;
 use crate::config::Config;
+use crate::control::ids::{ClockIds, IdGenerator};
+use crate::control::plane::MediaPlane;
 use crate::control::Registry;
-use crate::shard::Dataplane;
 
 pub use http::serve;
 pub use metrics::Metrics;
@@ -167,7 +171,7 @@ impl Drop for ControlGuard<'_> {
 /// Everything an ARI handler can reach.
 pub struct Node {
     pub config: Config,
-    pub dataplane: Dataplane,
+    pub dataplane: Box<dyn MediaPlane>,
     pub metrics: Metrics,
     pub started: Timestamp,
     control: Mutex<Control>,
@@ -175,10 +179,21 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node around a started data plane.
-    pub fn new(config: Config, dataplane: Dataplane) -> Arc<Node> {
+    /// A node around a started data plane, with channel ids `<start
+    /// epoch>.<n>` and UUIDv4 bridge ids.
+    pub fn new(config: Config, dataplane: Box<dyn MediaPlane>) -> Arc<Node> {
         let started = Timestamp::now();
-        let reg = Registry::new(&config.ari.entity_id, config.ari.bridgepeer, started);
+        Node::with_ids(config, dataplane, started, Box::new(ClockIds::new(started)))
+    }
+
+    /// A node started at `started` whose generated ids come from `ids`.
+    pub fn with_ids(
+        config: Config,
+        dataplane: Box<dyn MediaPlane>,
+        started: Timestamp,
+        ids: Box<dyn IdGenerator>,
+    ) -> Arc<Node> {
+        let reg = Registry::new(&config.ari.entity_id, config.ari.bridgepeer, ids);
         Arc::new_cyclic(|me| Node {
             me: me.clone(),
             config,

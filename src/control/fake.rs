@@ -1,0 +1,283 @@
+//! Test support (compiled for the crate's unit tests only): [`FakePlane`], a
+//! [`MediaPlane`] with no shard thread and no socket, so ARI operations can
+//! run end to end — handlers, registry, events — in a plain `#[tokio::test]`.
+//!
+//! It keeps what a data plane must keep for the control plane to be checked
+//! against it: which legs and bridges exist (an operation on an unknown leg
+//! or bridge answers `Unknown`, as the shards do), and every call it got, in
+//! order, including the refused ones. It can be told to refuse the next call
+//! of an operation ([`FakePlane::fail_next`]) and which technology
+//! `set_bridge` answers ([`FakePlane::report_technology`]; `simple_bridge`
+//! until told). It does not choose technologies by the shard's table: the
+//! test says what the data plane answers and checks that ARI shows it.
+//!
+//! Clones share one state, so a test keeps a clone to inspect while the node
+//! owns the other.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::plane::{MediaPlane, PlaneFuture};
+use crate::media::Format;
+use crate::shard::{
+    BridgeKey, BridgeSpec, DataplaneError, Direction, LegId, LegSpec, RtpStats, Technology,
+};
+
+/// The operations of [`MediaPlane`] that are asked of the data plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    CreateRtpLeg,
+    CreateLocalPair,
+    DestroyLeg,
+    SetBridge,
+    DestroyBridge,
+    SetMute,
+    SetHold,
+    RtpStats,
+}
+
+/// One call the fake got, with its arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Call {
+    CreateRtpLeg {
+        leg: LegId,
+        remote: SocketAddr,
+        format: Format,
+    },
+    CreateLocalPair {
+        a: LegId,
+        b: LegId,
+        format: Format,
+    },
+    DestroyLeg {
+        leg: LegId,
+    },
+    SetBridge {
+        bridge: BridgeKey,
+        spec: BridgeSpec,
+    },
+    DestroyBridge {
+        bridge: BridgeKey,
+    },
+    SetMute {
+        leg: LegId,
+        direction: Direction,
+        on: bool,
+    },
+    SetHold {
+        leg: LegId,
+        on: bool,
+    },
+    RtpStats {
+        leg: LegId,
+    },
+}
+
+impl Call {
+    /// The operation called.
+    pub fn op(&self) -> Op {
+        match self {
+            Call::CreateRtpLeg { .. } => Op::CreateRtpLeg,
+            Call::CreateLocalPair { .. } => Op::CreateLocalPair,
+            Call::DestroyLeg { .. } => Op::DestroyLeg,
+            Call::SetBridge { .. } => Op::SetBridge,
+            Call::DestroyBridge { .. } => Op::DestroyBridge,
+            Call::SetMute { .. } => Op::SetMute,
+            Call::SetHold { .. } => Op::SetHold,
+            Call::RtpStats { .. } => Op::RtpStats,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    calls: Vec<Call>,
+    /// Refusals still to give, in the order they were asked for.
+    failures: Vec<(Op, DataplaneError)>,
+    technology: Technology,
+    shards: usize,
+    legs: BTreeSet<LegId>,
+    bridges: BTreeMap<BridgeKey, BridgeSpec>,
+}
+
+/// A data plane in memory; see the module docs.
+#[derive(Clone, Debug)]
+pub struct FakePlane {
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for FakePlane {
+    fn default() -> FakePlane {
+        FakePlane::new()
+    }
+}
+
+impl FakePlane {
+    /// No legs, no bridges, one shard, answering `simple_bridge`.
+    pub fn new() -> FakePlane {
+        FakePlane {
+            state: Arc::new(Mutex::new(State {
+                calls: Vec::new(),
+                failures: Vec::new(),
+                technology: Technology::SimpleBridge,
+                shards: 1,
+                legs: BTreeSet::new(),
+                bridges: BTreeMap::new(),
+            })),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A test that panicked while holding the lock leaves plain data behind.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next call of `op` is refused with `error` (and changes nothing).
+    pub fn fail_next(&self, op: Op, error: DataplaneError) {
+        self.state().failures.push((op, error));
+    }
+
+    /// From now on `set_bridge` answers `technology`.
+    pub fn report_technology(&self, technology: Technology) {
+        self.state().technology = technology;
+    }
+
+    /// `shard_count` answers `shards` from now on.
+    pub fn set_shard_count(&self, shards: usize) {
+        self.state().shards = shards;
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    /// Every call so far, in order; forgets them.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut self.state().calls)
+    }
+
+    /// The legs that exist.
+    pub fn legs(&self) -> Vec<LegId> {
+        self.state().legs.iter().copied().collect()
+    }
+
+    /// A bridge's current membership and flags, if it exists.
+    pub fn bridge(&self, bridge: BridgeKey) -> Option<BridgeSpec> {
+        self.state().bridges.get(&bridge).cloned()
+    }
+
+    /// Records `call`, then gives the refusal asked for its operation, if
+    /// any, or applies it with `apply`.
+    fn handle<T: Send + 'static>(
+        &self,
+        call: Call,
+        apply: impl FnOnce(&mut State) -> Result<T, DataplaneError>,
+    ) -> PlaneFuture<'_, T> {
+        let mut state = self.state();
+        let op = call.op();
+        state.calls.push(call);
+        let result = match state.failures.iter().position(|(o, _)| *o == op) {
+            Some(i) => Err(state.failures.remove(i).1),
+            None => apply(&mut state),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The local address the fake gives leg `leg`: 127.0.0.1, an even port.
+fn local_addr(leg: LegId) -> SocketAddr {
+    let port = 10_000 + 2 * (leg % 27_000);
+    SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap_or(10_000)))
+}
+
+fn known(state: &State, leg: LegId) -> Result<(), DataplaneError> {
+    if state.legs.contains(&leg) {
+        Ok(())
+    } else {
+        Err(DataplaneError::Unknown)
+    }
+}
+
+impl MediaPlane for FakePlane {
+    fn shard_count(&self) -> usize {
+        self.state().shards
+    }
+
+    fn create_rtp_leg(&self, leg: LegId, spec: LegSpec) -> PlaneFuture<'_, SocketAddr> {
+        let call = Call::CreateRtpLeg {
+            leg,
+            remote: spec.remote,
+            format: spec.format,
+        };
+        self.handle(call, |s| {
+            s.legs.insert(leg);
+            Ok(local_addr(leg))
+        })
+    }
+
+    fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> PlaneFuture<'_, ()> {
+        self.handle(Call::CreateLocalPair { a, b, format }, |s| {
+            s.legs.insert(a);
+            s.legs.insert(b);
+            Ok(())
+        })
+    }
+
+    fn destroy_leg(&self, leg: LegId) -> PlaneFuture<'_, ()> {
+        self.handle(Call::DestroyLeg { leg }, |s| {
+            known(s, leg)?;
+            s.legs.remove(&leg);
+            for spec in s.bridges.values_mut() {
+                spec.members.retain(|m| m.leg != leg);
+            }
+            Ok(())
+        })
+    }
+
+    fn set_bridge(&self, bridge: BridgeKey, spec: BridgeSpec) -> PlaneFuture<'_, Technology> {
+        let call = Call::SetBridge {
+            bridge,
+            spec: spec.clone(),
+        };
+        self.handle(call, |s| {
+            for m in &spec.members {
+                known(s, m.leg)?;
+            }
+            s.bridges.insert(bridge, spec);
+            Ok(s.technology)
+        })
+    }
+
+    fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()> {
+        self.handle(Call::DestroyBridge { bridge }, |s| {
+            s.bridges
+                .remove(&bridge)
+                .map(|_| ())
+                .ok_or(DataplaneError::Unknown)
+        })
+    }
+
+    fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
+        self.handle(Call::SetMute { leg, direction, on }, |s| known(s, leg))
+    }
+
+    fn set_hold(&self, leg: LegId, on: bool) -> PlaneFuture<'_, ()> {
+        self.handle(Call::SetHold { leg, on }, |s| known(s, leg))
+    }
+
+    fn rtp_stats(&self, leg: LegId) -> PlaneFuture<'_, RtpStats> {
+        self.handle(Call::RtpStats { leg }, |s| {
+            known(s, leg)?;
+            Ok(RtpStats {
+                local: Some(local_addr(leg)),
+                ..RtpStats::default()
+            })
+        })
+    }
+
+    fn shard_of_leg(&self, leg: LegId) -> Option<usize> {
+        self.state().legs.contains(&leg).then_some(0)
+    }
+}

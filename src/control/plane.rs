@@ -1,0 +1,92 @@
+//! [`MediaPlane`]: the data plane as the ARI operations use it — create and
+//! destroy legs, set and destroy bridges, mute, hold, statistics — behind an
+//! object-safe trait, so the control plane runs against the shards
+//! ([`Dataplane`], implemented here by delegation) or against anything else
+//! that keeps the same contract (the test fake, `control::fake`).
+//!
+//! Contract, as [`Dataplane`] keeps it: an operation's future resolves once
+//! the data plane has applied it (or refused it, leaving nothing half done);
+//! `set_bridge` answers the technology chosen for exactly the membership
+//! given; legs and bridges are numbered by the caller ([`LegId`],
+//! [`BridgeKey`]). Errors are [`DataplaneError`], which may gain variants:
+//! callers match it with a fallback arm.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use crate::media::Format;
+use crate::shard::{
+    BridgeKey, BridgeSpec, Dataplane, DataplaneError, Direction, LegId, LegSpec, RtpStats,
+    Technology,
+};
+
+/// A data-plane operation in flight.
+pub type PlaneFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DataplaneError>> + Send + 'a>>;
+
+/// The data plane's operations, as the control plane calls them.
+pub trait MediaPlane: Send + Sync {
+    /// The number of shards (for `/metrics`).
+    fn shard_count(&self) -> usize;
+    /// Binds a socket for a new RTP leg; answers its local address.
+    fn create_rtp_leg(&self, leg: LegId, spec: LegSpec) -> PlaneFuture<'_, SocketAddr>;
+    /// Creates the two halves of a Local pair, joined back to back.
+    fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> PlaneFuture<'_, ()>;
+    /// Removes a leg; `Unknown` if there is none.
+    fn destroy_leg(&self, leg: LegId) -> PlaneFuture<'_, ()>;
+    /// Sets a bridge's membership and flags (creating it if new); answers the
+    /// technology chosen. `Unknown` if a member leg does not exist.
+    fn set_bridge(&self, bridge: BridgeKey, spec: BridgeSpec) -> PlaneFuture<'_, Technology>;
+    /// Removes a bridge.
+    fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()>;
+    /// Mutes or unmutes a leg in one or both directions.
+    fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()>;
+    /// Puts a leg on hold or takes it off.
+    fn set_hold(&self, leg: LegId, on: bool) -> PlaneFuture<'_, ()>;
+    /// A leg's counters.
+    fn rtp_stats(&self, leg: LegId) -> PlaneFuture<'_, RtpStats>;
+    /// The shard a leg lives on now, if it exists (diagnostics).
+    fn shard_of_leg(&self, leg: LegId) -> Option<usize>;
+}
+
+impl MediaPlane for Dataplane {
+    fn shard_count(&self) -> usize {
+        Dataplane::shard_count(self)
+    }
+
+    fn create_rtp_leg(&self, leg: LegId, spec: LegSpec) -> PlaneFuture<'_, SocketAddr> {
+        Box::pin(Dataplane::create_rtp_leg(self, leg, spec))
+    }
+
+    fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::create_local_pair(self, a, b, format))
+    }
+
+    fn destroy_leg(&self, leg: LegId) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::destroy_leg(self, leg))
+    }
+
+    fn set_bridge(&self, bridge: BridgeKey, spec: BridgeSpec) -> PlaneFuture<'_, Technology> {
+        Box::pin(Dataplane::set_bridge(self, bridge, spec))
+    }
+
+    fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::destroy_bridge(self, bridge))
+    }
+
+    fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::set_mute(self, leg, direction, on))
+    }
+
+    fn set_hold(&self, leg: LegId, on: bool) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::set_hold(self, leg, on))
+    }
+
+    fn rtp_stats(&self, leg: LegId) -> PlaneFuture<'_, RtpStats> {
+        Box::pin(Dataplane::rtp_stats(self, leg))
+    }
+
+    fn shard_of_leg(&self, leg: LegId) -> Option<usize> {
+        Dataplane::shard_of_leg(self, leg)
+    }
+}

@@ -1,0 +1,399 @@
+//! ARI operation sequences run through the node as its transports run them
+//! (route table, argument checking, handler, control lock, event flush), on
+//! the in-memory [`FakePlane`] with deterministic ids: no shard thread, no
+//! socket. Each test checks the events an application receives and the
+//! data-plane calls the operations made, in order.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::http::{invoke, parse_query, route, Outcome};
+use super::{EventSink, Node};
+use crate::ari::spec::Method;
+use crate::clock::Timestamp;
+use crate::config::Config;
+use crate::control::fake::{Call, FakePlane, Op};
+use crate::control::ids::SequentialIds;
+use crate::media::Format;
+use crate::shard::{BridgeSpec, DataplaneError, MemberSpec, Technology};
+
+const EPOCH: u64 = 1_795_358_696;
+
+/// A node on a fake data plane, and the events of the applications a test
+/// WebSocket holds.
+struct Harness {
+    node: Arc<Node>,
+    fake: FakePlane,
+    events: mpsc::Receiver<String>,
+}
+
+impl Harness {
+    /// A node whose events for `apps` the harness receives.
+    async fn new(apps: &[&str]) -> Harness {
+        let fake = FakePlane::new();
+        let node = Node::with_ids(
+            Config::defaults(),
+            Box::new(fake.clone()),
+            Timestamp(EPOCH * 1000),
+            Box::new(SequentialIds::new(EPOCH)),
+        );
+        let (sink, events) = EventSink::new(10_000);
+        let apps: Vec<String> = apps.iter().map(|a| a.to_string()).collect();
+        node.lock().await.attach(node.now(), &apps, false, sink);
+        Harness { node, fake, events }
+    }
+
+    /// Runs `METHOD /ari<target>` (`target` may carry a query) with a JSON
+    /// `body` (or none when empty).
+    async fn call(&self, method: Method, target: &str, body: &str) -> Outcome {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let op = route(method, path).unwrap_or_else(|e| panic!("{target}: {e}"));
+        invoke(&self.node, op, parse_query(query), body.as_bytes()).await
+    }
+
+    /// Like [`Harness::call`], expecting `status`; the JSON reply, if any.
+    async fn expect(&self, method: Method, target: &str, status: u16) -> Value {
+        let out = self.call(method, target, "").await;
+        assert_eq!(out.status, status, "{target}: {:?}", out.body);
+        out.body
+            .map(|b| serde_json::from_str(&b).expect("a JSON reply"))
+            .unwrap_or(Value::Null)
+    }
+
+    /// An externalMedia channel in application `app`; its snapshot.
+    async fn external_media(&self, app: &str, port: u16, id: Option<&str>) -> Value {
+        let mut target =
+            format!("/channels/externalMedia?app={app}&external_host=127.0.0.1:{port}&format=ulaw");
+        if let Some(id) = id {
+            target.push_str(&format!("&channelId={id}"));
+        }
+        self.expect(Method::Post, &target, 200).await
+    }
+
+    /// The events received since the last call.
+    fn events(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(text) = self.events.try_recv() {
+            out.push(serde_json::from_str(&text).expect("an event is JSON"));
+        }
+        out
+    }
+
+    /// The type and channel id of each event received since the last call.
+    fn channel_events(&mut self) -> Vec<(String, String)> {
+        self.events()
+            .iter()
+            .map(|e| {
+                let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+                (text(&e["type"]), text(&e["channel"]["id"]))
+            })
+            .collect()
+    }
+
+    /// The types of the events received since the last call.
+    fn event_types(&mut self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+}
+
+fn owned((a, b): (&str, &str)) -> (String, String) {
+    (a.to_string(), b.to_string())
+}
+
+fn member(leg: u64) -> MemberSpec {
+    MemberSpec {
+        leg,
+        mute: false,
+        announcer: false,
+    }
+}
+
+#[tokio::test]
+async fn hangup_of_a_bridged_channel_leaves_the_bridge_then_destroys_the_leg() {
+    let mut h = Harness::new(&["A"]).await;
+    h.external_media("A", 4000, Some("c1")).await;
+    h.external_media("A", 4002, Some("c2")).await;
+    h.expect(Method::Post, "/bridges?bridgeId=b1", 200).await;
+    h.expect(Method::Post, "/bridges/b1/addChannel?channel=c1,c2", 204)
+        .await;
+    h.events();
+    let (leg1, leg2, bridge) = match h.fake.take_calls()[..] {
+        [Call::CreateRtpLeg { leg: l1, .. }, Call::CreateRtpLeg { leg: l2, .. }, Call::SetBridge { bridge, .. }, ..] => {
+            (l1, l2, bridge)
+        }
+        ref other => panic!("unexpected calls: {other:?}"),
+    };
+
+    h.expect(Method::Delete, "/channels/c1", 204).await;
+
+    let events = h.events();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "ChannelHangupRequest",
+            "ChannelLeftBridge",
+            "StasisEnd",
+            "ChannelDestroyed"
+        ]
+    );
+    assert!(events.iter().all(|e| e["channel"]["id"] == "c1"));
+    assert_eq!(
+        (&events[0]["cause"], &events[0]["soft"]),
+        (&json!(32), &json!(true))
+    );
+    assert_eq!(events[1]["bridge"]["channels"], json!(["c2"]));
+    assert_eq!(events[3]["cause"], 16);
+    // The bridge is first set without the channel, then its leg goes.
+    assert_eq!(
+        h.fake.take_calls(),
+        [
+            Call::SetBridge {
+                bridge,
+                spec: BridgeSpec {
+                    members: vec![member(leg2)],
+                    ..BridgeSpec::default()
+                },
+            },
+            Call::DestroyLeg { leg: leg1 },
+        ]
+    );
+    assert_eq!(h.fake.legs(), [leg2]);
+    h.expect(Method::Get, "/channels/c1", 404).await;
+}
+
+#[tokio::test]
+async fn join_and_leave_report_the_technology_the_data_plane_answered() {
+    let mut h = Harness::new(&["A"]).await;
+    h.external_media("A", 4000, Some("c1")).await;
+    let created = h.expect(Method::Post, "/bridges?bridgeId=b1", 200).await;
+    assert_eq!(created["technology"], "simple_bridge");
+    h.events();
+
+    // Answers no table would give for one member: the events must show the
+    // data plane's answer, not a guess of the control plane.
+    h.fake.report_technology(Technology::Softmix);
+    h.expect(Method::Post, "/bridges/b1/addChannel?channel=c1", 204)
+        .await;
+    let entered = h.events();
+    assert_eq!(entered.len(), 1);
+    assert_eq!(entered[0]["type"], "ChannelEnteredBridge");
+    assert_eq!(entered[0]["bridge"]["technology"], "softmix");
+    assert_eq!(entered[0]["bridge"]["channels"], json!(["c1"]));
+    let got = h.expect(Method::Get, "/bridges/b1", 200).await;
+    assert_eq!(got["technology"], "softmix");
+
+    h.fake.report_technology(Technology::HoldingBridge);
+    h.expect(Method::Post, "/bridges/b1/removeChannel?channel=c1", 204)
+        .await;
+    let left = h.events();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["type"], "ChannelLeftBridge");
+    assert_eq!(left[0]["bridge"]["technology"], "holding_bridge");
+    assert_eq!(left[0]["bridge"]["channels"], json!([]));
+    let got = h.expect(Method::Get, "/bridges/b1", 200).await;
+    assert_eq!(got["technology"], "holding_bridge");
+}
+
+#[tokio::test]
+async fn a_data_plane_refusal_on_create_is_503_and_leaves_nothing() {
+    let mut h = Harness::new(&["A"]).await;
+    for (error, message) in [
+        (DataplaneError::NoPorts, "No free RTP port on this node"),
+        (
+            DataplaneError::Busy,
+            "Data plane busy: a shard is not keeping up",
+        ),
+    ] {
+        h.fake.fail_next(Op::CreateRtpLeg, error);
+        let out = h
+            .call(
+                Method::Post,
+                "/channels/externalMedia?app=A&external_host=127.0.0.1:4000&format=ulaw&channelId=c1",
+                "",
+            )
+            .await;
+        assert_eq!(out.status, 503);
+        let body: Value = serde_json::from_str(out.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body, json!({ "message": message }));
+        assert_eq!(h.event_types(), Vec::<String>::new());
+        assert_eq!(h.expect(Method::Get, "/channels", 200).await, json!([]));
+        assert_eq!(h.fake.legs(), Vec::<u64>::new());
+    }
+    // The id was not taken by the failed attempts.
+    let ch = h.external_media("A", 4000, Some("c1")).await;
+    assert_eq!(ch["id"], "c1");
+    assert_eq!(h.event_types(), ["StasisStart"]);
+
+    h.fake.fail_next(Op::SetBridge, DataplaneError::NoPorts);
+    h.expect(Method::Post, "/bridges?bridgeId=b1", 503).await;
+    assert_eq!(h.expect(Method::Get, "/bridges", 200).await, json!([]));
+    h.expect(Method::Post, "/bridges?bridgeId=b1", 200).await;
+}
+
+#[tokio::test]
+async fn a_refused_join_changes_neither_the_bridge_nor_the_channel() {
+    let mut h = Harness::new(&["A"]).await;
+    h.external_media("A", 4000, Some("c1")).await;
+    h.expect(Method::Post, "/bridges?bridgeId=b1", 200).await;
+    h.events();
+    h.fake.fail_next(Op::SetBridge, DataplaneError::Busy);
+    h.expect(Method::Post, "/bridges/b1/addChannel?channel=c1", 503)
+        .await;
+    assert_eq!(h.event_types(), Vec::<String>::new());
+    let bridge = h.expect(Method::Get, "/bridges/b1", 200).await;
+    assert_eq!(bridge["channels"], json!([]));
+    // Not in a bridge: removing it is refused as for any non-member.
+    h.expect(Method::Post, "/bridges/b1/removeChannel?channel=c1", 422)
+        .await;
+    // The next try goes through.
+    h.expect(Method::Post, "/bridges/b1/addChannel?channel=c1", 204)
+        .await;
+    assert_eq!(h.event_types(), ["ChannelEnteredBridge"]);
+}
+
+#[tokio::test]
+async fn generated_ids_and_names_come_from_the_generator() {
+    let mut h = Harness::new(&["A"]).await;
+    let c1 = h.external_media("A", 4000, None).await;
+    let c2 = h.external_media("A", 4002, None).await;
+    assert_eq!(c1["id"], format!("{EPOCH}.1"));
+    assert_eq!(c2["id"], format!("{EPOCH}.2"));
+    assert_eq!(c1["name"], "UnicastRTP/127.0.0.1:4000-00000000");
+    assert_eq!(c2["name"], "UnicastRTP/127.0.0.1:4002-00000001");
+    let starts = h.events();
+    assert_eq!(starts[0]["type"], "StasisStart");
+    assert_eq!(starts[0]["channel"]["id"], format!("{EPOCH}.1"));
+    assert_eq!(starts[1]["channel"]["id"], format!("{EPOCH}.2"));
+
+    let bridge = h.expect(Method::Post, "/bridges", 200).await;
+    let id = "00000000-0000-4000-8000-000000000001";
+    assert_eq!(bridge["id"], id);
+    h.expect(
+        Method::Post,
+        &format!("/bridges/{id}/addChannel?channel={EPOCH}.1"),
+        204,
+    )
+    .await;
+    let entered = h.events();
+    assert_eq!(entered[0]["type"], "ChannelEnteredBridge");
+    assert_eq!(entered[0]["bridge"]["id"], id);
+    assert_eq!(entered[0]["channel"]["id"], format!("{EPOCH}.1"));
+
+    // A Local pair takes the next two ids and the next name counter.
+    let one = h
+        .expect(
+            Method::Post,
+            "/channels/create?endpoint=Local/bob@A&app=A",
+            200,
+        )
+        .await;
+    assert_eq!(one["id"], format!("{EPOCH}.3"));
+    assert_eq!(one["name"], "Local/bob@A-00000002;1");
+}
+
+#[tokio::test]
+async fn hanging_up_a_local_half_ends_both_and_destroys_both_legs() {
+    let mut h = Harness::new(&["A", "B"]).await;
+    let one = h
+        .expect(
+            Method::Post,
+            "/channels?endpoint=Local/bob@B&app=A&channelId=l1&otherChannelId=l2&timeout=0",
+            200,
+        )
+        .await;
+    assert_eq!(one["id"], "l1");
+    let (a, b) = match h.fake.take_calls()[..] {
+        [Call::CreateLocalPair { a, b, format }] => {
+            assert_eq!(format, Format::Ulaw);
+            (a, b)
+        }
+        ref other => panic!("unexpected calls: {other:?}"),
+    };
+    // `;2` entered B; answering it puts `;1` in A.
+    assert_eq!(h.event_types(), ["StasisStart"]);
+    h.expect(Method::Post, "/channels/l2/answer", 204).await;
+    // (`;1`, in no application yet, has nobody to tell of its own change.)
+    assert_eq!(
+        h.channel_events(),
+        [("ChannelStateChange", "l2"), ("StasisStart", "l1")].map(owned)
+    );
+
+    h.expect(Method::Delete, "/channels/l1", 204).await;
+    assert_eq!(
+        h.channel_events(),
+        [
+            ("ChannelHangupRequest", "l1"),
+            ("StasisEnd", "l1"),
+            ("ChannelDestroyed", "l1"),
+            ("ChannelHangupRequest", "l2"),
+            ("StasisEnd", "l2"),
+            ("ChannelDestroyed", "l2"),
+        ]
+        .map(owned)
+    );
+    assert_eq!(
+        h.fake.take_calls(),
+        [Call::DestroyLeg { leg: a }, Call::DestroyLeg { leg: b }]
+    );
+    assert_eq!(h.fake.legs(), Vec::<u64>::new());
+}
+
+#[tokio::test]
+async fn a_leg_the_data_plane_no_longer_knows_still_hangs_up() {
+    let mut h = Harness::new(&["A"]).await;
+    h.external_media("A", 4000, Some("c1")).await;
+    h.events();
+    h.fake.fail_next(Op::DestroyLeg, DataplaneError::Unknown);
+    h.expect(Method::Delete, "/channels/c1", 204).await;
+    assert_eq!(
+        h.event_types(),
+        ["ChannelHangupRequest", "StasisEnd", "ChannelDestroyed"]
+    );
+    h.expect(Method::Get, "/channels/c1", 404).await;
+}
+
+#[tokio::test]
+async fn hold_and_mute_reach_the_data_plane_before_the_events() {
+    let mut h = Harness::new(&["A"]).await;
+    h.external_media("A", 4000, Some("c1")).await;
+    h.events();
+    let leg = h.fake.legs()[0];
+    h.fake.take_calls();
+
+    h.fake.fail_next(Op::SetHold, DataplaneError::Busy);
+    h.expect(Method::Post, "/channels/c1/hold", 503).await;
+    assert_eq!(h.event_types(), Vec::<String>::new());
+    h.expect(Method::Post, "/channels/c1/hold", 204).await;
+    assert_eq!(h.event_types(), ["ChannelHold"]);
+    h.expect(Method::Post, "/channels/c1/mute?direction=in", 204)
+        .await;
+    assert_eq!(
+        h.fake.take_calls(),
+        [
+            Call::SetHold { leg, on: true },
+            Call::SetHold { leg, on: true },
+            Call::SetMute {
+                leg,
+                direction: crate::shard::Direction::In,
+                on: true
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_the_planes_shards() {
+    let h = Harness::new(&[]).await;
+    h.fake.set_shard_count(3);
+    let text = super::http::render_metrics(&h.node).await;
+    assert!(
+        text.lines().any(|l| l == "crossbar_shards 3"),
+        "no shard gauge in:\n{text}"
+    );
+}
