@@ -193,3 +193,36 @@ fn print_defaults_prints_the_embedded_toml() {
     let parsed = crossbar::config::Config::from_layers(Some(&text), []).expect("valid");
     assert_eq!(parsed.ari.bind.to_string(), "127.0.0.1:8088");
 }
+
+#[test]
+fn metrics_and_log_name_the_data_plane_driver() {
+    let epoll = Server::start_with(&[("CROSSBAR_DATAPLANE_IO", "epoll")]);
+    let text = epoll.get("/metrics").text;
+    assert!(
+        text.contains(
+            r#"crossbar_dataplane_driver{driver="epoll",reason="dataplane.io = \"epoll\""} 1"#
+        ),
+        "{text}"
+    );
+    let auto = Server::start_with(&[("CROSSBAR_DATAPLANE_IO", "auto")]);
+    let text = auto.get("/metrics").text;
+    assert!(
+        text.contains(
+            "crossbar_dataplane_driver{driver=\"io_uring\",reason=\"auto: io_uring works;"
+        ) || text.contains(
+            "crossbar_dataplane_driver{driver=\"epoll\",reason=\"auto: io_uring unusable"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_io_uring_feature_is_refused_naming_the_key() {
+    let err = refused("[dataplane]\nuring_disable = \"multishot_recv,warp_drive\"\n");
+    assert!(
+        err.contains("dataplane.uring_disable: unknown io_uring feature 'warp_drive'"),
+        "{err}"
+    );
+    let err = refused("[dataplane]\nio = \"kqueue\"\n");
+    assert!(err.contains("dataplane.io"), "{err}");
+}

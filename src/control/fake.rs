@@ -280,4 +280,8 @@ impl MediaPlane for FakePlane {
     fn shard_of_leg(&self, leg: LegId) -> Option<usize> {
         self.state().legs.contains(&leg).then_some(0)
     }
+
+    fn driver(&self) -> Option<&crate::driver::DriverChoice> {
+        None
+    }
 }

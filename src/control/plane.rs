@@ -11,6 +11,7 @@
 //! [`BridgeKey`]). Errors are [`DataplaneError`], which may gain variants:
 //! callers match it with a fallback arm.
 
+use crate::driver::DriverChoice;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -47,6 +48,9 @@ pub trait MediaPlane: Send + Sync {
     fn rtp_stats(&self, leg: LegId) -> PlaneFuture<'_, RtpStats>;
     /// The shard a leg lives on now, if it exists (diagnostics).
     fn shard_of_leg(&self, leg: LegId) -> Option<usize>;
+    /// The I/O driver the shards run and why (for `/metrics`); `None` for a
+    /// plane without one.
+    fn driver(&self) -> Option<&DriverChoice>;
 }
 
 impl MediaPlane for Dataplane {
@@ -88,5 +92,9 @@ impl MediaPlane for Dataplane {
 
     fn shard_of_leg(&self, leg: LegId) -> Option<usize> {
         Dataplane::shard_of_leg(self, leg)
+    }
+
+    fn driver(&self) -> Option<&DriverChoice> {
+        Some(Dataplane::driver(self))
     }
 }

@@ -65,7 +65,10 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
     let query: Vec<(String, String)> = query.into_iter().filter(|(k, _)| k != "api_key").collect();
 
     if path == "/metrics" && method == Method::Get {
-        let text = render_metrics(&node).await;
+        let mut text = render_metrics(&node).await;
+        if let Some(d) = node.dataplane.driver() {
+            text.push_str(&driver_metric(d));
+        }
         return Response::builder()
             .status(200)
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
@@ -280,6 +283,23 @@ fn constant_eq(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
+}
+
+/// `crossbar_dataplane_driver`: 1 for the driver in use, labelled with its
+/// name and the reason it was chosen.
+fn driver_metric(d: &crate::driver::DriverChoice) -> String {
+    // Label values escape backslash, quote and newline (exposition format).
+    let reason = d
+        .reason
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!(
+        "# HELP crossbar_dataplane_driver The data plane's I/O driver (1 = in use) and why it was chosen\n\
+         # TYPE crossbar_dataplane_driver gauge\n\
+         crossbar_dataplane_driver{{driver=\"{}\",reason=\"{reason}\"}} 1\n",
+        d.kind.name()
+    )
 }
 
 pub(super) async fn render_metrics(node: &Node) -> String {
