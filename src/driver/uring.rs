@@ -740,14 +740,31 @@ impl Watch for Uring {
         }
     }
 
+    /// The receives end before the sockets leave this shard: cancelled
+    /// synchronously where the kernel can (6.0), else by an asynchronous
+    /// cancel submitted at once (a datagram the old receive takes meanwhile
+    /// is dropped, as for a leg that has gone).
     fn unwatch(&mut self, leg: LegRef, _sockets: &LegSockets) {
         let armed = std::mem::take(Self::slot_entry(&mut self.armed, leg.slot()));
+        let mut submit = false;
         for user_data in armed.into_iter().flatten() {
-            self.push(
-                opcode::AsyncCancel::new(user_data)
-                    .build()
-                    .user_data(Op::Cancel.encode()),
-            );
+            let cancel = types::CancelBuilder::user_data(user_data);
+            if self
+                .ring
+                .submitter()
+                .register_sync_cancel(None, cancel)
+                .is_err()
+            {
+                self.push(
+                    opcode::AsyncCancel::new(user_data)
+                        .build()
+                        .user_data(Op::Cancel.encode()),
+                );
+                submit = true;
+            }
+        }
+        if submit {
+            let _ = self.ring.submit();
         }
         self.starved.retain(|(l, _)| *l != leg);
     }
