@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use common_audio::{goertzel_energy, snr_db, tone, tone_at};
 use crossbar::codec::{Decoder, Encoder};
 use crossbar::media::Format;
-use crossbar::shard::{BridgeSpec, Dataplane, Direction, LegSpec, MemberSpec, Technology};
+use crossbar::shard::{
+    BridgeKey, BridgeSpec, Dataplane, Direction, LegId, LegSpec, MemberSpec, Technology,
+};
 
 const PTIME_MS: u64 = 20;
 
@@ -35,7 +37,7 @@ fn dataplane(port_min: u16) -> Dataplane {
 
 fn member(leg: u64) -> MemberSpec {
     MemberSpec {
-        leg,
+        leg: LegId(leg),
         mute: false,
         announcer: false,
     }
@@ -72,7 +74,7 @@ async fn peer(dp: &Dataplane, id: u64, format: Format) -> Peer {
         .unwrap();
     let leg_addr = dp
         .create_rtp_leg(
-            id,
+            LegId(id),
             LegSpec {
                 remote: socket.local_addr().unwrap(),
                 format,
@@ -196,7 +198,7 @@ async fn two_party_transcode(port: u16, a_format: Format, b_format: Format, min_
     let a = peer(&dp, 1, a_format).await;
     let b = peer(&dp, 2, b_format).await;
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 2])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap(),
         Technology::SimpleBridge
     );
     let frames = 50;
@@ -222,7 +224,7 @@ async fn two_party_transcode(port: u16, a_format: Format, b_format: Format, min_
         eprintln!("{a_format}↔{b_format} {label}: SNR {snr:.1} dB");
         assert!(snr > min_snr, "{label}: SNR {snr:.1} dB ≤ {min_snr}");
     }
-    let s = dp.rtp_stats(1).await.unwrap();
+    let s = dp.rtp_stats(LegId(1)).await.unwrap();
     assert!(s.rx_packets >= frames as u64 - 2);
     assert_eq!(s.rx_lost, 0, "{s:?}");
     assert!(s.rx_ssrc.is_some() && s.tx_ssrc.is_some());
@@ -250,7 +252,7 @@ async fn conference(port: u16, n: usize) {
     }
     let legs: Vec<u64> = (1..=n as u64).collect();
     assert_eq!(
-        dp.set_bridge(1, bridge(&legs)).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&legs)).await.unwrap(),
         Technology::Softmix
     );
     let receivers: Vec<_> = peers
@@ -305,7 +307,9 @@ async fn silence_frames_flow_when_nobody_talks() {
         peers.push(peer(&dp, i, Format::Ulaw).await);
     }
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 2, 3])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2, 3]))
+            .await
+            .unwrap(),
         Technology::Softmix
     );
     let got = receive(&peers[0], Duration::from_millis(600))
@@ -328,9 +332,12 @@ async fn muted_member_is_not_heard() {
     }
     let mut spec = bridge(&[1, 2, 3]);
     spec.members[0].mute = true;
-    assert_eq!(dp.set_bridge(1, spec).await.unwrap(), Technology::Softmix);
+    assert_eq!(
+        dp.set_bridge(BridgeKey(1), spec).await.unwrap(),
+        Technology::Softmix
+    );
     // Leg 2 muted the other way: mute in.
-    dp.set_mute(3, Direction::In, true).await.unwrap();
+    dp.set_mute(LegId(3), Direction::In, true).await.unwrap();
     let r = receive(&peers[1], Duration::from_millis(1000));
     let s1 = send_tone(&peers[0], 400.0, 40, None);
     let s3 = send_tone(&peers[2], 1000.0, 40, None);
@@ -344,7 +351,7 @@ async fn muted_member_is_not_heard() {
         let e = goertzel_energy(&pcm, f, 8000);
         assert!(e < 10.0, "muted tone {f} Hz heard: {e}");
     }
-    let s = dp.rtp_stats(1).await.unwrap();
+    let s = dp.rtp_stats(LegId(1)).await.unwrap();
     assert!(s.rx_dropped >= 30, "{s:?}");
 }
 
@@ -363,11 +370,15 @@ async fn switching_two_three_two_keeps_each_stream_continuous() {
         send_tone(&c, 1000.0, 200, Some(stop.clone())),
     ];
     let mut technologies = Vec::new();
-    technologies.push(dp.set_bridge(1, bridge(&[1, 2])).await.unwrap());
+    technologies.push(dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap());
     tokio::time::sleep(Duration::from_millis(600)).await;
-    technologies.push(dp.set_bridge(1, bridge(&[1, 2, 3])).await.unwrap());
+    technologies.push(
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2, 3]))
+            .await
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    technologies.push(dp.set_bridge(1, bridge(&[1, 2])).await.unwrap());
+    technologies.push(dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap());
     tokio::time::sleep(Duration::from_millis(600)).await;
     stop.store(true, Ordering::Relaxed);
     for s in senders {
@@ -399,13 +410,17 @@ async fn local_half_in_a_softmix_bridge() {
     let a = peer(&dp, 1, Format::Ulaw).await;
     let b = peer(&dp, 2, Format::Ulaw).await;
     let c = peer(&dp, 3, Format::Ulaw).await;
-    dp.create_local_pair(5, 6, Format::Ulaw).await.unwrap();
+    dp.create_local_pair(LegId(5), LegId(6), Format::Ulaw)
+        .await
+        .unwrap();
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 2, 5])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2, 5]))
+            .await
+            .unwrap(),
         Technology::Softmix
     );
     assert_eq!(
-        dp.set_bridge(2, bridge(&[6, 3])).await.unwrap(),
+        dp.set_bridge(BridgeKey(2), bridge(&[6, 3])).await.unwrap(),
         Technology::NativeRtp
     );
     let receivers = [
@@ -446,7 +461,7 @@ async fn holding_bridge_announcer_is_heard_participants_are_not() {
     spec.holding = true;
     spec.members[0].announcer = true;
     assert_eq!(
-        dp.set_bridge(1, spec).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), spec).await.unwrap(),
         Technology::HoldingBridge
     );
     let r2 = receive(&peers[1], Duration::from_millis(1000));
@@ -474,7 +489,7 @@ async fn same_format_with_dtmf_events_passes_payload_and_events_through() {
     let mut spec = bridge(&[1, 2]);
     spec.dtmf_events = true;
     assert_eq!(
-        dp.set_bridge(1, spec).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), spec).await.unwrap(),
         Technology::SimpleBridge
     );
     let r = receive(&b, Duration::from_millis(500));
@@ -508,7 +523,7 @@ async fn mixed_conference(port: u16, formats: &[Format]) {
     }
     let legs: Vec<u64> = (1..=formats.len() as u64).collect();
     assert_eq!(
-        dp.set_bridge(1, bridge(&legs)).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&legs)).await.unwrap(),
         Technology::Softmix
     );
     let receivers: Vec<_> = peers

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crossbar::driver::DriverKind;
 use crossbar::media::Format;
-use crossbar::shard::{BridgeSpec, Dataplane, Direction, LegSpec, MemberSpec, Technology};
+use crossbar::shard::{
+    BridgeKey, BridgeSpec, Dataplane, Direction, LegId, LegSpec, MemberSpec, Technology,
+};
 
 const PACKETS: u16 = 500;
 
@@ -70,7 +72,7 @@ fn body(i: u16) -> Vec<u8> {
 
 fn member(leg: u64) -> MemberSpec {
     MemberSpec {
-        leg,
+        leg: LegId(leg),
         mute: false,
         announcer: false,
     }
@@ -85,7 +87,7 @@ fn bridge(legs: &[u64]) -> BridgeSpec {
 
 async fn leg(dp: &Dataplane, id: u64, remote: SocketAddr) -> SocketAddr {
     dp.create_rtp_leg(
-        id,
+        LegId(id),
         LegSpec {
             remote,
             format: Format::Ulaw,
@@ -166,7 +168,7 @@ async fn stats_until(
 ) -> crossbar::shard::RtpStats {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let s = dp.rtp_stats(leg).await.unwrap();
+        let s = dp.rtp_stats(LegId(leg)).await.unwrap();
         if done(&s) || Instant::now() > deadline {
             return s;
         }
@@ -181,15 +183,15 @@ async fn relay_two_legs_both_ways_zero_loss() {
     let la = leg(&dp, 1, ca.local_addr().unwrap()).await;
     let lb = leg(&dp, 2, cb.local_addr().unwrap()).await;
     assert_ne!(
-        dp.shard_of_leg(1),
-        dp.shard_of_leg(2),
+        dp.shard_of_leg(LegId(1)),
+        dp.shard_of_leg(LegId(2)),
         "legs start on different shards"
     );
-    let tech = dp.set_bridge(7, bridge(&[1, 2])).await.unwrap();
+    let tech = dp.set_bridge(BridgeKey(7), bridge(&[1, 2])).await.unwrap();
     assert_eq!(tech, Technology::NativeRtp);
     assert_eq!(
-        dp.shard_of_leg(1),
-        dp.shard_of_leg(2),
+        dp.shard_of_leg(LegId(1)),
+        dp.shard_of_leg(LegId(2)),
         "bridge members share a shard"
     );
 
@@ -202,8 +204,8 @@ async fn relay_two_legs_both_ways_zero_loss() {
     check_stream(&rb.join().unwrap(), 0x1111, PACKETS);
     check_stream(&ra.join().unwrap(), 0x2222, PACKETS);
 
-    let s1 = dp.rtp_stats(1).await.unwrap();
-    let s2 = dp.rtp_stats(2).await.unwrap();
+    let s1 = dp.rtp_stats(LegId(1)).await.unwrap();
+    let s2 = dp.rtp_stats(LegId(2)).await.unwrap();
     assert_eq!((s1.rx_packets, s1.tx_packets), (500, 500));
     assert_eq!((s2.rx_packets, s2.tx_packets), (500, 500));
     assert_eq!((s1.rx_bad, s1.rx_dropped, s1.tx_errors), (0, 0, 0));
@@ -216,10 +218,10 @@ async fn relay_two_legs_both_ways_zero_loss() {
     ca.send_to(&rtp(0x3333, 5, 259, 0, &body(1)), la).unwrap();
     let got = rb.join().unwrap();
     assert_eq!(got.len(), 2);
-    dp.destroy_bridge(7).await.unwrap();
-    dp.destroy_leg(1).await.unwrap();
-    dp.destroy_leg(2).await.unwrap();
-    assert!(dp.rtp_stats(1).await.is_err());
+    dp.destroy_bridge(BridgeKey(7)).await.unwrap();
+    dp.destroy_leg(LegId(1)).await.unwrap();
+    dp.destroy_leg(LegId(2)).await.unwrap();
+    assert!(dp.rtp_stats(LegId(1)).await.is_err());
 }
 
 #[tokio::test]
@@ -229,7 +231,7 @@ async fn garbage_and_wrong_sources_are_counted_and_do_not_disturb_the_relay() {
     let la = leg(&dp, 1, ca.local_addr().unwrap()).await;
     let _lb = leg(&dp, 2, cb.local_addr().unwrap()).await;
     assert_eq!(
-        dp.set_bridge(9, bridge(&[1, 2])).await.unwrap(),
+        dp.set_bridge(BridgeKey(9), bridge(&[1, 2])).await.unwrap(),
         Technology::NativeRtp
     );
 
@@ -282,7 +284,7 @@ async fn garbage_and_wrong_sources_are_counted_and_do_not_disturb_the_relay() {
     assert_eq!(s.rx_bad, 80, "{s:?}");
     assert_eq!(s.rx_wrong_source, 10);
     assert_eq!(s.tx_packets, 0);
-    let s2 = dp.rtp_stats(2).await.unwrap();
+    let s2 = dp.rtp_stats(LegId(2)).await.unwrap();
     assert_eq!(s2.tx_packets, 100);
 }
 
@@ -292,7 +294,7 @@ async fn mute_and_hold_drop_media() {
     let (ca, cb) = (client(), client());
     let la = leg(&dp, 1, ca.local_addr().unwrap()).await;
     let lb = leg(&dp, 2, cb.local_addr().unwrap()).await;
-    dp.set_bridge(3, bridge(&[1, 2])).await.unwrap();
+    dp.set_bridge(BridgeKey(3), bridge(&[1, 2])).await.unwrap();
     let pkt = |seq| rtp(0x1111, seq, u32::from(seq) * 160, 0, &body(seq));
 
     // Baseline: a → b passes.
@@ -301,38 +303,38 @@ async fn mute_and_hold_drop_media() {
     assert!(cb.recv(&mut buf).is_ok());
 
     // mute in on a: b hears nothing; b → a still passes.
-    dp.set_mute(1, Direction::In, true).await.unwrap();
+    dp.set_mute(LegId(1), Direction::In, true).await.unwrap();
     ca.send_to(&pkt(2), la).unwrap();
     silent(&cb);
     cb.send_to(&pkt(2), lb).unwrap();
     assert!(ca.recv(&mut buf).is_ok());
-    dp.set_mute(1, Direction::In, false).await.unwrap();
+    dp.set_mute(LegId(1), Direction::In, false).await.unwrap();
 
     // mute out on b: nothing is sent to b.
-    dp.set_mute(2, Direction::Out, true).await.unwrap();
+    dp.set_mute(LegId(2), Direction::Out, true).await.unwrap();
     ca.send_to(&pkt(3), la).unwrap();
     silent(&cb);
-    dp.set_mute(2, Direction::Both, false).await.unwrap();
+    dp.set_mute(LegId(2), Direction::Both, false).await.unwrap();
     ca.send_to(&pkt(4), la).unwrap();
     assert!(cb.recv(&mut buf).is_ok());
 
     // hold on a: its media is dropped.
-    dp.set_hold(1, true).await.unwrap();
+    dp.set_hold(LegId(1), true).await.unwrap();
     ca.send_to(&pkt(5), la).unwrap();
     silent(&cb);
-    dp.set_hold(1, false).await.unwrap();
+    dp.set_hold(LegId(1), false).await.unwrap();
     ca.send_to(&pkt(6), la).unwrap();
     assert!(cb.recv(&mut buf).is_ok());
 
     // A member joined muted is not heard.
     let mut spec = bridge(&[1, 2]);
     spec.members[0].mute = true;
-    dp.set_bridge(3, spec).await.unwrap();
+    dp.set_bridge(BridgeKey(3), spec).await.unwrap();
     ca.send_to(&pkt(7), la).unwrap();
     silent(&cb);
 
-    let s1 = dp.rtp_stats(1).await.unwrap();
-    let s2 = dp.rtp_stats(2).await.unwrap();
+    let s1 = dp.rtp_stats(LegId(1)).await.unwrap();
+    let s2 = dp.rtp_stats(LegId(2)).await.unwrap();
     assert_eq!(s1.rx_dropped, 3, "{s1:?}"); // mute in, hold, member mute
     assert_eq!(s2.tx_dropped, 1, "{s2:?}"); // mute out
     assert_eq!(s2.tx_packets, 3);
@@ -344,18 +346,20 @@ async fn local_pair_passes_media_between_its_bridges() {
     let (ca, cc) = (client(), client());
     let la = leg(&dp, 1, ca.local_addr().unwrap()).await;
     let lc = leg(&dp, 2, cc.local_addr().unwrap()).await;
-    dp.create_local_pair(5, 6, Format::Ulaw).await.unwrap();
+    dp.create_local_pair(LegId(5), LegId(6), Format::Ulaw)
+        .await
+        .unwrap();
     assert_eq!(
-        dp.set_bridge(20, bridge(&[1, 5])).await.unwrap(),
+        dp.set_bridge(BridgeKey(20), bridge(&[1, 5])).await.unwrap(),
         Technology::NativeRtp
     );
     assert_eq!(
-        dp.set_bridge(21, bridge(&[6, 2])).await.unwrap(),
+        dp.set_bridge(BridgeKey(21), bridge(&[6, 2])).await.unwrap(),
         Technology::NativeRtp
     );
-    let shard = dp.shard_of_leg(1);
+    let shard = dp.shard_of_leg(LegId(1));
     for l in [2, 5, 6] {
-        assert_eq!(dp.shard_of_leg(l), shard, "leg {l} co-located");
+        assert_eq!(dp.shard_of_leg(LegId(l)), shard, "leg {l} co-located");
     }
     let rc = receive(cc.try_clone().unwrap(), 200);
     let ra = receive(ca.try_clone().unwrap(), 200);
@@ -365,7 +369,7 @@ async fn local_pair_passes_media_between_its_bridges() {
     t.join().unwrap();
     check_stream(&rc.join().unwrap(), 0xaaaa, 200);
     check_stream(&ra.join().unwrap(), 0xcccc, 200);
-    let s5 = dp.rtp_stats(5).await.unwrap();
+    let s5 = dp.rtp_stats(LegId(5)).await.unwrap();
     assert_eq!((s5.rx_packets, s5.tx_packets), (200, 200));
 }
 
@@ -375,7 +379,7 @@ async fn unknown_remote_latches_first_source() {
     let (ca, cb, other) = (client(), client(), client());
     let la = leg(&dp, 1, "0.0.0.0:0".parse().unwrap()).await;
     let lb = leg(&dp, 2, cb.local_addr().unwrap()).await;
-    dp.set_bridge(1, bridge(&[1, 2])).await.unwrap();
+    dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap();
     ca.send_to(&rtp(1, 1, 160, 0, &body(1)), la).unwrap();
     let mut buf = [0u8; 2048];
     assert!(cb.recv(&mut buf).is_ok());
@@ -396,7 +400,7 @@ async fn technology_follows_membership_and_flags() {
         leg(&dp, id, c.local_addr().unwrap()).await;
     }
     dp.create_rtp_leg(
-        4,
+        LegId(4),
         LegSpec {
             remote: c.local_addr().unwrap(),
             format: Format::Alaw,
@@ -405,35 +409,37 @@ async fn technology_follows_membership_and_flags() {
     .await
     .unwrap();
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1])).await.unwrap(),
         Technology::SimpleBridge
     );
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 2])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap(),
         Technology::NativeRtp
     );
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 2, 3])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2, 3]))
+            .await
+            .unwrap(),
         Technology::Softmix
     );
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 4])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 4])).await.unwrap(),
         Technology::SimpleBridge
     );
     let mut spec = bridge(&[1, 2]);
     spec.dtmf_events = true;
     assert_eq!(
-        dp.set_bridge(1, spec).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), spec).await.unwrap(),
         Technology::SimpleBridge
     );
     let mut spec = bridge(&[1, 2]);
     spec.holding = true;
     assert_eq!(
-        dp.set_bridge(1, spec).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), spec).await.unwrap(),
         Technology::HoldingBridge
     );
     assert_eq!(
-        dp.set_bridge(2, bridge(&[1, 99])).await,
+        dp.set_bridge(BridgeKey(2), bridge(&[1, 99])).await,
         Err(crossbar::shard::DataplaneError::Unknown)
     );
 }

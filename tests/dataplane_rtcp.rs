@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbar::media::Format;
 use crossbar::rtp::rtcp::{self, ReportBlock, RtcpIter, RtcpPacket, SenderInfo};
 use crossbar::rtp::Ssrc;
-use crossbar::shard::{BridgeSpec, Dataplane, LegSpec, MemberSpec, Technology};
+use crossbar::shard::{BridgeKey, BridgeSpec, Dataplane, LegId, LegSpec, MemberSpec, Technology};
 
 const INTERVAL_MS: u32 = 200;
 
@@ -32,7 +32,7 @@ fn bridge(legs: &[u64]) -> BridgeSpec {
         members: legs
             .iter()
             .map(|&leg| MemberSpec {
-                leg,
+                leg: LegId(leg),
                 mute: false,
                 announcer: false,
             })
@@ -70,7 +70,7 @@ async fn peer(dp: &Dataplane, id: u64, format: Format, endpoint_port: u16) -> Pe
     let (rtp, rtcp) = bind_pair(endpoint_port);
     let leg_addr = dp
         .create_rtp_leg(
-            id,
+            LegId(id),
             LegSpec {
                 remote: rtp.local_addr().unwrap(),
                 format,
@@ -188,7 +188,9 @@ async fn softmix_leg_gets_sr_and_rr_reflecting_loss() {
     let b = peer(&dp, 2, Format::Alaw, 43700).await;
     let c = peer(&dp, 3, Format::Ulaw, 43800).await;
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 2, 3])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2, 3]))
+            .await
+            .unwrap(),
         Technology::Softmix
     );
     let rtp_in = collect(&a.rtp, Duration::from_millis(2600));
@@ -205,7 +207,7 @@ async fn softmix_leg_gets_sr_and_rr_reflecting_loss() {
         s.join().unwrap();
     }
     // a leaves: no more RTP to it; the next report is its last SR, then RRs.
-    dp.set_bridge(1, bridge(&[2, 3])).await.unwrap();
+    dp.set_bridge(BridgeKey(1), bridge(&[2, 3])).await.unwrap();
     let rtp: Vec<_> = rtp_in.join().unwrap();
     let reports = decode(&rtcp_in.join().unwrap());
     let rtp_ssrc = u32::from_be_bytes(rtp[0].1[8..12].try_into().unwrap());
@@ -249,7 +251,7 @@ async fn softmix_leg_gets_sr_and_rr_reflecting_loss() {
     let lb = blocks.last().unwrap();
     assert_eq!(lb.cumulative_lost, i32::from(dropped));
     assert_eq!(lb.highest_seq, 1059);
-    let s = dp.rtp_stats(1).await.unwrap();
+    let s = dp.rtp_stats(LegId(1)).await.unwrap();
     assert_eq!(s.tx_rtcp as usize, reports.len());
     assert_eq!(s.rx_lost, i64::from(dropped));
 }
@@ -260,7 +262,7 @@ async fn rtcp_received_shows_in_stats_and_garbage_is_harmless() {
     let a = peer(&dp, 1, Format::Ulaw, 43600).await;
     let b = peer(&dp, 2, Format::Alaw, 43700).await;
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 2])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap(),
         Technology::SimpleBridge
     );
     let rtcp_in = collect(&a.rtcp, Duration::from_millis(1000));
@@ -307,7 +309,7 @@ async fn rtcp_received_shows_in_stats_and_garbage_is_harmless() {
     sb.join().unwrap();
     let rtp = rtp_in.join().unwrap();
     assert!(rtp.len() >= 50, "media still flows: {}", rtp.len());
-    let s = dp.rtp_stats(1).await.unwrap();
+    let s = dp.rtp_stats(LegId(1)).await.unwrap();
     eprintln!("{s:?}");
     assert_eq!(s.rx_rtcp_bad, 2);
     assert_eq!(s.rx_rtcp, 2);
@@ -347,7 +349,7 @@ async fn native_rtp_relays_rtcp_with_ssrcs_rewritten() {
     let a = peer(&dp, 1, Format::Ulaw, 43600).await;
     let b = peer(&dp, 2, Format::Ulaw, 43700).await;
     assert_eq!(
-        dp.set_bridge(1, bridge(&[1, 2])).await.unwrap(),
+        dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap(),
         Technology::NativeRtp
     );
     let b_rtcp = collect(&b.rtcp, Duration::from_millis(1200));
@@ -355,8 +357,8 @@ async fn native_rtp_relays_rtcp_with_ssrcs_rewritten() {
     let sb = send_rtp(&b, Format::Ulaw, (0..30).collect());
     std::thread::sleep(Duration::from_millis(300));
     let (sa_stats, sb_stats) = (
-        dp.rtp_stats(1).await.unwrap(),
-        dp.rtp_stats(2).await.unwrap(),
+        dp.rtp_stats(LegId(1)).await.unwrap(),
+        dp.rtp_stats(LegId(2)).await.unwrap(),
     );
     let a_out = sa_stats.tx_ssrc.unwrap();
     let b_out = sb_stats.tx_ssrc.unwrap();
@@ -395,8 +397,8 @@ async fn native_rtp_relays_rtcp_with_ssrcs_rewritten() {
         }
         other => panic!("{other:?}"),
     }
-    let s1 = dp.rtp_stats(1).await.unwrap();
-    let s2 = dp.rtp_stats(2).await.unwrap();
+    let s1 = dp.rtp_stats(LegId(1)).await.unwrap();
+    let s2 = dp.rtp_stats(LegId(2)).await.unwrap();
     assert_eq!((s1.rx_rtcp, s1.remote_fraction_lost), (1, 10));
     assert_eq!(s2.tx_rtcp, 1);
     assert_eq!(s1.tx_rtcp, 0);

@@ -39,7 +39,7 @@ pub async fn create(node: &Node, args: Args) -> Result<Reply, AriError> {
     let now = node.now();
     let mut ctl = node.lock().await;
     let id = ctl.reg.claim_bridge_id(args.str("bridgeId"))?;
-    let key = ctl.reg.next_key();
+    let key = ctl.reg.next_bridge_key();
     let spec = BridgeSpec {
         members: Vec::new(),
         dtmf_events: flags.dtmf_events,

@@ -78,7 +78,7 @@ pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> 
     let mut ctl = node.lock().await;
     require_app(&ctl, app)?;
     let id = ctl.reg.claim_channel_id(args.str("channelId"))?;
-    let leg = ctl.reg.next_key();
+    let leg = ctl.reg.next_leg();
     let local = node
         .dataplane
         .create_rtp_leg(leg, LegSpec { remote, format })
@@ -183,7 +183,7 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
         }
         given => ctl.reg.claim_channel_id(given)?,
     };
-    let (leg1, leg2) = (ctl.reg.next_key(), ctl.reg.next_key());
+    let (leg1, leg2) = (ctl.reg.next_leg(), ctl.reg.next_leg());
     node.dataplane
         .create_local_pair(leg1, leg2, format)
         .await

@@ -816,12 +816,20 @@ mod tests {
             remote: addr,
         };
         let name = "UnicastRTP/127.0.0.1:4000-00000000".to_string();
-        let mut ch = Channel::new("c1".into(), name, 1, kind, Format::Ulaw, Timestamp(0), 1);
+        let mut ch = Channel::new(
+            "c1".into(),
+            name,
+            crate::media::LegId(1),
+            kind,
+            Format::Ulaw,
+            Timestamp(0),
+            1,
+        );
         ch.app = Some("A".into());
         check(&ch.snapshot(), model("channels", "Channel"));
         let bridge = Bridge {
             id: "b1".into(),
-            key: 2,
+            key: crate::media::BridgeKey(2),
             name: "n".into(),
             flags: Default::default(),
             technology: "native_rtp",
@@ -846,7 +854,7 @@ mod tests {
         Channel::new(
             id.to_string(),
             name,
-            seq,
+            crate::media::LegId(seq),
             kind,
             Format::Ulaw,
             Timestamp(0),
@@ -870,7 +878,7 @@ mod tests {
         }
         let bridge = Bridge {
             id: "b1".into(),
-            key: 9,
+            key: crate::media::BridgeKey(9),
             name: String::new(),
             flags: Default::default(),
             technology: "simple_bridge",

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::clock::Timestamp;
-use crate::shard::{BridgeKey, BridgeSpec, MemberSpec};
+use crate::shard::{BridgeKey, BridgeSpec, LegId, MemberSpec};
 
 /// The bridge's type attributes (`type=mixing,dtmf_events,...`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl Bridge {
     }
 
     /// The data plane's view of this bridge, given each member's leg.
-    pub fn spec(&self, leg_of: impl Fn(&str) -> Option<u64>) -> BridgeSpec {
+    pub fn spec(&self, leg_of: impl Fn(&str) -> Option<LegId>) -> BridgeSpec {
         BridgeSpec {
             members: self
                 .members

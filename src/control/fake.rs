@@ -188,7 +188,7 @@ impl FakePlane {
 
 /// The local address the fake gives leg `leg`: 127.0.0.1, an even port.
 fn local_addr(leg: LegId) -> SocketAddr {
-    let port = 10_000 + 2 * (leg % 27_000);
+    let port = 10_000 + 2 * (leg.0 % 27_000);
     SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap_or(10_000)))
 }
 

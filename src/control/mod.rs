@@ -325,8 +325,17 @@ impl Registry {
         self.seq
     }
 
-    /// A fresh data-plane key for a leg or bridge.
-    pub fn next_key(&mut self) -> u64 {
+    /// A fresh data-plane id for a leg.
+    pub fn next_leg(&mut self) -> crate::media::LegId {
+        crate::media::LegId(self.take_key())
+    }
+
+    /// A fresh data-plane key for a bridge.
+    pub fn next_bridge_key(&mut self) -> crate::media::BridgeKey {
+        crate::media::BridgeKey(self.take_key())
+    }
+
+    fn take_key(&mut self) -> u64 {
         let k = self.next_key;
         self.next_key += 1;
         k
@@ -910,7 +919,7 @@ mod tests {
     fn bridge(id: &str) -> Bridge {
         Bridge {
             id: id.into(),
-            key: 1,
+            key: crate::media::BridgeKey(1),
             name: String::new(),
             flags: Default::default(),
             technology: "simple_bridge",

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::control::fake::{Call, FakePlane, Op};
 use crate::control::ids::SequentialIds;
 use crate::media::Format;
-use crate::shard::{BridgeSpec, DataplaneError, MemberSpec, Technology};
+use crate::shard::{BridgeSpec, DataplaneError, LegId, MemberSpec, Technology};
 
 const EPOCH: u64 = 1_795_358_696;
 
@@ -105,7 +105,7 @@ fn owned((a, b): (&str, &str)) -> (String, String) {
     (a.to_string(), b.to_string())
 }
 
-fn member(leg: u64) -> MemberSpec {
+fn member(leg: LegId) -> MemberSpec {
     MemberSpec {
         leg,
         mute: false,
@@ -223,7 +223,7 @@ async fn a_data_plane_refusal_on_create_is_503_and_leaves_nothing() {
         assert_eq!(body, json!({ "message": message }));
         assert_eq!(h.event_types(), Vec::<String>::new());
         assert_eq!(h.expect(Method::Get, "/channels", 200).await, json!([]));
-        assert_eq!(h.fake.legs(), Vec::<u64>::new());
+        assert_eq!(h.fake.legs(), Vec::<LegId>::new());
     }
     // The id was not taken by the failed attempts.
     let ch = h.external_media("A", 4000, Some("c1")).await;
@@ -341,7 +341,7 @@ async fn hanging_up_a_local_half_ends_both_and_destroys_both_legs() {
         h.fake.take_calls(),
         [Call::DestroyLeg { leg: a }, Call::DestroyLeg { leg: b }]
     );
-    assert_eq!(h.fake.legs(), Vec::<u64>::new());
+    assert_eq!(h.fake.legs(), Vec::<LegId>::new());
 }
 
 #[tokio::test]

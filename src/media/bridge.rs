@@ -277,7 +277,7 @@ mod tests {
         BridgeSpec {
             members: (0..n)
                 .map(|leg| MemberSpec {
-                    leg,
+                    leg: crate::media::LegId(leg),
                     mute: false,
                     announcer: false,
                 })

@@ -50,10 +50,26 @@ pub use self::core::{Core, CoreConfig, LegState, Removed};
 pub use self::format::*;
 pub use self::leg::{LegRef, Port};
 
-/// A media leg (one channel's media), numbered by the control plane.
-pub type LegId = u64;
-/// A bridge, numbered by the control plane.
-pub type BridgeKey = u64;
+/// A media leg (one channel's media), numbered by the control plane. ARI's
+/// string ids never reach the data plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(pub u64);
+
+/// A bridge, numbered by the control plane (from the same sequence as legs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BridgeKey(pub u64);
+
+impl std::fmt::Display for LegId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "leg {}", self.0)
+    }
+}
+
+impl std::fmt::Display for BridgeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bridge {}", self.0)
+    }
+}
 
 /// One member of a bridge as the data plane needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -265,7 +265,7 @@ impl Dataplane {
         self.routes()
             .legs
             .get(&leg)
-            .map_or_else(|| self.home(leg), |r| r.0)
+            .map_or_else(|| self.home(leg.0), |r| r.0)
     }
 
     async fn call<T>(
@@ -305,7 +305,7 @@ impl Dataplane {
         leg: LegId,
         spec: LegSpec,
     ) -> Result<SocketAddr, DataplaneError> {
-        let shard = self.home(leg);
+        let shard = self.home(leg.0);
         let local = self
             .call(shard, |reply| Command::CreateRtpLeg { leg, spec, reply })
             .await?;
@@ -320,7 +320,7 @@ impl Dataplane {
         b: LegId,
         format: Format,
     ) -> Result<(), DataplaneError> {
-        let shard = self.home(a);
+        let shard = self.home(a.0);
         self.call(shard, |reply| Command::CreateLocalPair {
             a,
             b,
@@ -372,7 +372,7 @@ impl Dataplane {
                     .members
                     .first()
                     .and_then(|m| routes.legs.get(&m.leg))
-                    .map_or_else(|| self.home(bridge), |r| r.0),
+                    .map_or_else(|| self.home(bridge.0), |r| r.0),
             };
             // Everything that must share the target shard.
             let mut legs: HashSet<LegId> = HashSet::new();
@@ -466,7 +466,7 @@ impl Dataplane {
             .routes()
             .bridges
             .get(&bridge)
-            .map_or_else(|| self.home(bridge), |r| r.0);
+            .map_or_else(|| self.home(bridge.0), |r| r.0);
         self.call(shard, |reply| Command::DestroyBridge { bridge, reply })
             .await?;
         let mut routes = self.routes();
