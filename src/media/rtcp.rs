@@ -40,13 +40,14 @@
 //! # Relay
 //! Valid RTCP received (on either port) by a leg in `Mode::Relay` is sent on
 //! to the relay target's RTCP address from the buffer it arrived in, after
-//! rewriting its SSRCs in place ([`crate::rtp::rtcp::map_ssrcs`]) the way
-//! the RTP is rewritten: the sender's SSRC becomes the target's outgoing
-//! SSRC, and report blocks about our stream to the sender become blocks
-//! about the target's incoming SSRC. RTP timestamps in the SR and extended
-//! sequence numbers in report blocks are not shifted by the relay's
-//! seq/ts offsets (they are correct as long as the relay kept the stream's
-//! numbering, which it does until a source or technology switch).
+//! rewriting it in place ([`crate::rtp::rtcp::translate`]) the way the RTP
+//! is rewritten: the sender's SSRC becomes the target's outgoing SSRC and
+//! the SR's RTP timestamp is shifted by the target stream's timestamp
+//! offset; report blocks about our stream to the sender become blocks about
+//! the target's incoming SSRC, their extended highest sequence number
+//! shifted back by our stream's sequence offset, so each endpoint reads the
+//! reports in its own numbering. (Until a relay has anchored a stream, no
+//! offset is known and the values pass unchanged.)
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -123,24 +124,47 @@ pub(super) fn relay(media: &mut Media, lent: &mut Lent<'_>, from: LegRef, len: u
         return false;
     };
     let (in_ssrc, out_ssrc) = (sender.rx.ssrc(), sender.out.ssrc());
+    // What the sender's own stream gets on its way out to the partner, and
+    // what the partner's stream got on its way to the sender.
+    let partner_in = media.legs.get(to).and_then(|t| t.rx.ssrc());
+    let Some(sender) = media.legs.get(from) else {
+        return false;
+    };
+    let seq_back = partner_in
+        .and_then(|s| sender.out.relay_offsets(s))
+        .map_or(0, |(seq, _)| seq);
     let Some(target) = media.legs.get(to) else {
         return false;
     };
+    let ts_forward = in_ssrc
+        .and_then(|s| target.out.relay_offsets(s))
+        .map_or(0, |(_, ts)| ts);
     let (t_out, t_in) = (target.out.ssrc(), target.rx.ssrc());
     let Some((port, addr)) = dest(target) else {
         return false;
     };
     target.stats.tx_rtcp += 1;
     let end = len.min(lent.data.len());
-    wire::map_ssrcs(&mut lent.data[..end], |x| {
-        if Some(Ssrc(x)) == in_ssrc {
-            t_out.0
-        } else if x == out_ssrc.0 {
-            t_in.map_or(x, |s| s.0)
-        } else {
-            x
-        }
-    });
+    wire::translate(
+        &mut lent.data[..end],
+        |x| {
+            if Some(Ssrc(x)) == in_ssrc {
+                t_out.0
+            } else if x == out_ssrc.0 {
+                t_in.map_or(x, |s| s.0)
+            } else {
+                x
+            }
+        },
+        ts_forward,
+        |ssrc, ext| {
+            if ssrc == out_ssrc.0 {
+                unshift_ext_seq(ext, seq_back)
+            } else {
+                ext
+            }
+        },
+    );
     media.outbox.send(
         lent,
         &mut media.pool,
@@ -150,6 +174,19 @@ pub(super) fn relay(media: &mut Media, lent: &mut Lent<'_>, from: LegRef, len: u
         Packet::Rx { len: end },
     );
     true
+}
+
+/// An extended highest sequence number in a relay's output numbering, back
+/// in its input's (the relay added `offset` to the 16-bit sequence numbers).
+fn unshift_ext_seq(ext: u32, offset: u16) -> u32 {
+    let low = (ext as u16).wrapping_sub(offset);
+    let cycles = ext >> 16;
+    let cycles = if low > ext as u16 {
+        cycles.saturating_sub(1)
+    } else {
+        cycles
+    };
+    cycles << 16 | u32::from(low)
 }
 
 /// Writes the leg's report (SR or RR, one block, SDES CNAME) into `buf`;
@@ -271,4 +308,18 @@ pub(super) fn bye(
         addr,
         Packet::Tx { buf, len },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unshift_ext_seq;
+
+    #[test]
+    fn extended_sequence_shifts_back_across_a_cycle() {
+        assert_eq!(unshift_ext_seq(0x0001_0100, 0x0010), 0x0001_00f0);
+        // The output wrapped past 65535 where the input had not.
+        assert_eq!(unshift_ext_seq(0x0001_0005, 0x0010), 0x0000_fff5);
+        assert_eq!(unshift_ext_seq(0x0000_0005, 0x0010), 0x0000_fff5);
+        assert_eq!(unshift_ext_seq(1234, 0), 1234);
+    }
 }

@@ -1,7 +1,7 @@
 //! RTCP (RFC 3550 §6): walking a compound packet ([`RtcpIter`], [`summarize`]),
 //! building receiver and sender reports ([`write_rr`], [`write_sr`]), SDES
 //! CNAME ([`write_sdes_cname`]) and BYE ([`write_bye`]), rewriting the SSRCs
-//! of a compound in place for a relay ([`map_ssrcs`]), and the NTP clock
+//! of a compound in place for a relay ([`map_ssrcs`], [`translate`]), and the NTP clock
 //! arithmetic of LSR/DLSR/RTT ([`ntp_from_unix`], [`ntp_middle`], [`rtt`]).
 //!
 //! Invariants: parsing never panics and never reads past the datagram; each
@@ -353,10 +353,31 @@ pub fn write_bye(buf: &mut [u8], ssrc: Ssrc) -> Result<usize, RtcpError> {
 /// rest of the bytes are left alone. Stops at the first malformed packet
 /// (what came before it is rewritten); never reads or writes out of bounds.
 pub fn map_ssrcs(datagram: &mut [u8], map: impl Fn(u32) -> u32) {
-    let swap = |b: &mut [u8], at: usize| {
+    translate(datagram, map, 0, |_, seq| seq);
+}
+
+/// [`map_ssrcs`], and also the numbering a relay changes: `sr_ts` is added
+/// to the RTP timestamp of each SR's sender info, and the extended highest
+/// sequence number of each report block becomes `block_seq(ssrc, seq)`
+/// (`ssrc`: the block's SSRC before mapping).
+pub fn translate(
+    datagram: &mut [u8],
+    map: impl Fn(u32) -> u32,
+    sr_ts: u32,
+    block_seq: impl Fn(u32, u32) -> u32,
+) {
+    let word = |b: &[u8], at: usize| {
+        b.get(at..at + 4)
+            .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let put = |b: &mut [u8], at: usize, v: u32| {
         if let Some(w) = b.get_mut(at..at + 4) {
-            let v = map(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
             w.copy_from_slice(&v.to_be_bytes());
+        }
+    };
+    let swap = |b: &mut [u8], at: usize| {
+        if let Some(v) = word(b, at) {
+            put(b, at, map(v));
         }
     };
     let mut at = 0;
@@ -374,9 +395,20 @@ pub fn map_ssrcs(datagram: &mut [u8], map: impl Fn(u32) -> u32) {
             PT_SR | PT_RR => {
                 let fixed = if pt == PT_SR { 28 } else { 8 };
                 swap(packet, 4);
+                if pt == PT_SR {
+                    if let Some(ts) = word(packet, 16) {
+                        put(packet, 16, ts.wrapping_add(sr_ts));
+                    }
+                }
                 for i in 0..count {
-                    if fixed + 24 * (i + 1) <= len {
-                        swap(packet, fixed + 24 * i);
+                    let block = fixed + 24 * i;
+                    if block + 24 <= len {
+                        if let (Some(ssrc), Some(seq)) =
+                            (word(packet, block), word(packet, block + 8))
+                        {
+                            put(packet, block + 8, block_seq(ssrc, seq));
+                        }
+                        swap(packet, block);
                     }
                 }
             }
@@ -508,6 +540,35 @@ mod tests {
                 report_blocks: 3
             }
         );
+    }
+
+    #[test]
+    fn translate_shifts_sr_timestamp_and_block_sequence() {
+        let mut buf = [0u8; 256];
+        let info = SenderInfo {
+            ntp: 1,
+            rtp_ts: 0xffff_fff0,
+            packets: 5,
+            octets: 800,
+        };
+        let n = write_sr(&mut buf, Ssrc(1), &info, &[block(7), block(8)]).unwrap();
+        translate(
+            &mut buf[..n],
+            |x| x + 100,
+            0x20,
+            |ssrc, seq| if ssrc == 7 { seq - 5 } else { seq },
+        );
+        match RtcpIter::new(&buf[..n]).next() {
+            Some(Ok(RtcpPacket::SenderReport { ssrc, info, blocks })) => {
+                assert_eq!(ssrc, Ssrc(101));
+                assert_eq!(info.rtp_ts, 0x10, "timestamp shifted, wrapping");
+                let b: Vec<ReportBlock> = blocks.collect();
+                assert_eq!((b[0].ssrc, b[0].highest_seq), (Ssrc(107), 70_002));
+                assert_eq!((b[1].ssrc, b[1].highest_seq), (Ssrc(108), 70_008));
+                assert_eq!(b[0].jitter, 12, "the rest of the block is untouched");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

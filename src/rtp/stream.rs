@@ -155,6 +155,13 @@ impl OutStream {
         (seq, ts)
     }
 
+    /// While the stream relays the input stream `ssrc`: what the relay adds
+    /// to its sequence numbers and timestamps (out = in + offset, wrapping),
+    /// to translate RTCP about the relayed stream.
+    pub fn relay_offsets(&self, ssrc: Ssrc) -> Option<(u16, u32)> {
+        (self.source == Some(Source::Relay(ssrc))).then_some((self.seq_offset, self.ts_offset))
+    }
+
     /// Leaves a gap of `ticks` before the next locally produced frame (input
     /// frames were lost); no effect while relaying or before the first frame.
     pub fn skip(&mut self, ticks: u32) {
