@@ -94,6 +94,9 @@ pub struct JitterStats {
     pub overrun: u64,
     /// Frames dropped unplayed to bring the delay back down.
     pub trimmed: u64,
+    /// Times the buffer started over for a new stream (SSRC change or
+    /// sequence restart).
+    pub restarts: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +115,9 @@ enum State {
 
 /// Ticks of the first calm window after which an unneeded frame is dropped.
 const WINDOW: u32 = 50;
+/// A packet this far behind what plays is a restarted sequence, not a late
+/// frame (RFC 3550 A.1's MAX_MISORDER).
+const MAX_MISORDER: i16 = 100;
 /// The longest calm window (the window doubles on each stall after a trim).
 const MAX_WINDOW: u32 = 1500;
 /// Jitter floor: a frame of delay over `min_delay` per this many `J`s in one
@@ -178,6 +184,18 @@ impl JitterBuffer {
         }
     }
 
+    /// Forgets every held frame and starts buffering again: a new stream
+    /// (another SSRC, or a sequence restart) does not continue the old one.
+    pub fn restart(&mut self) {
+        for i in 0..self.slots.len() {
+            self.release(i);
+        }
+        self.state = State::Buffering;
+        self.window = WINDOW;
+        self.restart_window();
+        self.stats.restarts += 1;
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> JitterStats {
         self.stats
@@ -240,6 +258,12 @@ impl JitterBuffer {
             return Pushed::TooBig;
         }
         let n = self.slots.len();
+        if let State::Playing { next, .. } = self.state {
+            if seq.delta(next) < -MAX_MISORDER {
+                // Far behind what plays: the sender restarted its sequence.
+                self.restart();
+            }
+        }
         if let State::Playing { next, misses } = self.state {
             let ahead = seq.delta(next);
             if ahead < 0 {
@@ -463,6 +487,24 @@ mod tests {
         push(&mut jb, 12);
         assert_eq!(frame(&mut jb), Some(11));
         assert_eq!(jb.stats().stalls, 1);
+    }
+
+    #[test]
+    fn a_sequence_restart_starts_over_instead_of_waiting() {
+        let mut jb = JitterBuffer::new(8, 4, 1, 3);
+        let mut seq = 30_000;
+        steady(&mut jb, &mut seq, 10, 0);
+        // The sender restarts at 5: far behind, so not late but a new stream.
+        assert_eq!(push(&mut jb, 5), Pushed::Stored);
+        assert_eq!(frame(&mut jb), Some(5));
+        let mut seq = 6;
+        steady(&mut jb, &mut seq, 10, 0);
+        // A little behind is still late.
+        assert_eq!(push(&mut jb, 10), Pushed::Late);
+        assert_eq!(jb.stats().restarts, 1);
+        jb.restart();
+        assert_eq!(jb.tick(), Tick::Idle);
+        assert_eq!(jb.stats().restarts, 2);
     }
 
     #[test]

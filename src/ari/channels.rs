@@ -649,6 +649,7 @@ fn rtp_stat(stats: &RtpStats, channel_id: &str) -> Value {
             "stalls": jb.stalls,
             "overrun": jb.overrun,
             "trimmed": jb.trimmed,
+            "restarts": jb.restarts,
         });
     }
     if let Some(ssrc) = stats.rx_ssrc {

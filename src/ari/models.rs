@@ -417,7 +417,7 @@ const RTP_STAT: Model = Model {
             "jitterbuffer",
             "object",
             false,
-            "On a mixing path: the leg's jitter buffer counters since it joined its mix (played, missing, late, duplicate, skipped, stalls, overrun, trimmed).",
+            "On a mixing path: the leg's jitter buffer counters since it joined its mix (played, missing, late, duplicate, skipped, stalls, overrun, trimmed, restarts: times it started over for a new stream).",
         ),
         (
             "channel_uniqueid",

@@ -177,11 +177,7 @@ impl Bridges {
                         Mode::Transcode(path)
                     }
                     _ => match Transcoder::new(leg.format, to_format) {
-                        Ok(tc) => Mode::Transcode(Box::new(TranscodePath {
-                            to,
-                            tc,
-                            last_seq: None,
-                        })),
+                        Ok(tc) => Mode::Transcode(Box::new(TranscodePath { to, tc, last: None })),
                         Err(e) => {
                             tracing::warn!("transcoder: {e}");
                             Mode::Drop

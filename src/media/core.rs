@@ -395,6 +395,7 @@ impl Core {
             bridge: None,
             mode: Mode::Drop,
             jitter: None,
+            mix_ssrc: None,
             rx: ReceiveState::new(),
             stats: RtpStats::default(),
             rtcp: None,

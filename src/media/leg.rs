@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::path::Mode;
 use super::{BridgeKey, Format, LegId, RtpStats};
 use crate::jitter::JitterBuffer;
-use crate::rtp::{OutStream, ReceiveState};
+use crate::rtp::{OutStream, ReceiveState, Ssrc};
 
 /// Generations use 28 bits (drivers pack them beside the slot in 64 bits).
 const GEN_MASK: u32 = 0x0fff_ffff;
@@ -104,6 +104,8 @@ pub(super) struct Leg {
     pub mode: Mode,
     /// Present while the leg is a member of a mixing bridge.
     pub jitter: Option<Box<JitterBuffer>>,
+    /// The SSRC the jitter buffer holds frames of.
+    pub mix_ssrc: Option<Ssrc>,
     /// Loss and jitter of what the leg's socket receives.
     pub rx: ReceiveState,
     pub stats: RtpStats,
@@ -117,6 +119,7 @@ impl Leg {
         self.bridge = None;
         self.mode = Mode::Drop;
         self.jitter = None;
+        self.mix_ssrc = None;
         self.member_mute = false;
         self.announcer = false;
         self.out.switch_source();

@@ -19,9 +19,11 @@
 //!   target's stream as a locally produced frame (seq + 1, timestamp + the
 //!   frame's duration at the target's clock; a gap in the input sequence
 //!   leaves the same gap in the output timestamps). Packets older than the
-//!   last one transcoded, CN and telephone-events are dropped.
+//!   last one transcoded (by up to `MAX_GAP`), CN and telephone-events are
+//!   dropped; a new SSRC or a sequence restart resynchronises at once.
 //! - [`Mode::Mix`]: the payload is copied into the leg's jitter buffer; the
-//!   bridge's mix tick (`mixing.rs`) takes one frame per tick.
+//!   bridge's mix tick (`mixing.rs`) takes one frame per tick. A new SSRC
+//!   restarts the buffer (so does a sequence restart, in the buffer itself).
 //!
 //! A Local half as the target passes the packet on to its peer half, which
 //! ingests it in turn (at most [`MAX_HOPS`] halves in a chain).
@@ -40,7 +42,7 @@ use std::time::Instant;
 use super::buffer::{self, Lent, Outbox, Packet, TxPool};
 use super::leg::{LegKind, LegRef, LegTable, Port};
 use crate::codec::Transcoder;
-use crate::rtp::{Pt, RtpPacket, RtpPacketMut, SeqNo};
+use crate::rtp::{Pt, RtpPacket, RtpPacketMut, SeqNo, Ssrc};
 
 /// Longest chain of Local pair halves a packet may cross.
 pub(super) const MAX_HOPS: usize = 4;
@@ -59,8 +61,8 @@ const MAX_GAP: i16 = 50;
 pub(super) struct TranscodePath {
     pub to: LegRef,
     pub tc: Transcoder,
-    /// The last input sequence number transcoded.
-    pub last_seq: Option<SeqNo>,
+    /// The stream last transcoded: its SSRC and last sequence number.
+    pub last: Option<(Ssrc, SeqNo)>,
 }
 
 /// What a leg does with the media it receives.
@@ -190,6 +192,10 @@ impl Media {
             return; // CN and telephone-events are not mixed.
         }
         if let Some(jb) = leg.jitter.as_deref_mut() {
+            if leg.mix_ssrc.is_some_and(|s| s != p.ssrc()) {
+                jb.restart(); // A new stream: nothing of the old one plays.
+            }
+            leg.mix_ssrc = Some(p.ssrc());
             jb.push(p.seq(), p.timestamp(), p.payload());
         }
     }
@@ -286,13 +292,27 @@ impl Media {
         let from_format = sender.format;
         let produced = match (&mut sender.mode, RtpPacket::parse(input)) {
             (Mode::Transcode(path), Ok(p)) if p.pt().0 == from_format.payload_type() => {
-                let gap = path.last_seq.map_or(1, |last| p.seq().delta(last));
-                if gap <= 0 {
-                    None
+                // A new SSRC, or a sequence far behind the last, is a new
+                // stream: it resynchronises at once (gap 0: no output gap).
+                let gap = match path.last {
+                    Some((ssrc, last)) if ssrc == p.ssrc() => match p.seq().delta(last) {
+                        d if d < -MAX_GAP => 0,
+                        d => d,
+                    },
+                    Some(_) => 0,
+                    None => 1,
+                };
+                if gap < 0
+                    || (gap == 0
+                        && path
+                            .last
+                            .is_some_and(|(s, l)| s == p.ssrc() && l == p.seq()))
+                {
+                    None // Late or duplicate.
                 } else {
                     match path.tc.transcode(p.payload(), &mut out[HEADER_LEN..]) {
                         Ok(n) => {
-                            path.last_seq = Some(p.seq());
+                            path.last = Some((p.ssrc(), p.seq()));
                             Some((n, path.tc.last_samples(), gap))
                         }
                         Err(_) => None,

@@ -13,6 +13,11 @@
 //!   sequence sent + 1 and the timestamp at the last timestamp sent plus the
 //!   media time elapsed since it was sent; the marker bit is set on that
 //!   first packet. A receiver therefore sees one continuous stream.
+//! - The same happens when a relayed stream keeps its SSRC but restarts its
+//!   numbering (a sequence number more than `MAX_MISORDER` behind or
+//!   `MAX_DROPOUT` ahead of the newest); a timestamp that jumps more than a
+//!   second away from the clock (while the sequence continues) re-anchors
+//!   the timestamp alone.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +33,13 @@ enum Source {
     /// Produced locally (mixer, player, transcoder), with the next timestamp.
     Local { next_ts: RtpTimestamp },
 }
+
+/// A relayed sequence number this far behind the newest is a restart, not
+/// a reordered packet (RFC 3550 A.1's MAX_MISORDER).
+const MAX_MISORDER: i16 = 100;
+/// A relayed sequence number this far ahead of the newest is a restart,
+/// not loss (RFC 3550 A.1's MAX_DROPOUT).
+const MAX_DROPOUT: i16 = 3000;
 
 /// The last packet sent: highest sequence number and its timestamp and time.
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +60,8 @@ pub struct OutStream {
     seq_offset: u16,
     ts_offset: u32,
     last: Option<Sent>,
+    /// The newest packet of the relayed input: seq, ts and arrival.
+    last_in: Option<Sent>,
     packets: u64,
     octets: u64,
 }
@@ -65,6 +79,7 @@ impl OutStream {
             seq_offset: 0,
             ts_offset: 0,
             last: None,
+            last_in: None,
             packets: 0,
             octets: 0,
         }
@@ -98,6 +113,7 @@ impl OutStream {
     /// Call when the bridge technology changes.
     pub fn switch_source(&mut self) {
         self.source = None;
+        self.last_in = None;
     }
 
     /// Where the next packet of a new source starts: seq and timestamp.
@@ -139,12 +155,42 @@ impl OutStream {
             view.timestamp(),
             view.payload().len(),
         );
-        if self.source != Some(Source::Relay(in_ssrc)) {
+        let (seq_restart, ts_jump) = match self.last_in {
+            Some(last) if self.source == Some(Source::Relay(in_ssrc)) => {
+                let d = in_seq.delta(last.seq);
+                let expected = i64::from(self.ticks(now.saturating_duration_since(last.at)));
+                let moved = i64::from(in_ts.delta(last.ts));
+                (
+                    !(-MAX_MISORDER..=MAX_DROPOUT).contains(&d),
+                    d > 0 && (moved - expected).abs() > i64::from(self.clock_rate),
+                )
+            }
+            _ => (false, false),
+        };
+        if self.source != Some(Source::Relay(in_ssrc)) || seq_restart {
+            // A new stream, or the same SSRC restarting its numbering.
             let (seq, ts) = self.anchor(now);
             self.seq_offset = seq.0.wrapping_sub(in_seq.0);
             self.ts_offset = ts.0.wrapping_sub(in_ts.0);
             self.source = Some(Source::Relay(in_ssrc));
+            self.last_in = None;
             packet.set_marker(true);
+        } else if ts_jump {
+            // Timestamps jumped against the clock: continue from where the
+            // output's clock is.
+            let (_, ts) = self.anchor(now);
+            self.ts_offset = ts.0.wrapping_sub(in_ts.0);
+            packet.set_marker(true);
+        }
+        if self
+            .last_in
+            .is_none_or(|last| in_seq.is_newer_than(last.seq))
+        {
+            self.last_in = Some(Sent {
+                seq: in_seq,
+                ts: in_ts,
+                at: now,
+            });
         }
         let seq = SeqNo(in_seq.0.wrapping_add(self.seq_offset));
         let ts = RtpTimestamp(in_ts.0.wrapping_add(self.ts_offset));
@@ -329,6 +375,34 @@ mod tests {
         out.rewrite(now, &mut RtpPacketMut::parse(p).unwrap());
         let v = RtpPacket::parse(p).unwrap();
         (v.ssrc(), v.seq(), v.timestamp(), v.marker())
+    }
+
+    #[test]
+    fn relayed_restart_and_timestamp_jump_stay_continuous() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut out = OutStream::new(Ssrc(42), SeqNo(100), RtpTimestamp(1000), 8000);
+        relay(&mut out, ms(0), &mut packet(7, 30_000, 5000));
+        let r = relay(&mut out, ms(20), &mut packet(7, 30_001, 5160));
+        assert_eq!((r.1, r.2, r.3), (SeqNo(101), RtpTimestamp(1160), false));
+        // Same SSRC, sequence restarted far behind: continues, marked.
+        let r = relay(&mut out, ms(40), &mut packet(7, 5, 400));
+        assert_eq!((r.1, r.2, r.3), (SeqNo(102), RtpTimestamp(1320), true));
+        let r = relay(&mut out, ms(60), &mut packet(7, 6, 560));
+        assert_eq!((r.1, r.2, r.3), (SeqNo(103), RtpTimestamp(1480), false));
+        // A jump far ahead is a restart too.
+        let r = relay(&mut out, ms(80), &mut packet(7, 20_000, 560 + 160));
+        assert_eq!((r.1, r.2, r.3), (SeqNo(104), RtpTimestamp(1640), true));
+        // Sequence continues but the timestamp leaps 10 s: only ts re-anchors.
+        let r = relay(&mut out, ms(100), &mut packet(7, 20_001, 720 + 80_160));
+        assert_eq!((r.1, r.2, r.3), (SeqNo(105), RtpTimestamp(1800), true));
+        let r = relay(&mut out, ms(120), &mut packet(7, 20_002, 720 + 80_320));
+        assert_eq!((r.1, r.2, r.3), (SeqNo(106), RtpTimestamp(1960), false));
+        // Ordinary loss and a late packet are not restarts.
+        let r = relay(&mut out, ms(180), &mut packet(7, 20_005, 720 + 80_800));
+        assert_eq!((r.1, r.2, r.3), (SeqNo(109), RtpTimestamp(2440), false));
+        let r = relay(&mut out, ms(181), &mut packet(7, 20_004, 720 + 80_640));
+        assert_eq!((r.1, r.2, r.3), (SeqNo(108), RtpTimestamp(2280), false));
     }
 
     #[test]
