@@ -373,23 +373,34 @@ async fn local_pair_passes_media_between_its_bridges() {
     assert_eq!((s5.rx_packets, s5.tx_packets), (200, 200));
 }
 
+/// The real-socket check of source learning (the rules are tested on
+/// virtual time in media_sim): a stranger's garbage and a lone packet do not
+/// capture the leg; the real peer is learned after its probation.
 #[tokio::test]
-async fn unknown_remote_latches_first_source() {
+async fn unknown_remote_is_learned_after_probation_not_from_a_stranger() {
     let dp = dataplane(41800);
     let (ca, cb, other) = (client(), client(), client());
     let la = leg(&dp, 1, "0.0.0.0:0".parse().unwrap()).await;
     let lb = leg(&dp, 2, cb.local_addr().unwrap()).await;
     dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap();
-    ca.send_to(&rtp(1, 1, 160, 0, &body(1)), la).unwrap();
+    // A stranger first: an empty datagram, garbage, one RTP packet.
+    other.send_to(&[], la).unwrap();
+    other.send_to(b"not rtp at all", la).unwrap();
+    other.send_to(&rtp(3, 1, 160, 0, &body(1)), la).unwrap();
+    silent(&cb);
+    // The real peer: four packets in sequence, the fourth is relayed.
+    for seq in 1..=4u16 {
+        ca.send_to(&rtp(1, seq, u32::from(seq) * 160, 0, &body(seq)), la)
+            .unwrap();
+    }
     let mut buf = [0u8; 2048];
     assert!(cb.recv(&mut buf).is_ok());
     // b → a now goes to the learned address.
     cb.send_to(&rtp(2, 1, 160, 0, &body(1)), lb).unwrap();
     assert!(ca.recv(&mut buf).is_ok());
-    other.send_to(&rtp(3, 1, 160, 0, &body(1)), la).unwrap();
-    let s = stats_until(&dp, 1, |s| s.rx_wrong_source == 1).await;
+    let s = stats_until(&dp, 1, |s| s.rx_wrong_source == 6).await;
     assert_eq!(s.remote, Some(ca.local_addr().unwrap()));
-    assert_eq!(s.rx_wrong_source, 1);
+    assert_eq!(s.rx_wrong_source, 6, "3 from the stranger, 3 on probation");
 }
 
 #[tokio::test]

@@ -617,6 +617,8 @@ fn rtp_stat(stats: &RtpStats, channel_id: &str) -> Value {
         "rxdropped": stats.rx_dropped,
         "rxbad": stats.rx_bad,
         "rxwrongsource": stats.rx_wrong_source,
+        "rxlooped": stats.rx_looped,
+        "rxflood": stats.rx_flood,
         "rxrtcp": stats.rx_rtcp,
         "txdropped": stats.tx_dropped,
         "txerrors": stats.tx_errors,

@@ -389,7 +389,19 @@ const RTP_STAT: Model = Model {
             "rxwrongsource",
             "int",
             true,
-            "Datagrams from a source other than the leg's remote (dropped).",
+            "Datagrams from a source other than the leg's remote, including a source on probation before it is learned (dropped).",
+        ),
+        (
+            "rxlooped",
+            "int",
+            true,
+            "Packets this node sent that came back to the leg: a loop (dropped).",
+        ),
+        (
+            "rxflood",
+            "int",
+            true,
+            "Packets beyond the leg's allowance of 1000 a second (dropped).",
         ),
         ("rxrtcp", "int", true, "RTCP packets received on the RTP port (muxed)."),
         (

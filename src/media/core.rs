@@ -3,11 +3,11 @@
 //!
 //! # Receiving
 //! [`Core::handle_datagram`] takes one datagram from one of a leg's sockets:
-//! - **Source (symmetric RTP).** A leg sends to its remote and accepts
-//!   packets only from it. A leg created with no remote latches the source of
-//!   the first datagram it receives on its RTP port and from then on sends
-//!   there and accepts only that source. Datagrams from other sources are
-//!   counted (`rx_wrong_source`) and dropped.
+//! - **Source.** A leg sends to its remote and accepts packets only from it;
+//!   a leg created with no remote learns it after a probation, and packets
+//!   of ours coming back or beyond a second's allowance are dropped (see
+//!   `source`). Datagrams from other sources are counted
+//!   (`rx_wrong_source`) and dropped.
 //! - **Validity.** Datagrams that are not RTP version 2, are malformed
 //!   (CSRC/extension/padding), truncated (the driver says so with
 //!   [`Core::handle_truncated`]), or carry a payload type other than the
@@ -28,6 +28,7 @@
 //! `tick_ms` apart from the first one, so they do not drift when a wake-up
 //! is late; a core more than [`MAX_CATCH_UP`] ticks behind skips ahead.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,7 @@ use super::leg::{Leg, LegKind, LegRef, LegTable, Port, RtcpLeg};
 use super::mixing;
 use super::path::{Media, Mode, HEADER_LEN, PT_CN, PT_TELEPHONE_EVENT};
 use super::rtcp;
+use super::source::{self, SourceGuard};
 use super::{BridgeKey, BridgeSpec, CoreError, Direction, Format, LegId, RtpStats, Technology};
 use crate::rtp::packet::looks_like_rtcp;
 use crate::rtp::xorshift::XorShift;
@@ -95,6 +97,8 @@ pub struct Core {
     bridges: Bridges,
     next_tick: Option<Instant>,
     cname: Box<[u8]>,
+    /// The outgoing SSRCs of this core's legs (see `source`, Loops).
+    ssrcs: HashSet<u32>,
 }
 
 impl Core {
@@ -114,6 +118,7 @@ impl Core {
             bridges: Bridges::default(),
             next_tick: None,
             cname: config.cname.clone().into_bytes().into_boxed_slice(),
+            ssrcs: HashSet::new(),
             config: CoreConfig { tick_ms, ..config },
         }
     }
@@ -121,8 +126,8 @@ impl Core {
     // ---- legs and bridges (the control path) ----
 
     /// Adds an RTP leg whose sockets the driver bound at `local` (RTP; RTCP
-    /// on the next port); `remote` is where media goes, or `None` to learn
-    /// it from the first datagram.
+    /// on the next port); `remote` is where media goes (fixed), or `None` to
+    /// learn it (see `source`).
     pub fn add_rtp_leg(
         &mut self,
         id: LegId,
@@ -133,7 +138,12 @@ impl Core {
         if self.media.legs.contains(id) {
             return Err(CoreError::InUse);
         }
-        let mut leg = self.new_leg(id, LegKind::Rtp { local, remote }, format);
+        let kind = LegKind::Rtp {
+            local,
+            remote,
+            guard: SourceGuard::new(remote.is_none()),
+        };
+        let mut leg = self.new_leg(id, kind, format);
         leg.rtcp = Some(RtcpLeg::default());
         Ok(self.media.legs.insert(leg))
     }
@@ -162,7 +172,9 @@ impl Core {
             Some(leg) => rtcp::bye(leg, r, &mut self.media.pool, interval),
             None => None,
         };
-        self.media.legs.remove(r);
+        if let Some(leg) = self.media.legs.remove(r) {
+            self.ssrcs.remove(&leg.out.ssrc().0);
+        }
         Ok(Removed { leg: r, farewell })
     }
 
@@ -170,6 +182,7 @@ impl Core {
     pub fn detach_leg(&mut self, id: LegId) -> Result<(LegRef, LegState), CoreError> {
         let r = self.media.legs.find(id).ok_or(CoreError::Unknown)?;
         let leg = self.media.legs.remove(r).ok_or(CoreError::Unknown)?;
+        self.ssrcs.remove(&leg.out.ssrc().0);
         Ok((r, LegState(leg)))
     }
 
@@ -183,6 +196,7 @@ impl Core {
         if let Some(r) = leg.rtcp.as_mut() {
             r.due = None;
         }
+        self.ssrcs.insert(leg.out.ssrc().0);
         Ok(self.media.legs.insert(leg))
     }
 
@@ -229,7 +243,7 @@ impl Core {
     pub fn stats(&mut self, id: LegId) -> Result<RtpStats, CoreError> {
         let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
         let mut stats = l.stats.clone();
-        if let LegKind::Rtp { local, remote } = &l.kind {
+        if let LegKind::Rtp { local, remote, .. } = &l.kind {
             stats.local = Some(*local);
             stats.remote = *remote;
         }
@@ -382,6 +396,7 @@ impl Core {
             RtpTimestamp(self.rng.next_u32()),
             format.clock_rate(),
         );
+        self.ssrcs.insert(out.ssrc().0);
         Box::new(Leg {
             id,
             kind,
@@ -414,14 +429,38 @@ impl Core {
         let len = lent.data.len();
         leg.stats.rx_packets += 1;
         leg.stats.rx_octets += len as u64;
-        if let LegKind::Rtp { remote, .. } = &mut leg.kind {
-            match remote {
-                Some(addr) if *addr == source => {}
-                None => *remote = Some(source),
-                Some(_) => {
+        let format_pt = leg.format.payload_type();
+        if let LegKind::Rtp { remote, guard, .. } = &mut leg.kind {
+            if *remote != Some(source) {
+                let learned = match RtpPacket::parse(lent.data) {
+                    Ok(p) if p.pt().0 == format_pt && !looks_like_rtcp(lent.data) => {
+                        guard.probation(now, source, p.ssrc(), p.seq())
+                    }
+                    _ => false,
+                };
+                if !learned {
                     leg.stats.rx_wrong_source += 1;
                     return;
                 }
+                tracing::info!(leg = leg.id.0, %source, "RTP source learned");
+                *remote = Some(source);
+                if let Some(rtcp) = leg.rtcp.as_mut() {
+                    rtcp.remote = None;
+                    rtcp.mux = false;
+                }
+            }
+            let mut started = false;
+            if !guard.admit(now, &mut started) {
+                if started {
+                    tracing::warn!(
+                        leg = leg.id.0,
+                        %source,
+                        "over {} packets a second: the excess is dropped (a flood or a loop)",
+                        source::MAX_PPS
+                    );
+                }
+                leg.stats.rx_flood += 1;
+                return;
             }
         }
         let format_pt = leg.format.payload_type();
@@ -445,6 +484,24 @@ impl Core {
             leg.stats.rx_bad += 1;
             return;
         }
+        if let LegKind::Rtp { guard, .. } = &mut leg.kind {
+            let ssrc = packet.ssrc();
+            if guard.looped == Some(ssrc) {
+                leg.stats.rx_looped += 1;
+                return;
+            }
+            if leg.rx.ssrc() != Some(ssrc) && self.ssrcs.contains(&ssrc.0) {
+                tracing::warn!(
+                    leg = leg.id.0,
+                    %source,
+                    ssrc = ssrc.0,
+                    "packets this node sent came back: a loop; they are dropped"
+                );
+                guard.looped = Some(ssrc);
+                leg.stats.rx_looped += 1;
+                return;
+            }
+        }
         if pt == format_pt {
             let arrival =
                 (since_epoch * u128::from(leg.format.clock_rate()) / 1_000_000_000) as u32;
@@ -460,9 +517,11 @@ impl Core {
         let Some(leg) = self.media.legs.get(r) else {
             return;
         };
+        // Only from the remote's address and RTCP port (RTP port + 1).
         let from_remote = matches!(
             &leg.kind,
-            LegKind::Rtp { remote: Some(addr), .. } if addr.ip() == source.ip()
+            LegKind::Rtp { remote: Some(addr), .. }
+                if addr.ip() == source.ip() && addr.port().checked_add(1) == Some(source.port())
         );
         if !from_remote || !rtcp::absorb(leg, lent.data, now, ntp) {
             leg.stats.rx_rtcp_bad += 1;

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::path::Mode;
+use super::source::SourceGuard;
 use super::{BridgeKey, Format, LegId, RtpStats};
 use crate::jitter::JitterBuffer;
 use crate::rtp::{OutStream, ReceiveState, Ssrc};
@@ -56,10 +57,12 @@ pub enum Port {
 /// What carries a leg's media.
 #[derive(Debug)]
 pub(super) enum LegKind {
-    /// RTP on a driver's sockets, with the remote (learned when `None`).
+    /// RTP on a driver's sockets, with the remote (learned when `None`, or
+    /// re-learned, as `guard` says).
     Rtp {
         local: SocketAddr,
         remote: Option<SocketAddr>,
+        guard: SourceGuard,
     },
     /// A Local channel half; `peer_slot` is the other half on this core.
     Local {

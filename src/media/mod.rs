@@ -31,7 +31,8 @@
 //! builds a [`Transmit`]), `leg` (the leg table with generations), `bridge`
 //! (technology choice and application), `path` (what a leg does with what it
 //! receives), `mixing` (the softmix tick), `rtcp` (reports received, sent,
-//! relayed), `core` (the [`Core`] API), `sim` (the virtual-time harness).
+//! relayed), `source` (symmetric RTP learning, loop and flood guards),
+//! `core` (the [`Core`] API), `sim` (the virtual-time harness).
 
 mod bridge;
 mod buffer;
@@ -42,6 +43,7 @@ mod mixing;
 mod path;
 mod rtcp;
 // pub mod sim;
+mod source;
 
 use std::net::SocketAddr;
 
@@ -140,8 +142,13 @@ pub struct RtpStats {
     /// Datagrams that are not valid RTP for the leg (short, version, bad
     /// header, truncated, payload type not of its format).
     pub rx_bad: u64,
-    /// Datagrams from a source other than the leg's remote.
+    /// Datagrams from a source other than the leg's remote (including those
+    /// of a source on probation, see `source`).
     pub rx_wrong_source: u64,
+    /// Packets this node itself sent that came back to the leg (a loop).
+    pub rx_looped: u64,
+    /// Packets over the leg's per-second allowance (a flood or a loop).
+    pub rx_flood: u64,
     /// Valid RTCP compound datagrams received from the remote, on the RTP
     /// port (muxed) or on the RTCP port.
     pub rx_rtcp: u64,
