@@ -56,10 +56,7 @@ fn untoken(data: u64) -> (LegRef, Port) {
     } else {
         Port::Rtp
     };
-    (
-        LegRef::from_parts(data as u32, (data >> 32) as u32),
-        port,
-    )
+    (LegRef::from_parts(data as u32, (data >> 32) as u32), port)
 }
 
 /// The receive side of a batch: buffers, addresses, headers.
@@ -274,7 +271,11 @@ fn release(shard: &mut Shard, t: Transmit) {
 impl Watch for Epoll {
     fn watch(&mut self, leg: LegRef, sockets: &LegSockets) {
         for port in [Port::Rtp, Port::Rtcp] {
-            self.ctl(libc::EPOLL_CTL_ADD, sockets.get(port).as_raw_fd(), token(leg, port));
+            self.ctl(
+                libc::EPOLL_CTL_ADD,
+                sockets.get(port).as_raw_fd(),
+                token(leg, port),
+            );
         }
     }
 

@@ -273,7 +273,8 @@ impl Shard {
         match command {
             Command::CreateRtpLeg { leg, spec, reply } => {
                 let result = self.bind_pair().and_then(|(sockets, local)| {
-                    let remote = (!crate::media::is_unspecified(&spec.remote)).then_some(spec.remote);
+                    let remote =
+                        (!crate::media::is_unspecified(&spec.remote)).then_some(spec.remote);
                     let r = self
                         .core
                         .add_rtp_leg(leg, local, remote, spec.format)
@@ -469,7 +470,9 @@ impl Timer {
         let value = match deadline {
             // A zero it_value disarms a timerfd: a deadline already past
             // becomes the shortest wait.
-            Some(d) => d.saturating_duration_since(now).max(std::time::Duration::from_nanos(1)),
+            Some(d) => d
+                .saturating_duration_since(now)
+                .max(std::time::Duration::from_nanos(1)),
             None => std::time::Duration::ZERO,
         };
         let spec = libc::itimerspec {

@@ -234,11 +234,9 @@ impl Buffers {
         };
         this.multi_msg.msg_namelen = NAME_LEN as libc::socklen_t;
         if multishot {
-            let layout = std::alloc::Layout::from_size_align(
-                n * std::mem::size_of::<BufRingEntry>(),
-                4096,
-            )
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let layout =
+                std::alloc::Layout::from_size_align(n * std::mem::size_of::<BufRingEntry>(), 4096)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             // SAFETY: the layout has a non-zero size; zeroed memory is a
             // valid (empty) array of plain-data descriptors.
             let mem = unsafe { std::alloc::alloc_zeroed(layout) } as *mut BufRingEntry;
@@ -247,8 +245,10 @@ impl Buffers {
             }
             // SAFETY: `mem` is page aligned, holds BUFFERS entries and lives
             // until `release`, which unregisters it first.
-            let registered =
-                unsafe { ring.submitter().register_buf_ring_with_flags(mem as u64, BUFFERS, BGID, 0) };
+            let registered = unsafe {
+                ring.submitter()
+                    .register_buf_ring_with_flags(mem as u64, BUFFERS, BGID, 0)
+            };
             if let Err(e) = registered {
                 // SAFETY: allocated just above with this layout, never shared.
                 unsafe { std::alloc::dealloc(mem as *mut u8, layout) };
@@ -596,10 +596,14 @@ impl Uring {
                 Some((source, len, truncated)) if !truncated => {
                     let end = DATA_OFFSET + len;
                     let data = &mut self.bufs.buffer(bid)[DATA_OFFSET..end];
-                    let back =
-                        shard
-                            .core
-                            .handle_datagram(now, leg, port, source, data, RxBuf::lend(u32::from(bid)));
+                    let back = shard.core.handle_datagram(
+                        now,
+                        leg,
+                        port,
+                        source,
+                        data,
+                        RxBuf::lend(u32::from(bid)),
+                    );
                     if let Some(back) = back {
                         self.bufs.recycle(back.id() as u16);
                     }
@@ -681,7 +685,10 @@ impl Uring {
         }
         while let Some((leg, port)) = self.rearm.pop() {
             if let Some(fd) = shard.socket(leg, port).map(UdpSocket::as_raw_fd) {
-                let armed = self.armed.get(leg.slot() as usize).and_then(|a| a[port_index(port)]);
+                let armed = self
+                    .armed
+                    .get(leg.slot() as usize)
+                    .and_then(|a| a[port_index(port)]);
                 if armed.is_none() {
                     self.arm_recv(leg, port, fd);
                 }
@@ -694,10 +701,18 @@ impl Uring {
     fn quiesce(&mut self) -> bool {
         let armed: Vec<u64> = self.armed.iter().flatten().flatten().copied().collect();
         for user_data in armed {
-            self.push(opcode::AsyncCancel::new(user_data).build().user_data(Op::Cancel.encode()));
+            self.push(
+                opcode::AsyncCancel::new(user_data)
+                    .build()
+                    .user_data(Op::Cancel.encode()),
+            );
         }
         for op in [Op::Wake, Op::Timer] {
-            self.push(opcode::AsyncCancel::new(op.encode()).build().user_data(Op::Cancel.encode()));
+            self.push(
+                opcode::AsyncCancel::new(op.encode())
+                    .build()
+                    .user_data(Op::Cancel.encode()),
+            );
         }
         for _ in 0..200 {
             let _ = self.ring.submit();
@@ -728,7 +743,11 @@ impl Watch for Uring {
     fn unwatch(&mut self, leg: LegRef, _sockets: &LegSockets) {
         let armed = std::mem::take(Self::slot_entry(&mut self.armed, leg.slot()));
         for user_data in armed.into_iter().flatten() {
-            self.push(opcode::AsyncCancel::new(user_data).build().user_data(Op::Cancel.encode()));
+            self.push(
+                opcode::AsyncCancel::new(user_data)
+                    .build()
+                    .user_data(Op::Cancel.encode()),
+            );
         }
         self.starved.retain(|(l, _)| *l != leg);
     }
@@ -807,7 +826,9 @@ pub(super) fn run(
                         None => io.bufs.recycle(bid),
                     }
                 }
-                Some(op @ (Op::SendRx { .. } | Op::SendTx { .. })) => io.sent(&mut shard, op, result),
+                Some(op @ (Op::SendRx { .. } | Op::SendTx { .. })) => {
+                    io.sent(&mut shard, op, result)
+                }
                 Some(Op::Wake) => {
                     running = shard.drain_commands(&commands, &mut io);
                     if running {
@@ -894,7 +915,10 @@ pub(super) fn probe(disabled: &[UringFeature]) -> io::Result<(UringFeatures, Str
         // below (submit_and_wait returns after it).
         let ok = unsafe { ring.submission().push(&entry) }.is_ok()
             && ring.submit_and_wait(1).is_ok()
-            && ring.completion().next().is_some_and(|c: cqueue::Entry| c.result() == 4);
+            && ring
+                .completion()
+                .next()
+                .is_some_and(|c: cqueue::Entry| c.result() == 4);
         let mut sink = [0u8; 8];
         let _ = b.recv(&mut sink);
         ok
@@ -1011,6 +1035,9 @@ mod tests {
             },
             "{notes}"
         );
-        assert!(notes.contains("disabled by dataplane.uring_disable"), "{notes}");
+        assert!(
+            notes.contains("disabled by dataplane.uring_disable"),
+            "{notes}"
+        );
     }
 }

@@ -100,9 +100,8 @@ pub struct Core {
 impl Core {
     pub fn new(config: CoreConfig) -> Core {
         let tick_ms = config.tick_ms.max(1);
-        let mut pool = TxPool::new(
-            HEADER_LEN + mixing::max_payload(Format::Slin48, tick_ms).max(1500),
-        );
+        let mut pool =
+            TxPool::new(HEADER_LEN + mixing::max_payload(Format::Slin48, tick_ms).max(1500));
         pool.reserve(TX_POOL_BASE);
         Core {
             tick: Duration::from_millis(u64::from(tick_ms)),
@@ -115,10 +114,7 @@ impl Core {
             bridges: Bridges::default(),
             next_tick: None,
             cname: config.cname.clone().into_bytes().into_boxed_slice(),
-            config: CoreConfig {
-                tick_ms,
-                ..config
-            },
+            config: CoreConfig { tick_ms, ..config },
         }
     }
 
@@ -196,7 +192,11 @@ impl Core {
     }
 
     /// Sets a bridge's members and flags; returns the technology chosen.
-    pub fn set_bridge(&mut self, key: BridgeKey, spec: BridgeSpec) -> Result<Technology, CoreError> {
+    pub fn set_bridge(
+        &mut self,
+        key: BridgeKey,
+        spec: BridgeSpec,
+    ) -> Result<Technology, CoreError> {
         self.bridges
             .set(&mut self.media, key, spec, self.config.tick_ms)
     }
@@ -348,8 +348,7 @@ impl Core {
     // ---- inside ----
 
     fn wants_ticks(&self) -> bool {
-        self.bridges.any_mixing()
-            || (self.config.rtcp_interval_ms > 0 && self.media.legs.len() > 0)
+        self.bridges.any_mixing() || (self.config.rtcp_interval_ms > 0 && self.media.legs.len() > 0)
     }
 
     fn tick_once(&mut self, now: Instant) {

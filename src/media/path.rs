@@ -116,7 +116,13 @@ impl Media {
 
     /// The leg `from` received `packet` (validated RTP of its remote, or what
     /// its Local peer was sent): pass it on as its mode says.
-    pub(super) fn ingest(&mut self, lent: &mut Lent<'_>, now: Instant, from: LegRef, packet: Packet) {
+    pub(super) fn ingest(
+        &mut self,
+        lent: &mut Lent<'_>,
+        now: Instant,
+        from: LegRef,
+        packet: Packet,
+    ) {
         let mut from = from;
         let mut packet = packet;
         for _ in 0..MAX_HOPS {
@@ -241,7 +247,13 @@ impl Media {
     }
 
     /// Transcodes what the leg `from` received into its partner's format.
-    fn transcode(&mut self, lent: &mut Lent<'_>, now: Instant, from: LegRef, packet: Packet) -> Next {
+    fn transcode(
+        &mut self,
+        lent: &mut Lent<'_>,
+        now: Instant,
+        from: LegRef,
+        packet: Packet,
+    ) -> Next {
         let Some(Mode::Transcode(path)) = self.legs.get(from).map(|l| &l.mode) else {
             return Next::Stop(packet);
         };

@@ -141,15 +141,26 @@ pub(super) fn relay(media: &mut Media, lent: &mut Lent<'_>, from: LegRef, len: u
             x
         }
     });
-    media
-        .outbox
-        .send(lent, &mut media.pool, to, port, addr, Packet::Rx { len: end });
+    media.outbox.send(
+        lent,
+        &mut media.pool,
+        to,
+        port,
+        addr,
+        Packet::Rx { len: end },
+    );
     true
 }
 
 /// Writes the leg's report (SR or RR, one block, SDES CNAME) into `buf`;
 /// its length, or `None` if it does not fit.
-fn write_report(leg: &mut Leg, buf: &mut [u8], now: Instant, ntp: u64, cname: &[u8]) -> Option<usize> {
+fn write_report(
+    leg: &mut Leg,
+    buf: &mut [u8],
+    now: Instant,
+    ntp: u64,
+    cname: &[u8],
+) -> Option<usize> {
     let ssrc = leg.out.ssrc();
     let r = leg.rtcp.as_mut()?;
     let (lsr, dlsr) = r.last_sr.map_or((0, 0), |(lsr, at)| {
@@ -212,7 +223,14 @@ pub(super) fn tick(
         match write_report(leg, pool.data(&buf), now, ntp, cname) {
             Some(len) => {
                 leg.stats.tx_rtcp += 1;
-                outbox.send(&mut Lent::none(), pool, r, port, addr, Packet::Tx { buf, len });
+                outbox.send(
+                    &mut Lent::none(),
+                    pool,
+                    r,
+                    port,
+                    addr,
+                    Packet::Tx { buf, len },
+                );
             }
             None => pool.release(buf),
         }
@@ -222,7 +240,12 @@ pub(super) fn tick(
 /// RR + BYE for a leg about to be destroyed, if the leg was reporting (not
 /// relaying, reports on): a send for the driver to make before it closes
 /// the leg's sockets.
-pub(super) fn bye(leg: &mut Leg, r: LegRef, pool: &mut TxPool, interval_ms: u32) -> Option<Transmit> {
+pub(super) fn bye(
+    leg: &mut Leg,
+    r: LegRef,
+    pool: &mut TxPool,
+    interval_ms: u32,
+) -> Option<Transmit> {
     if interval_ms == 0 || matches!(leg.mode, Mode::Relay { .. }) {
         return None;
     }
@@ -230,13 +253,22 @@ pub(super) fn bye(leg: &mut Leg, r: LegRef, pool: &mut TxPool, interval_ms: u32)
     let (port, addr) = dest(leg)?;
     let buf = pool.take()?;
     let data = pool.data(&buf);
-    let written = wire::write_rr(data, ssrc, &[])
-        .ok()
-        .and_then(|n| wire::write_bye(data.get_mut(n..)?, ssrc).ok().map(|m| n + m));
+    let written = wire::write_rr(data, ssrc, &[]).ok().and_then(|n| {
+        wire::write_bye(data.get_mut(n..)?, ssrc)
+            .ok()
+            .map(|m| n + m)
+    });
     let Some(len) = written else {
         pool.release(buf);
         return None;
     };
     leg.stats.tx_rtcp += 1;
-    transmit(&mut Lent::none(), pool, r, port, addr, Packet::Tx { buf, len })
+    transmit(
+        &mut Lent::none(),
+        pool,
+        r,
+        port,
+        addr,
+        Packet::Tx { buf, len },
+    )
 }

@@ -44,9 +44,7 @@ use crate::config::Config;
 use crate::driver::{DriverChoice, ShardStart};
 use crate::media::Format;
 
-pub use crate::media::{
-    BridgeKey, BridgeSpec, Direction, LegId, MemberSpec, RtpStats, Technology,
-};
+pub use crate::media::{BridgeKey, BridgeSpec, Direction, LegId, MemberSpec, RtpStats, Technology};
 
 /// What a new RTP leg is to talk to.
 #[derive(Clone, Debug)]
