@@ -41,7 +41,7 @@ mod leg;
 mod mixing;
 mod path;
 mod rtcp;
-// pub mod sim;
+pub mod sim;
 
 use std::net::SocketAddr;
 
