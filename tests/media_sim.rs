@@ -1668,3 +1668,53 @@ fn random_commands_over_rough_links_keep_the_buffers_whole() {
     // Relayed, produced and dropped datagrams all happened.
     assert!(audit.rx_sent > 20 && audit.tx_sent > 500 && audit.rx_returned > 1000);
 }
+
+/// A core that stops needing its tick (no mix, and no reports or no legs)
+/// and needs it again later starts a new tick schedule: the first mix
+/// frames after the pause come one tick apart, not in a burst of catch-up
+/// ticks for the time it was idle.
+#[test]
+fn a_mix_that_resumes_after_a_pause_does_not_burst() {
+    for rtcp_interval_ms in [0, 5000] {
+        let mut sim = sim_with(SimConfig {
+            rtcp_interval_ms,
+            ..SimConfig::default()
+        });
+        let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
+        let legs = |sim: &mut Sim| {
+            for (i, &p) in peers.iter().enumerate() {
+                sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
+            }
+            sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap();
+        };
+        legs(&mut sim);
+        sim.run_for(ms(1000)).unwrap();
+        if rtcp_interval_ms == 0 {
+            // No mix: nothing needs the tick.
+            sim.destroy_bridge(1).unwrap();
+        } else {
+            // No legs: nothing needs the tick.
+            sim.destroy_bridge(1).unwrap();
+            for leg in 1..=3 {
+                sim.remove_leg(leg).unwrap();
+            }
+        }
+        sim.run_for(ms(1000)).unwrap();
+        let resumed = sim.now();
+        if rtcp_interval_ms == 0 {
+            sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap();
+        } else {
+            legs(&mut sim);
+        }
+        sim.run_for(ms(1000)).unwrap();
+        let got = rtp_of(&sim, peers[2]);
+        let after: Vec<&RtpRecv> = got.iter().filter(|g| g.at > resumed).collect();
+        assert!(after.len() >= 48, "{}", after.len());
+        // The first frame one tick after the mix resumed (5 ms down the link).
+        assert_eq!(after[0].at - resumed, ms(25), "rtcp {rtcp_interval_ms}");
+        for w in after.windows(2) {
+            assert_eq!(w[1].at - w[0].at, ms(20), "rtcp {rtcp_interval_ms}: {w:?}");
+        }
+        assert_clean(&sim);
+    }
+}
