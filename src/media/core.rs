@@ -26,7 +26,10 @@
 //! start ([`CoreConfig::ntp_anchor`]). [`Core::poll_timeout`] names the next
 //! tick while a bridge mixes or a leg reports RTCP; ticks are spaced
 //! `tick_ms` apart from the first one, so they do not drift when a wake-up
-//! is late; a core more than [`MAX_CATCH_UP`] ticks behind skips ahead.
+//! is late; a core more than [`MAX_CATCH_UP`] ticks behind skips ahead. A
+//! core that stops needing ticks (no mix, and no leg or no reports) forgets
+//! its schedule: when it needs them again they start afresh, one tick after
+//! the first `handle_timeout`, instead of catching up on the idle time.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -175,6 +178,7 @@ impl Core {
         if let Some(leg) = self.media.legs.remove(r) {
             self.ssrcs.remove(&leg.out.ssrc().0);
         }
+        self.forget_idle_schedule();
         Ok(Removed { leg: r, farewell })
     }
 
@@ -183,6 +187,7 @@ impl Core {
         let r = self.media.legs.find(id).ok_or(CoreError::Unknown)?;
         let leg = self.media.legs.remove(r).ok_or(CoreError::Unknown)?;
         self.ssrcs.remove(&leg.out.ssrc().0);
+        self.forget_idle_schedule();
         Ok((r, LegState(leg)))
     }
 
@@ -211,13 +216,18 @@ impl Core {
         key: BridgeKey,
         spec: BridgeSpec,
     ) -> Result<Technology, CoreError> {
-        self.bridges
-            .set(&mut self.media, key, spec, self.config.tick_ms)
+        let technology = self
+            .bridges
+            .set(&mut self.media, key, spec, self.config.tick_ms);
+        self.forget_idle_schedule();
+        technology
     }
 
     /// Removes a bridge; its members stay, out of any bridge.
     pub fn destroy_bridge(&mut self, key: BridgeKey) -> Result<(), CoreError> {
-        self.bridges.destroy(&mut self.media, key)
+        let done = self.bridges.destroy(&mut self.media, key);
+        self.forget_idle_schedule();
+        done
     }
 
     /// Mutes or unmutes a leg in one or both directions.
@@ -363,6 +373,17 @@ impl Core {
 
     fn wants_ticks(&self) -> bool {
         self.bridges.any_mixing() || (self.config.rtcp_interval_ms > 0 && self.media.legs.len() > 0)
+    }
+
+    /// Forgets the tick schedule once nothing needs the tick (called after
+    /// every command that can end the need): the driver stops calling
+    /// `handle_timeout` when `poll_timeout` is `None`, so a kept deadline
+    /// would be stale when ticks are wanted again and would run a burst of
+    /// catch-up ticks at once.
+    fn forget_idle_schedule(&mut self) {
+        if !self.wants_ticks() {
+            self.next_tick = None;
+        }
     }
 
     fn tick_once(&mut self, now: Instant) {

@@ -42,7 +42,7 @@ mod leg;
 mod mixing;
 mod path;
 mod rtcp;
-// pub mod sim;
+pub mod sim;
 mod source;
 
 use std::net::SocketAddr;
@@ -60,6 +60,18 @@ pub struct LegId(pub u64);
 /// A bridge, numbered by the control plane (from the same sequence as legs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BridgeKey(pub u64);
+
+impl From<u64> for LegId {
+    fn from(n: u64) -> LegId {
+        LegId(n)
+    }
+}
+
+impl From<u64> for BridgeKey {
+    fn from(n: u64) -> BridgeKey {
+        BridgeKey(n)
+    }
+}
 
 impl std::fmt::Display for LegId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
