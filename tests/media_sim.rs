@@ -1836,3 +1836,137 @@ fn a_mix_that_resumes_after_a_pause_does_not_burst() {
         assert_clean(&sim);
     }
 }
+
+// ---- streams that change ----
+
+/// `p` sends three 1 s segments of a 1 kHz tone: SSRC 1 from seq 30,000,
+/// then SSRC 1 restarted at seq 5 (timestamps restarted too), then SSRC 2
+/// from seq 40,000.
+fn send_changing_stream(sim: &mut Sim, p: PeerId, format: Format) {
+    for (ssrc, seq, ts) in [(1, 30_000, 1_000_000), (1, 5, 0), (2, 40_000, 77)] {
+        let mut s = SenderConfig::tone(format, ssrc, 1000.0);
+        s.first_seq = seq;
+        s.first_ts = ts;
+        s.frames = Some(50);
+        sim.start_sender(p, s).unwrap();
+        sim.run_for(ms(1000)).unwrap();
+    }
+    sim.run_for(ms(200)).unwrap();
+}
+
+#[test]
+fn relay_and_transcode_stay_continuous_when_the_stream_restarts() {
+    for (a_format, b_format) in [(Format::Ulaw, Format::Ulaw), (Format::Ulaw, Format::Alaw)] {
+        let mut sim = sim();
+        let a = sim.add_peer(clean(), clean());
+        let b = sim.add_peer(clean(), clean());
+        sim.add_rtp_leg(1, a, a_format).unwrap();
+        sim.add_rtp_leg(2, b, b_format).unwrap();
+        sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap();
+        send_changing_stream(&mut sim, a, a_format);
+        let got = rtp_of(&sim, b);
+        assert_eq!(got.len(), 150, "{a_format}→{b_format}: every packet passes");
+        // One stream out: one SSRC, seq +1 each, timestamps one frame apart.
+        assert_continuous(&got, 160);
+        // Each segment is heard (the transcoder resynchronised at once).
+        let pcm = decode(b_format, &got).unwrap();
+        for segment in 0..3 {
+            let at = segment * 8000 + 2000;
+            let e = goertzel_energy(&pcm[at..at + 4000], 1000.0, 8000);
+            assert!(e > 1e6, "{a_format}→{b_format} segment {segment}: {e}");
+        }
+        assert_eq!(stats(&mut sim, 2).tx_packets, 150);
+        assert_clean(&sim);
+    }
+}
+
+#[test]
+fn the_mix_hears_a_stream_that_restarts() {
+    let mut sim = sim();
+    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
+    for (i, &p) in peers.iter().enumerate() {
+        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
+    }
+    assert_eq!(
+        sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap(),
+        Technology::Softmix
+    );
+    send_changing_stream(&mut sim, peers[0], Format::Ulaw);
+    let got = rtp_of(&sim, peers[1]);
+    let pcm = decode(Format::Ulaw, &got).unwrap();
+    for segment in 0..3 {
+        let at = segment * 8000 + 2000;
+        let e = goertzel_energy(&pcm[at..at + 4000], 1000.0, 8000);
+        assert!(e > 1e6, "segment {segment}: {e}");
+    }
+    let jb = stats(&mut sim, 1).jitter_buffer.unwrap();
+    assert_eq!(jb.restarts, 2, "{jb:?}");
+    assert_clean(&sim);
+}
+
+// ---- RTCP through a relay ----
+
+#[test]
+fn relayed_rtcp_is_translated_into_each_endpoints_numbering() {
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap();
+    let mut s = SenderConfig::tone(Format::Ulaw, 0xa, 1000.0);
+    s.first_seq = 1000;
+    s.first_ts = 8000;
+    s.frames = Some(10);
+    sim.start_sender(a, s).unwrap();
+    sim.run_for(ms(300)).unwrap();
+    let got = rtp_of(&sim, b);
+    let last = got.last().unwrap();
+    // a's SR says its RTP clock reads 8000 + 10 frames: b must read the
+    // same instant in the numbering it received.
+    let mut buf = [0u8; 128];
+    let info = SenderInfo {
+        ntp: 1 << 32,
+        rtp_ts: 8000 + 10 * 160,
+        packets: 10,
+        octets: 1600,
+    };
+    let n = rtcp::write_sr(&mut buf, Ssrc(0xa), &info, &[]).unwrap();
+    sim.send(a, Port::Rtcp, buf[..n].to_vec()).unwrap();
+    // b reports on what it received, in its numbering.
+    let block = ReportBlock {
+        ssrc: Ssrc(last.ssrc),
+        fraction_lost: 0,
+        cumulative_lost: 0,
+        highest_seq: u32::from(last.seq),
+        jitter: 3,
+        last_sr: 0,
+        delay_since_last_sr: 0,
+    };
+    let m = rtcp::write_rr(&mut buf, Ssrc(0xb), &[block]).unwrap();
+    sim.send(b, Port::Rtcp, buf[..m].to_vec()).unwrap();
+    sim.run_for(ms(100)).unwrap();
+    let sr_at_b = sim.peer(b).unwrap().rtcp();
+    match RtcpIter::new(&sr_at_b[0].bytes).next() {
+        Some(Ok(RtcpPacket::SenderReport { ssrc, info, .. })) => {
+            assert_eq!(ssrc.0, last.ssrc);
+            assert_eq!(
+                info.rtp_ts,
+                last.ts.wrapping_add(160),
+                "one frame after the last"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let rr_at_a = sim.peer(a).unwrap().rtcp();
+    match RtcpIter::new(&rr_at_a[0].bytes).next() {
+        Some(Ok(RtcpPacket::ReceiverReport { mut blocks, .. })) => {
+            let block = blocks.next().unwrap();
+            assert_eq!(block.ssrc, Ssrc(0xa), "about a's own stream");
+            assert_eq!(block.highest_seq, 1009, "in a's numbering: its last seq");
+            assert_eq!(block.jitter, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_clean(&sim);
+}
