@@ -2,7 +2,9 @@
 //! formats: PCMU, PCMA, slin16, and Opus with the `opus` feature) and
 //! technology switching through the public `Dataplane` API, over real UDP
 //! sockets on 127.0.0.1 (ports 42000–42999, 44000–44199): tones in, decoded
-//! audio measured out.
+//! audio measured out, on the driver `tests/run` chooses. The behaviour in
+//! detail (five members, mute, silence frames, Local halves, jitter, skew)
+//! is tested on virtual time in `media_sim`.
 //!
 //! Thresholds: two-party G.711 transcode SNR > 20 dB, PCMU↔Opus > 10 dB
 //! (after delay alignment); in a mix each receiver's energy at every other
@@ -20,9 +22,7 @@ use std::time::{Duration, Instant};
 use common_audio::{goertzel_energy, snr_db, tone, tone_at};
 use crossbar::codec::{Decoder, Encoder};
 use crossbar::media::Format;
-use crossbar::shard::{
-    BridgeKey, BridgeSpec, Dataplane, Direction, LegId, LegSpec, MemberSpec, Technology,
-};
+use crossbar::shard::{BridgeKey, BridgeSpec, Dataplane, LegId, LegSpec, MemberSpec, Technology};
 
 const PTIME_MS: u64 = 20;
 
@@ -295,67 +295,6 @@ async fn softmix_three_members_hear_the_others_not_themselves() {
 }
 
 #[tokio::test]
-async fn softmix_five_members_hear_the_others_not_themselves() {
-    conference(42300, 5).await;
-}
-
-#[tokio::test]
-async fn silence_frames_flow_when_nobody_talks() {
-    let dp = dataplane(42400);
-    let mut peers = Vec::new();
-    for i in 1..=3 {
-        peers.push(peer(&dp, i, Format::Ulaw).await);
-    }
-    assert_eq!(
-        dp.set_bridge(BridgeKey(1), bridge(&[1, 2, 3]))
-            .await
-            .unwrap(),
-        Technology::Softmix
-    );
-    let got = receive(&peers[0], Duration::from_millis(600))
-        .join()
-        .unwrap();
-    // 30 ticks in 600 ms; allow for scheduling on a busy machine.
-    assert!(got.len() >= 20, "{} silence frames", got.len());
-    assert_continuous(&got, 160);
-    assert!(got.iter().all(|g| g.payload.len() == 160));
-    let pcm = decode(Format::Ulaw, &got);
-    assert!(pcm.iter().all(|&s| s.abs() <= 8), "silence");
-}
-
-#[tokio::test]
-async fn muted_member_is_not_heard() {
-    let dp = dataplane(42500);
-    let mut peers = Vec::new();
-    for i in 1..=3 {
-        peers.push(peer(&dp, i, Format::Ulaw).await);
-    }
-    let mut spec = bridge(&[1, 2, 3]);
-    spec.members[0].mute = true;
-    assert_eq!(
-        dp.set_bridge(BridgeKey(1), spec).await.unwrap(),
-        Technology::Softmix
-    );
-    // Leg 2 muted the other way: mute in.
-    dp.set_mute(LegId(3), Direction::In, true).await.unwrap();
-    let r = receive(&peers[1], Duration::from_millis(1000));
-    let s1 = send_tone(&peers[0], 400.0, 40, None);
-    let s3 = send_tone(&peers[2], 1000.0, 40, None);
-    let s2 = send_tone(&peers[1], 700.0, 40, None);
-    for s in [s1, s2, s3] {
-        s.join().unwrap();
-    }
-    let pcm = decode(Format::Ulaw, &r.join().unwrap());
-    assert!(pcm.len() >= 4000);
-    for f in [400.0, 1000.0] {
-        let e = goertzel_energy(&pcm, f, 8000);
-        assert!(e < 10.0, "muted tone {f} Hz heard: {e}");
-    }
-    let s = dp.rtp_stats(LegId(1)).await.unwrap();
-    assert!(s.rx_dropped >= 30, "{s:?}");
-}
-
-#[tokio::test]
 async fn switching_two_three_two_keeps_each_stream_continuous() {
     let dp = dataplane(42600);
     let a = peer(&dp, 1, Format::Ulaw).await;
@@ -402,52 +341,6 @@ async fn switching_two_three_two_keeps_each_stream_continuous() {
         let pcm = decode(Format::Ulaw, &got);
         assert!(goertzel_energy(&pcm, heard, 8000) > 100.0 * goertzel_energy(&pcm, own, 8000));
     }
-}
-
-#[tokio::test]
-async fn local_half_in_a_softmix_bridge() {
-    let dp = dataplane(42700);
-    let a = peer(&dp, 1, Format::Ulaw).await;
-    let b = peer(&dp, 2, Format::Ulaw).await;
-    let c = peer(&dp, 3, Format::Ulaw).await;
-    dp.create_local_pair(LegId(5), LegId(6), Format::Ulaw)
-        .await
-        .unwrap();
-    assert_eq!(
-        dp.set_bridge(BridgeKey(1), bridge(&[1, 2, 5]))
-            .await
-            .unwrap(),
-        Technology::Softmix
-    );
-    assert_eq!(
-        dp.set_bridge(BridgeKey(2), bridge(&[6, 3])).await.unwrap(),
-        Technology::NativeRtp
-    );
-    let receivers = [
-        receive(&a, Duration::from_millis(1300)),
-        receive(&c, Duration::from_millis(1300)),
-    ];
-    let senders = [
-        send_tone(&a, 400.0, 60, None),
-        send_tone(&b, 700.0, 60, None),
-        send_tone(&c, 1000.0, 60, None),
-    ];
-    for s in senders {
-        s.join().unwrap();
-    }
-    let [ra, rc] = receivers;
-    let pa = decode(Format::Ulaw, &ra.join().unwrap());
-    let gc = rc.join().unwrap();
-    assert_continuous(&gc, 160);
-    let pc = decode(Format::Ulaw, &gc);
-    // a hears b and c (through the Local pair), not itself.
-    let own_a = goertzel_energy(&pa, 400.0, 8000).max(1.0);
-    assert!(goertzel_energy(&pa, 700.0, 8000) > 100.0 * own_a);
-    assert!(goertzel_energy(&pa, 1000.0, 8000) > 100.0 * own_a);
-    // c hears a and b through the Local pair, not itself.
-    let own_c = goertzel_energy(&pc, 1000.0, 8000).max(1.0);
-    assert!(goertzel_energy(&pc, 400.0, 8000) > 100.0 * own_c);
-    assert!(goertzel_energy(&pc, 700.0, 8000) > 100.0 * own_c);
 }
 
 #[tokio::test]
