@@ -166,6 +166,31 @@ fn external_media_hostname_is_400_not_500() {
 }
 
 #[test]
+fn external_media_aimed_at_the_nodes_own_rtp_ports_is_400() {
+    let s = Server::start();
+    let _ws = s.ws("A");
+    let (lo, hi) = s.rtp;
+    for port in [lo, lo + 1, hi] {
+        s.post(&format!(
+            "/ari/channels/externalMedia?app=A&format=ulaw&external_host=127.0.0.1:{port}"
+        ))
+        .assert_error(
+            400,
+            &format!(
+                "external_host '127.0.0.1:{port}' is one of this node's RTP addresses (127.0.0.1:{lo}-{hi}): media would loop"
+            ),
+        );
+    }
+    // Another address, or a port outside the range, is fine.
+    s.external_media("A", "");
+    assert!(s
+        .get("/ari/channels")
+        .ok()
+        .as_array()
+        .is_some_and(|a| a.len() == 1));
+}
+
+#[test]
 fn external_media_duplicate_channel_id_is_409_not_500() {
     let s = Server::start();
     let _ws = s.ws("A");

@@ -71,6 +71,7 @@ pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> 
         AriError::bad_request("external_host is required for all but websocket server connections")
     })?;
     let remote = parse_external_host(host)?;
+    refuse_own_rtp_address(&node.config, remote)?;
     let data_args = split_args(args.str("data"));
     let variables = string_map(args.body("variables"))?;
 
@@ -698,6 +699,27 @@ fn require_app(ctl: &Control, app: &str) -> Result<(), AriError> {
             "Stasis application '{app}' is not registered (no WebSocket holds /ari/events?app={app})"
         )))
     }
+}
+
+/// An `external_host` that is one of this node's own RTP addresses would
+/// make the leg send its media into another leg of the node: a packet loop.
+fn refuse_own_rtp_address(
+    config: &crate::config::Config,
+    remote: SocketAddr,
+) -> Result<(), AriError> {
+    let rtp = &config.rtp;
+    let ours = |ip: std::net::IpAddr| {
+        ip == rtp.bind_ip
+            || (rtp.bind_ip.is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
+    };
+    let in_range = (rtp.port_min..=rtp.port_max.saturating_add(1)).contains(&remote.port());
+    if ours(remote.ip()) && in_range {
+        return Err(AriError::bad_request(format!(
+            "external_host '{remote}' is one of this node's RTP addresses ({}:{}-{}): media would loop",
+            rtp.bind_ip, rtp.port_min, rtp.port_max
+        )));
+    }
+    Ok(())
 }
 
 /// `external_host` must be `IP:PORT` (hostnames are not resolved on the
