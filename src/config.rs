@@ -54,6 +54,11 @@ io = "auto"
 uring_disable = ""
 # Softmix tick in milliseconds.
 mix_tick_ms = 20
+# Packet-loss concealment where crossbar decodes (transcode, softmix): lost
+# frames are replaced by the codec's own concealment (Opus) or by repeating
+# the last pitch period, fading to silence after 60 ms (as Asterisk's
+# genericplc in codecs.conf).
+plc = true
 # Mean interval between the RTCP reports (SR/RR + SDES CNAME) crossbar sends
 # on each RTP leg whose media it terminates (transcode, softmix, holding, no
 # bridge), in milliseconds; each interval is randomised by +-50%. RFC 3550
@@ -119,6 +124,8 @@ pub struct DataplaneConfig {
     /// io_uring features to leave unused (see [`crate::driver::UringFeature`]).
     pub uring_disable: String,
     pub mix_tick_ms: u32,
+    /// Packet-loss concealment on the decoding paths.
+    pub plc: bool,
     /// Mean RTCP report interval (ms); 0 disables sending reports.
     pub rtcp_interval_ms: u32,
 }

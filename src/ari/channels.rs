@@ -620,6 +620,7 @@ fn rtp_stat(stats: &RtpStats, channel_id: &str) -> Value {
         "rxwrongsource": stats.rx_wrong_source,
         "rxlooped": stats.rx_looped,
         "rxflood": stats.rx_flood,
+        "rxconcealed": stats.rx_concealed,
         "rxrtcp": stats.rx_rtcp,
         "txdropped": stats.tx_dropped,
         "txerrors": stats.tx_errors,

@@ -403,6 +403,12 @@ const RTP_STAT: Model = Model {
             true,
             "Packets beyond the leg's allowance of 1000 a second (dropped).",
         ),
+        (
+            "rxconcealed",
+            "int",
+            true,
+            "Lost frames of the received stream replaced by concealment (transcode and softmix paths).",
+        ),
         ("rxrtcp", "int", true, "RTCP packets received on the RTP port (muxed)."),
         (
             "txdropped",

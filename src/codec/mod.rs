@@ -14,14 +14,18 @@
 //!   caller can retry with a bigger buffer; a malformed length gives
 //!   [`CodecError::BadLength`].
 //! - Per-leg state (G.722 ADPCM predictors, Opus encoder/decoder, resampler
-//!   history) lives in the value; stateless codecs (G.711, L16) are free
-//!   functions wrapped by the same [`Decoder`]/[`Encoder`] enums.
+//!   history, concealment history) lives in the value; stateless codecs
+//!   (G.711, L16) are free functions wrapped by the same [`Decoder`] and
+//!   [`Encoder`].
+//! - A lost packet is concealed by the decoder ([`Decoder::conceal`]): Opus
+//!   with libopus's PLC, the others by waveform repetition ([`plc`]).
 
 pub mod g711;
 pub mod g722;
 pub mod l16;
 #[cfg(feature = "opus")]
 pub mod opus;
+pub mod plc;
 pub mod resample;
 mod transcode;
 
@@ -85,15 +89,24 @@ pub(crate) fn ensure_room(have: usize, needed: usize) -> Result<(), CodecError> 
 }
 
 /// A per-leg decoder for one [`Format`]: payload bytes → PCM at
-/// [`Format::sample_rate`].
-pub enum Decoder {
+/// [`Format::sample_rate`], and a stand-in for a lost payload
+/// ([`Decoder::conceal`]).
+pub struct Decoder {
+    kind: DecoderKind,
+    /// Waveform repetition for codecs without their own concealment.
+    plc: Option<Box<plc::Concealer>>,
+}
+
+enum DecoderKind {
     /// G.711 µ-law.
     Ulaw,
     /// G.711 A-law.
     Alaw,
     /// Signed linear big-endian, at any of the three rates.
     L16,
-    /// G.722 at 64 kbit/s.
+    /// G.722 at 64 kbit/s (its ADPCM state is not updated for a concealed
+    /// frame: it re-converges within a frame, where re-encoding the
+    /// concealment with an unsynchronised encoder measured far worse).
     G722(Box<g722::G722Decoder>),
     /// Opus, 48 kHz mono.
     #[cfg(feature = "opus")]
@@ -103,38 +116,61 @@ pub enum Decoder {
 impl Decoder {
     /// A fresh decoder for `format`.
     pub fn new(format: Format) -> Result<Decoder, CodecError> {
-        Ok(match format {
-            Format::Ulaw => Decoder::Ulaw,
-            Format::Alaw => Decoder::Alaw,
-            Format::Slin | Format::Slin16 | Format::Slin48 => Decoder::L16,
-            Format::G722 => Decoder::G722(Box::default()),
+        let kind = match format {
+            Format::Ulaw => DecoderKind::Ulaw,
+            Format::Alaw => DecoderKind::Alaw,
+            Format::Slin | Format::Slin16 | Format::Slin48 => DecoderKind::L16,
+            Format::G722 => DecoderKind::G722(Box::default()),
             #[cfg(feature = "opus")]
-            Format::Opus => Decoder::Opus(opus::OpusDecoder::new()?),
+            Format::Opus => DecoderKind::Opus(opus::OpusDecoder::new()?),
             #[cfg(not(feature = "opus"))]
             Format::Opus => return Err(CodecError::Unavailable),
-        })
+        };
+        let plc = match kind {
+            #[cfg(feature = "opus")]
+            DecoderKind::Opus(_) => None,
+            _ => Some(Box::new(plc::Concealer::new(format.sample_rate()))),
+        };
+        Ok(Decoder { kind, plc })
     }
 
     /// Decodes one payload into `pcm`, returning the number of samples written.
     pub fn decode(&mut self, payload: &[u8], pcm: &mut [i16]) -> Result<usize, CodecError> {
-        match self {
-            Decoder::Ulaw => g711::decode_ulaw(payload, pcm),
-            Decoder::Alaw => g711::decode_alaw(payload, pcm),
-            Decoder::L16 => l16::decode(payload, pcm),
-            Decoder::G722(d) => d.decode(payload, pcm),
+        let n = match &mut self.kind {
+            DecoderKind::Ulaw => g711::decode_ulaw(payload, pcm),
+            DecoderKind::Alaw => g711::decode_alaw(payload, pcm),
+            DecoderKind::L16 => l16::decode(payload, pcm),
+            DecoderKind::G722(d) => d.decode(payload, pcm),
             #[cfg(feature = "opus")]
-            Decoder::Opus(d) => d.decode(payload, pcm),
+            DecoderKind::Opus(d) => d.decode(payload, pcm),
+        }?;
+        if let (Some(plc), Some(out)) = (self.plc.as_deref_mut(), pcm.get_mut(..n)) {
+            plc.record(out);
+        }
+        Ok(n)
+    }
+
+    /// A payload of `samples` of silence arrived and was not decoded (the
+    /// mix skips G.711 silence): concealment must not repeat older audio.
+    pub fn silence(&mut self, samples: usize) {
+        if let Some(plc) = self.plc.as_deref_mut() {
+            plc.silence(samples);
         }
     }
 
     /// Fills all of `pcm` with a stand-in for a lost packet: Opus runs its
-    /// packet-loss concealment (`pcm.len()` must then be a multiple of 2.5 ms),
-    /// the other codecs give silence. Returns `pcm.len()`.
+    /// own packet-loss concealment (`pcm.len()` must then be a multiple of
+    /// 2.5 ms), the other codecs repeat the last pitch period, fading to
+    /// silence after 60 ms ([`plc`]). Returns `pcm.len()`.
     pub fn conceal(&mut self, pcm: &mut [i16]) -> Result<usize, CodecError> {
-        match self {
+        match (&mut self.kind, self.plc.as_deref_mut()) {
             #[cfg(feature = "opus")]
-            Decoder::Opus(d) => d.conceal(pcm),
-            _ => {
+            (DecoderKind::Opus(d), _) => d.conceal(pcm),
+            (_, Some(plc)) => {
+                plc.conceal(pcm);
+                Ok(pcm.len())
+            }
+            (_, None) => {
                 pcm.fill(0);
                 Ok(pcm.len())
             }

@@ -210,6 +210,7 @@ impl Shard {
             rtcp_interval_ms: config.dataplane.rtcp_interval_ms,
             cname: format!("crossbar@{bind_ip}"),
             seed,
+            plc: config.dataplane.plc,
             ntp_anchor: (Instant::now(), crate::clock::ntp_now()),
         });
         Shard {

@@ -61,6 +61,8 @@ pub struct CoreConfig {
     pub cname: String,
     /// Seeds SSRCs, first sequence numbers and timestamps, report timing.
     pub seed: u64,
+    /// Conceal lost frames on the transcode and mix paths.
+    pub plc: bool,
     /// An instant and the wall clock at that instant as an NTP (32.32)
     /// timestamp: the core's NTP times follow from it.
     pub ntp_anchor: (Instant, u64),
@@ -117,6 +119,7 @@ impl Core {
                 legs: LegTable::default(),
                 pool,
                 outbox: Outbox::new(),
+                conceal: config.plc,
             },
             bridges: Bridges::default(),
             next_tick: None,

@@ -14,10 +14,13 @@
 //!    decodes to one tick of audio is resampled to the bridge rate and added
 //!    as a talker. A member with no frame (silent, lost, muted, on hold, not
 //!    yet buffered), or whose frame is not one tick long, does not talk and
-//!    costs no decoding. Neither does a G.711 frame that is all silence code
-//!    (0xFF µ-law, 0xD5 A-law: not decoded), nor one that decodes to all
-//!    zeros (not added): a silent member is a listener, which costs a copy
-//!    of the one listener frame instead of its own mix and encode.
+//!    costs no decoding — except a talker (it talked last tick) whose frame
+//!    is missing: its decoder conceals the frame (`dataplane.plc`; libopus
+//!    PLC, or waveform repetition fading to silence, see `codec::plc`).
+//!    Neither does a G.711 frame that is all silence code (0xFF µ-law, 0xD5
+//!    A-law: not decoded), nor one that decodes to all zeros (not added): a
+//!    silent member is a listener, which costs a copy of the one listener
+//!    frame instead of its own mix and encode.
 //! 2. Each member that hears (everyone but announcers; in a holding bridge
 //!    everyone but announcers, and only announcers speak) gets one frame:
 //!    a talker gets `total − own` encoded with its own encoder; every
@@ -198,8 +201,9 @@ impl MixState {
 
     fn gather(&mut self, media: &mut Media) {
         self.mixer.begin_tick();
+        let conceal = media.conceal;
         for m in &mut self.members {
-            m.talking = false;
+            let was_talking = std::mem::replace(&mut m.talking, false);
             if !m.speaks {
                 continue;
             }
@@ -211,17 +215,37 @@ impl MixState {
                 continue;
             };
             jb.set_jitter(leg.rx.jitter(), m.out_ticks);
-            let Tick::Frame { payload, .. } = jb.tick() else {
-                continue;
-            };
-            if muted {
-                continue;
-            }
-            if m.silence_code.is_some_and(|code| all_bytes(payload, code)) {
-                continue; // G.711 silence: nothing to decode or add.
-            }
-            let Ok(n) = m.decoder.decode(payload, &mut self.decoded) else {
-                continue;
+            let n = match jb.tick() {
+                Tick::Frame { payload, .. } => {
+                    if muted {
+                        continue;
+                    }
+                    if m.silence_code.is_some_and(|code| all_bytes(payload, code)) {
+                        // G.711 silence: nothing to decode or add.
+                        m.decoder.silence(m.in_samples);
+                        continue;
+                    }
+                    match m.decoder.decode(payload, &mut self.decoded) {
+                        Ok(n) => n,
+                        Err(_) => continue,
+                    }
+                }
+                // A talker's frame is missing: conceal it (a member that
+                // was not talking costs nothing).
+                Tick::Missing { .. } if conceal && was_talking && !muted => {
+                    match self
+                        .decoded
+                        .get_mut(..m.in_samples)
+                        .map(|pcm| m.decoder.conceal(pcm))
+                    {
+                        Some(Ok(n)) => {
+                            leg.stats.rx_concealed += 1;
+                            n
+                        }
+                        _ => continue,
+                    }
+                }
+                Tick::Missing { .. } | Tick::Idle => continue,
             };
             if n != m.in_samples {
                 continue;

@@ -161,6 +161,9 @@ pub struct RtpStats {
     pub rx_looped: u64,
     /// Packets over the leg's per-second allowance (a flood or a loop).
     pub rx_flood: u64,
+    /// Lost frames of the received stream the node concealed (transcode and
+    /// mix paths, `dataplane.plc`).
+    pub rx_concealed: u64,
     /// Valid RTCP compound datagrams received from the remote, on the RTP
     /// port (muxed) or on the RTCP port.
     pub rx_rtcp: u64,

@@ -18,7 +18,11 @@
 //!   (`simple_bridge` between two formats), sent with a header from the
 //!   target's stream as a locally produced frame (seq + 1, timestamp + the
 //!   frame's duration at the target's clock; a gap in the input sequence
-//!   leaves the same gap in the output timestamps). Packets older than the
+//!   leaves the same gap in the output timestamps, except that up to
+//!   `MAX_CONCEALED` frames lost just before an arriving one are first
+//!   replaced by the decoder's concealment — libopus PLC, or waveform
+//!   repetition — sent in their place, late but with their timestamps, so
+//!   the far end's jitter buffer can play them). Packets older than the
 //!   last one transcoded (by up to `MAX_GAP`), CN and telephone-events are
 //!   dropped; a new SSRC or a sequence restart resynchronises at once.
 //! - [`Mode::Mix`]: the payload is copied into the leg's jitter buffer; the
@@ -40,7 +44,7 @@
 use std::time::Instant;
 
 use super::buffer::{self, Lent, Outbox, Packet, TxPool};
-use super::leg::{LegKind, LegRef, LegTable, Port};
+use super::leg::{Leg, LegKind, LegRef, LegTable, Port};
 use crate::codec::Transcoder;
 use crate::rtp::{Pt, RtpPacket, RtpPacketMut, SeqNo, Ssrc};
 
@@ -55,6 +59,9 @@ pub(super) const HEADER_LEN: usize = 12;
 /// A jump in input sequence numbers longer than this is a new stream, not
 /// loss: the output timestamp is not advanced for it.
 const MAX_GAP: i16 = 50;
+/// Lost frames in a row the transcode path conceals (60 ms of 20 ms frames;
+/// the concealment is silent by then); a longer gap is left as a gap.
+pub(super) const MAX_CONCEALED: usize = 3;
 
 /// One direction of a two-party transcode: what the leg receives becomes
 /// the format of the leg `to`.
@@ -108,6 +115,8 @@ pub(super) struct Media {
     pub legs: LegTable,
     pub pool: TxPool,
     pub outbox: Outbox,
+    /// Packet-loss concealment on (`dataplane.plc`).
+    pub conceal: bool,
 }
 
 impl Media {
@@ -252,6 +261,86 @@ impl Media {
         }
     }
 
+    /// Frames lost just before `packet` on the transcode path of `from` that
+    /// are to be concealed (at most [`MAX_CONCEALED`]); their place is then
+    /// taken: the path's last sequence number moves up to just before it.
+    fn lost_before(&mut self, lent: &mut Lent<'_>, from: LegRef, packet: &Packet) -> usize {
+        let data = buffer::bytes(lent, &mut self.pool, packet);
+        let Ok(p) = RtpPacket::parse(data) else {
+            return 0;
+        };
+        let (ssrc, seq) = (p.ssrc(), p.seq());
+        let Some(Leg {
+            mode: Mode::Transcode(path),
+            ..
+        }) = self.legs.get(from)
+        else {
+            return 0;
+        };
+        match path.last {
+            Some((s, last)) if s == ssrc && path.tc.last_samples() > 0 => {
+                let gap = seq.delta(last);
+                if gap >= 2 && gap as usize <= MAX_CONCEALED + 1 {
+                    path.last = Some((ssrc, SeqNo(seq.0.wrapping_sub(1))));
+                    gap as usize - 1
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    /// Sends one concealed frame (the transcoder's stand-in for a lost
+    /// input frame, as long as the last one) from `from`'s path to `to`.
+    fn send_concealed(&mut self, now: Instant, from: LegRef, to: LegRef) {
+        let Some(buf) = self.pool.take() else {
+            return;
+        };
+        let mut out = self.pool.lift(&buf);
+        let produced = match self.legs.get(from) {
+            Some(sender) => {
+                let from_rate = sender.format.sample_rate();
+                sender.stats.rx_concealed += 1;
+                match &mut sender.mode {
+                    Mode::Transcode(path) => {
+                        let samples = path.tc.last_samples();
+                        path.tc
+                            .conceal(samples, &mut out[HEADER_LEN..])
+                            .ok()
+                            .map(|n| (n, samples, from_rate))
+                    }
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let written = match (produced, self.legs.get(to)) {
+            (Some((n, samples, from_rate)), Some(target)) => {
+                let format = target.format;
+                let ticks = (samples as u64 * u64::from(format.clock_rate())
+                    / u64::from(from_rate.max(1))) as u32;
+                let header = target
+                    .out
+                    .next_local(now, Pt(format.payload_type()), ticks, n);
+                header.write(&mut out[..]).map(|h| h + n)
+            }
+            _ => None,
+        };
+        self.pool.restore(&buf, out);
+        match written {
+            Some(len) => {
+                let mut lent = Lent::none();
+                match self.deliver(&mut lent, now, to, Packet::Tx { buf, len }, false) {
+                    Next::Sent => {}
+                    Next::Hop { leg, packet } => self.ingest(&mut lent, now, leg, packet),
+                    Next::Stop(packet) => self.release(packet),
+                }
+            }
+            None => self.pool.release(buf),
+        }
+    }
+
     /// Transcodes what the leg `from` received into its partner's format.
     fn transcode(
         &mut self,
@@ -273,6 +362,12 @@ impl Media {
                 t.stats.tx_dropped += 1;
             }
             return Next::Stop(packet);
+        }
+        if self.conceal {
+            let lost = self.lost_before(lent, from, &packet);
+            for _ in 0..lost {
+                self.send_concealed(now, from, to);
+            }
         }
         let Some(buf) = self.pool.take() else {
             if let Some(t) = self.legs.get(to) {

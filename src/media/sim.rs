@@ -100,6 +100,8 @@ pub struct SimConfig {
     pub ntp: u64,
     /// Most steps one [`Sim::run_for`] or [`Sim::run_until`] may take.
     pub max_steps: u64,
+    /// The core's packet-loss concealment.
+    pub plc: bool,
 }
 
 impl Default for SimConfig {
@@ -107,6 +109,7 @@ impl Default for SimConfig {
         SimConfig {
             tick_ms: 20,
             rtcp_interval_ms: 5000,
+            plc: true,
             seed: 1,
             cname: "crossbar@sim".into(),
             // 2024-01-01T00:00:00Z.
@@ -902,6 +905,7 @@ impl Sim {
             rtcp_interval_ms: config.rtcp_interval_ms,
             cname: config.cname,
             seed: config.seed,
+            plc: config.plc,
             ntp_anchor: (start, config.ntp),
         });
         let pool_free_max = core.pool_available();
