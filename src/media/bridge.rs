@@ -133,8 +133,9 @@ impl Bridges {
         if spec.members.iter().any(|m| !media.legs.contains(m.leg)) {
             return Err(CoreError::Unknown);
         }
-        let old = self.map.remove(&key);
+        let mut old = self.map.remove(&key);
         self.mixing.retain(|&b| b != key);
+        let old_mix = old.as_mut().and_then(|o| o.mix.take());
         if let Some(old) = &old {
             for m in &old.spec.members {
                 if !spec.members.iter().any(|n| n.leg == m.leg) {
@@ -220,7 +221,7 @@ impl Bridges {
                         hears: !m.announcer,
                     })
                     .collect();
-                match MixState::new(&members, tick_ms) {
+                match MixState::rebuild(old_mix, &members, tick_ms) {
                     Ok(mix) => Some(Box::new(mix)),
                     Err(e) => {
                         tracing::warn!("mix: {e}");

@@ -34,9 +34,10 @@
 //! # Limits
 //! Members must send packets of one tick's duration (the configured
 //! `dataplane.mix_tick_ms`, 20 ms by default); frames of another duration
-//! are not mixed. Codec and resampler state is rebuilt when the membership
-//! changes (a short discontinuity for stateful codecs).
+//! are not mixed. A membership change keeps every staying member's codec
+//! and resampler state ([`MixState::rebuild`]).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::buffer::Packet;
@@ -132,8 +133,18 @@ fn all_bytes(payload: &[u8], code: u8) -> bool {
 }
 
 impl MixState {
-    /// The mix of `members` on a tick of `tick_ms`.
-    pub(super) fn new(members: &[MemberPlan], tick_ms: u32) -> Result<MixState, CodecError> {
+    /// The mix of `members` on a tick of `tick_ms`, keeping what it can of
+    /// `previous` (the bridge's mix before this membership change): a member
+    /// still there in the same format keeps its decoder, encoder,
+    /// resamplers and concealment state, and the listeners' encoders are
+    /// kept per format, so a join or leave costs only the moving member's
+    /// codec state and the others hear no artefact. Only a change of the
+    /// bridge rate (a first 16 or 48 kHz member) rebuilds everything.
+    pub(super) fn rebuild(
+        previous: Option<Box<MixState>>,
+        members: &[MemberPlan],
+        tick_ms: u32,
+    ) -> Result<MixState, CodecError> {
         let rate = members
             .iter()
             .map(|m| m.format.sample_rate())
@@ -143,47 +154,84 @@ impl MixState {
         if frame == 0 || frame > MAX_FRAME_SAMPLES {
             return Err(CodecError::BadLength);
         }
+        let previous = previous.filter(|p| p.frame == frame);
+        let (mut kept, mut old_outputs, scratch) = match previous {
+            Some(p) => {
+                let p = *p;
+                let kept: HashMap<LegRef, MixMember> =
+                    p.members.into_iter().map(|m| (m.leg, m)).collect();
+                (
+                    kept,
+                    p.outputs,
+                    Some((p.mixer, p.decoded, p.mixed, p.resampled)),
+                )
+            }
+            None => (HashMap::new(), Vec::new(), None),
+        };
         let mut outputs: Vec<ListenerOut> = Vec::new();
         let mut mix_members = Vec::with_capacity(members.len());
         for m in members {
             let listener = match outputs.iter().position(|o| o.format == m.format) {
                 Some(i) => i,
                 None => {
-                    outputs.push(ListenerOut {
-                        format: m.format,
-                        down: Resampler::new(rate, m.format.sample_rate())?,
-                        encoder: Encoder::new(m.format)?,
-                        payload: vec![0; max_payload(m.format, tick_ms).max(1)].into_boxed_slice(),
-                        len: None,
-                    });
+                    let output = match old_outputs.iter().position(|o| o.format == m.format) {
+                        Some(i) => old_outputs.swap_remove(i),
+                        None => ListenerOut {
+                            format: m.format,
+                            down: Resampler::new(rate, m.format.sample_rate())?,
+                            encoder: Encoder::new(m.format)?,
+                            payload: vec![0; max_payload(m.format, tick_ms).max(1)]
+                                .into_boxed_slice(),
+                            len: None,
+                        },
+                    };
+                    outputs.push(output);
                     outputs.len() - 1
                 }
             };
-            mix_members.push(MixMember {
-                leg: m.leg,
-                pt: Pt(m.format.payload_type()),
-                speaks: m.speaks,
-                hears: m.hears,
-                silence_code: silence_code(m.format),
-                in_samples: tick_samples(m.format.sample_rate(), tick_ms),
-                out_ticks: tick_samples(m.format.clock_rate(), tick_ms) as u32,
-                decoder: Decoder::new(m.format)?,
-                up: Resampler::new(m.format.sample_rate(), rate)?,
-                down: Resampler::new(rate, m.format.sample_rate())?,
-                encoder: Encoder::new(m.format)?,
-                pcm: vec![0; frame].into_boxed_slice(),
-                talking: false,
-                listener,
-            });
+            let member = match kept.remove(&m.leg) {
+                Some(mut old) if old.pt == Pt(m.format.payload_type()) => {
+                    old.speaks = m.speaks;
+                    old.hears = m.hears;
+                    old.listener = listener;
+                    old
+                }
+                _ => MixMember {
+                    leg: m.leg,
+                    pt: Pt(m.format.payload_type()),
+                    speaks: m.speaks,
+                    hears: m.hears,
+                    silence_code: silence_code(m.format),
+                    in_samples: tick_samples(m.format.sample_rate(), tick_ms),
+                    out_ticks: tick_samples(m.format.clock_rate(), tick_ms) as u32,
+                    decoder: Decoder::new(m.format)?,
+                    up: Resampler::new(m.format.sample_rate(), rate)?,
+                    down: Resampler::new(rate, m.format.sample_rate())?,
+                    encoder: Encoder::new(m.format)?,
+                    pcm: vec![0; frame].into_boxed_slice(),
+                    talking: false,
+                    listener,
+                },
+            };
+            mix_members.push(member);
         }
+        let (mixer, decoded, mixed, resampled) = match scratch {
+            Some(s) => s,
+            None => (
+                Mixer::new(frame),
+                vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
+                vec![0; frame].into_boxed_slice(),
+                vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
+            ),
+        };
         Ok(MixState {
-            mixer: Mixer::new(frame),
+            mixer,
             frame,
             members: mix_members,
             outputs,
-            decoded: vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
-            mixed: vec![0; frame].into_boxed_slice(),
-            resampled: vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
+            decoded,
+            mixed,
+            resampled,
         })
     }
 
@@ -338,6 +386,67 @@ impl MixState {
         match header.write(media.pool.data(&buf)) {
             Some(h) => media.send_produced(now, m.leg, Packet::Tx { buf, len: h + n }),
             None => media.pool.release(buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(slot: u32, format: Format) -> MemberPlan {
+        MemberPlan {
+            leg: LegRef::from_parts(slot, 1),
+            format,
+            speaks: true,
+            hears: true,
+        }
+    }
+
+    /// Where each member's state lives: the same address means the same
+    /// (kept) state.
+    fn state_of(mix: &MixState) -> Vec<(LegRef, *const i16)> {
+        mix.members
+            .iter()
+            .map(|m| (m.leg, m.pcm.as_ptr()))
+            .collect()
+    }
+
+    #[test]
+    fn a_join_or_leave_keeps_the_other_members_state() {
+        let three: Vec<MemberPlan> = (0..3).map(|i| plan(i, Format::G722)).collect();
+        let mix = MixState::rebuild(None, &three, 20).unwrap();
+        let before = state_of(&mix);
+        let mut four = three;
+        four.push(plan(3, Format::Ulaw));
+        let mix = MixState::rebuild(Some(Box::new(mix)), &four, 20).unwrap();
+        let after = state_of(&mix);
+        assert_eq!(&after[..3], &before[..], "the three stay as they were");
+        assert_eq!(mix.outputs.len(), 2, "one listener encoder per format");
+        // Member 1 leaves: 0 and 2 keep theirs.
+        let three_again: Vec<MemberPlan> =
+            [0, 2, 3].iter().map(|&i| four[i].clone_plan()).collect();
+        let mix = MixState::rebuild(Some(Box::new(mix)), &three_again, 20).unwrap();
+        let left = state_of(&mix);
+        assert_eq!(left[0], after[0]);
+        assert_eq!(left[1], after[2]);
+        assert_eq!(left[2], after[3]);
+        // A 48 kHz member changes the bridge rate: everything is rebuilt.
+        let mut wide = three_again;
+        wide.push(plan(9, Format::Slin48));
+        let mix = MixState::rebuild(Some(Box::new(mix)), &wide, 20).unwrap();
+        assert_ne!(state_of(&mix)[0], left[0]);
+        assert_eq!(mix.frame, 960);
+    }
+
+    impl MemberPlan {
+        fn clone_plan(&self) -> MemberPlan {
+            MemberPlan {
+                leg: self.leg,
+                format: self.format,
+                speaks: self.speaks,
+                hears: self.hears,
+            }
         }
     }
 }
