@@ -15,7 +15,7 @@
 //! - [`Core::poll_transmit`] yields the datagrams to send ([`Transmit`]).
 //!
 //! It opens no socket, reads no clock, touches no ring and spawns nothing
-//! (a test in `core.rs` fails if one of those appears in this module tree).
+//! (`tests/sans_io.rs` fails if one of those appears in this module tree).
 //! The drivers in `crate::driver` (io_uring, epoll) own sockets, buffers,
 //! the clock and the thread; `sim` runs the core on virtual time.
 //!
