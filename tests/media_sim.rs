@@ -2062,3 +2062,90 @@ fn concealment_raises_the_snr_of_a_tone_through_five_percent_loss() {
         );
     }
 }
+
+// ---- packet times ----
+
+/// A softmix whose members send 10, 20, 30, 40 and 60 ms packets: each
+/// hears the others (none is silently lost), and each is sent packets as
+/// long as its own.
+#[test]
+fn members_with_different_packet_times_hear_each_other_at_their_own_ptime() {
+    let mut sim = sim();
+    let ptimes = [10u64, 20, 30, 40, 60];
+    let peers: Vec<PeerId> = ptimes
+        .iter()
+        .map(|_| sim.add_peer(clean(), clean()))
+        .collect();
+    for (i, &p) in peers.iter().enumerate() {
+        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
+    }
+    let legs: Vec<u64> = (1..=ptimes.len() as u64).collect();
+    assert_eq!(
+        sim.set_bridge(1, bridge_spec(&legs)).unwrap(),
+        Technology::Softmix
+    );
+    for (i, (&p, &ptime)) in peers.iter().zip(&ptimes).enumerate() {
+        let mut s = SenderConfig::tone(Format::Ulaw, i as u32 + 1, TONES[i]);
+        s.ptime = ms(ptime);
+        sim.start_sender(p, s).unwrap();
+    }
+    sim.run_for(Duration::from_secs(3)).unwrap();
+    for (i, (&p, &ptime)) in peers.iter().zip(&ptimes).enumerate() {
+        let got = in_seq_order(&rtp_of(&sim, p));
+        let size = ptime as usize * 8;
+        // Once the member's packet time is known, every packet has it.
+        let settled: Vec<&RtpRecv> = got.iter().skip(5).collect();
+        assert!(
+            settled.iter().all(|g| g.payload.len() == size),
+            "member {i} ({ptime} ms): sizes {:?}",
+            settled.iter().map(|g| g.payload.len()).collect::<Vec<_>>()
+        );
+        assert!(settled
+            .windows(2)
+            .all(|w| w[1].ts.wrapping_sub(w[0].ts) == size as u32));
+        let pcm = decode(Format::Ulaw, &got).unwrap();
+        let others: Vec<f64> = (0..ptimes.len())
+            .filter(|&j| j != i)
+            .map(|j| TONES[j])
+            .collect();
+        assert_hears(
+            &format!("member {i} ({ptime} ms)"),
+            &pcm[4000..16000],
+            TONES[i],
+            &others,
+        );
+    }
+    assert_clean(&sim);
+}
+
+/// Relay and transcode carry 10 to 60 ms packets as they come.
+#[test]
+fn relay_and_transcode_carry_any_packet_time() {
+    for ptime in [10u64, 30, 40, 60] {
+        for b_format in [Format::Ulaw, Format::Alaw] {
+            let mut sim = sim();
+            let a = sim.add_peer(clean(), clean());
+            let b = sim.add_peer(clean(), clean());
+            sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+            sim.add_rtp_leg(2, b, b_format).unwrap();
+            sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap();
+            let mut s = SenderConfig::tone(Format::Ulaw, 0xa, 1000.0);
+            s.ptime = ms(ptime);
+            s.frames = Some(2000 / ptime);
+            sim.start_sender(a, s).unwrap();
+            sim.run_for(ms(2200)).unwrap();
+            let got = rtp_of(&sim, b);
+            let label = format!("{ptime} ms → {b_format}");
+            assert_eq!(got.len() as u64, 2000 / ptime, "{label}");
+            assert!(
+                got.iter().all(|g| g.payload.len() == ptime as usize * 8),
+                "{label}"
+            );
+            assert_continuous(&got, ptime as u32 * 8);
+            let pcm = decode(b_format, &got).unwrap();
+            let snr = snr_db(&tone(1000.0, 8000, 8000), &pcm[800..800 + 8000 + 80]);
+            assert!(snr >= 25.0, "{label}: SNR {snr:.1} dB");
+            assert_clean(&sim);
+        }
+    }
+}

@@ -192,7 +192,7 @@ impl Bridges {
                 if leg.jitter.is_none() {
                     leg.jitter = Some(Box::new(JitterBuffer::new(
                         JITTER_SLOTS,
-                        mixing::max_payload(leg.format, tick_ms),
+                        mixing::max_payload(leg.format, mixing::MAX_PTIME_MS),
                         1,
                         JITTER_MAX_DELAY,
                     )));

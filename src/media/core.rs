@@ -109,8 +109,9 @@ pub struct Core {
 impl Core {
     pub fn new(config: CoreConfig) -> Core {
         let tick_ms = config.tick_ms.max(1);
-        let mut pool =
-            TxPool::new(HEADER_LEN + mixing::max_payload(Format::Slin48, tick_ms).max(1500));
+        let mut pool = TxPool::new(
+            HEADER_LEN + mixing::max_payload(Format::Slin48, mixing::MAX_PTIME_MS).max(1500),
+        );
         pool.reserve(TX_POOL_BASE);
         Core {
             tick: Duration::from_millis(u64::from(tick_ms)),

@@ -32,10 +32,13 @@
 //!    ingested by its peer half.
 //!
 //! # Limits
-//! Members must send packets of one tick's duration (the configured
-//! `dataplane.mix_tick_ms`, 20 ms by default); frames of another duration
-//! are not mixed. A membership change keeps every staying member's codec
-//! and resampler state ([`MixState::rebuild`]).
+//! Members may send packets of 10 to 60 ms ([`MAX_PTIME_MS`]): whole
+//! packets are decoded into the member's `fifo_in` and each tick takes one
+//! tick of audio from it; each member is sent packets of its own packet
+//! time, learned from what it sends, through its `fifo_out` (20 ms — one
+//! tick — until then, on the shared listener encoding). A membership change
+//! keeps every staying member's codec and resampler state
+//! ([`MixState::rebuild`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -59,16 +62,29 @@ pub(super) struct MemberPlan {
 
 struct MixMember {
     leg: LegRef,
+    format: Format,
     pt: Pt,
     speaks: bool,
     hears: bool,
     /// The byte a payload of pure silence repeats in the member's format
     /// (G.711), if it has one.
     silence_code: Option<u8>,
-    /// Samples one tick decodes to, at the member's sample rate.
+    /// Samples of one tick at the member's sample rate.
     in_samples: usize,
-    /// One tick at the member's RTP clock rate.
-    out_ticks: u32,
+    /// Samples (at its sample rate) of the packets the member sends: its
+    /// packet time, learned from what it sends (0: not known yet).
+    packet: usize,
+    /// Decoded audio of the member not mixed yet (packets longer than a
+    /// tick are mixed over several ticks).
+    fifo_in: PcmFifo,
+    /// Samples of the packets sent to the member: one tick, or its own
+    /// packet time once known (repacketised through `fifo_out`).
+    out_samples: usize,
+    /// Mixed audio for the member not sent yet.
+    fifo_out: PcmFifo,
+    /// The member's RTP clock ticks per sample (× 1, or ½ for G.722).
+    clock_num: u32,
+    clock_den: u32,
     decoder: Decoder,
     up: Resampler,
     down: Resampler,
@@ -99,6 +115,74 @@ pub(super) struct MixState {
     decoded: Box<[i16]>,
     mixed: Box<[i16]>,
     resampled: Box<[i16]>,
+}
+
+/// The longest packet time a member may send or be sent, ms.
+pub(super) const MAX_PTIME_MS: u32 = 60;
+/// Jitter-buffer frames a member's turn may take in one tick (10 ms
+/// packets take two).
+const MAX_PULLS: usize = 6;
+
+/// A bounded FIFO of PCM samples, allocated once.
+struct PcmFifo {
+    buf: Box<[i16]>,
+    len: usize,
+}
+
+impl PcmFifo {
+    fn new(capacity: usize) -> PcmFifo {
+        PcmFifo {
+            buf: vec![0; capacity].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `pcm`; what does not fit is dropped (the newest audio).
+    fn push(&mut self, pcm: &[i16]) {
+        let n = pcm.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&pcm[..n]);
+        self.len += n;
+    }
+
+    /// Appends `n` samples of silence.
+    fn push_silence(&mut self, n: usize) {
+        let n = n.min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].fill(0);
+        self.len += n;
+    }
+
+    /// Takes the oldest `out.len()` samples, if there are that many.
+    fn pop_into(&mut self, out: &mut [i16]) -> bool {
+        let n = out.len();
+        if n > self.len {
+            return false;
+        }
+        out.copy_from_slice(&self.buf[..n]);
+        self.buf.copy_within(n..self.len, 0);
+        self.len -= n;
+        true
+    }
+}
+
+/// True when `format`'s encoder takes packets of `samples`.
+fn valid_packet(format: Format, samples: usize) -> bool {
+    let max = tick_samples(format.sample_rate(), MAX_PTIME_MS);
+    samples > 0
+        && samples <= max
+        && match format {
+            // 10, 20, 40 or 60 ms.
+            Format::Opus => matches!(samples, 480 | 960 | 1920 | 2880),
+            Format::G722 => samples % 2 == 0,
+            _ => true,
+        }
 }
 
 /// Samples in one tick at `rate`.
@@ -190,7 +274,7 @@ impl MixState {
                 }
             };
             let member = match kept.remove(&m.leg) {
-                Some(mut old) if old.pt == Pt(m.format.payload_type()) => {
+                Some(mut old) if old.format == m.format => {
                     old.speaks = m.speaks;
                     old.hears = m.hears;
                     old.listener = listener;
@@ -198,12 +282,18 @@ impl MixState {
                 }
                 _ => MixMember {
                     leg: m.leg,
+                    format: m.format,
                     pt: Pt(m.format.payload_type()),
                     speaks: m.speaks,
                     hears: m.hears,
                     silence_code: silence_code(m.format),
                     in_samples: tick_samples(m.format.sample_rate(), tick_ms),
-                    out_ticks: tick_samples(m.format.clock_rate(), tick_ms) as u32,
+                    packet: 0,
+                    fifo_in: PcmFifo::new(3 * tick_samples(m.format.sample_rate(), MAX_PTIME_MS)),
+                    out_samples: tick_samples(m.format.sample_rate(), tick_ms),
+                    fifo_out: PcmFifo::new(3 * tick_samples(m.format.sample_rate(), MAX_PTIME_MS)),
+                    clock_num: m.format.clock_rate(),
+                    clock_den: m.format.sample_rate(),
                     decoder: Decoder::new(m.format)?,
                     up: Resampler::new(m.format.sample_rate(), rate)?,
                     down: Resampler::new(rate, m.format.sample_rate())?,
@@ -262,41 +352,55 @@ impl MixState {
             let Some(jb) = leg.jitter.as_deref_mut() else {
                 continue;
             };
-            jb.set_jitter(leg.rx.jitter(), m.out_ticks);
-            let n = match jb.tick() {
-                Tick::Frame { payload, .. } => {
-                    if muted {
-                        continue;
-                    }
-                    if m.silence_code.is_some_and(|code| all_bytes(payload, code)) {
-                        // G.711 silence: nothing to decode or add.
-                        m.decoder.silence(m.in_samples);
-                        continue;
-                    }
-                    match m.decoder.decode(payload, &mut self.decoded) {
-                        Ok(n) => n,
-                        Err(_) => continue,
-                    }
+            let frame_ticks = m.clock_ticks(if m.packet > 0 { m.packet } else { m.in_samples });
+            jb.set_jitter(leg.rx.jitter(), frame_ticks);
+            // Take whole packets until one tick of audio is there.
+            for _ in 0..MAX_PULLS {
+                if m.fifo_in.len() >= m.in_samples {
+                    break;
                 }
-                // A talker's frame is missing: conceal it (a member that
-                // was not talking costs nothing).
-                Tick::Missing { .. } if conceal && was_talking && !muted => {
-                    match self
-                        .decoded
-                        .get_mut(..m.in_samples)
-                        .map(|pcm| m.decoder.conceal(pcm))
-                    {
-                        Some(Ok(n)) => {
-                            leg.stats.rx_concealed += 1;
-                            n
+                match jb.tick() {
+                    Tick::Frame { payload, .. } => {
+                        if m.silence_code.is_some_and(|code| all_bytes(payload, code)) {
+                            // G.711 silence: one byte a sample, not decoded.
+                            m.decoder.silence(payload.len());
+                            m.fifo_in.push_silence(payload.len());
+                            m.packet = payload.len();
+                        } else if let Ok(n) = m.decoder.decode(payload, &mut self.decoded) {
+                            m.fifo_in.push(&self.decoded[..n]);
+                            m.packet = n;
                         }
-                        _ => continue,
                     }
+                    // A talker's packet is missing: conceal it (a member
+                    // that was not talking costs nothing).
+                    Tick::Missing { .. } if conceal && was_talking && m.packet > 0 => {
+                        if let Some(Ok(n)) = self
+                            .decoded
+                            .get_mut(..m.packet)
+                            .map(|pcm| m.decoder.conceal(pcm))
+                        {
+                            leg.stats.rx_concealed += 1;
+                            m.fifo_in.push(&self.decoded[..n]);
+                        }
+                    }
+                    Tick::Missing { .. } | Tick::Idle => break,
                 }
-                Tick::Missing { .. } | Tick::Idle => continue,
-            };
-            if n != m.in_samples {
+            }
+            // Send the member packets as long as the ones it sends.
+            if m.packet != m.out_samples && valid_packet(m.format, m.packet) {
+                m.out_samples = m.packet;
+                m.fifo_out.clear();
+            }
+            if muted {
+                m.fifo_in.clear();
                 continue;
+            }
+            if !m.fifo_in.pop_into(&mut self.decoded[..m.in_samples]) {
+                continue;
+            }
+            let n = m.in_samples;
+            if self.decoded[..n].iter().fold(0, |acc, &s| acc | s) == 0 {
+                continue; // Silence: nothing to resample or add.
             }
             match m.up.process(&self.decoded[..n], &mut m.pcm) {
                 Ok(k) if k == self.frame => {}
@@ -323,6 +427,11 @@ impl MixState {
             Some(_) => {}
             None => return,
         }
+        if m.out_samples != m.in_samples {
+            self.emit_repacketised(media, now, i);
+            return;
+        }
+        let m = &mut self.members[i];
         let Some(buf) = media.pool.take() else {
             if let Some(leg) = media.legs.get(m.leg) {
                 leg.stats.tx_dropped += 1;
@@ -373,10 +482,9 @@ impl MixState {
                 _ => None,
             }
         };
+        let ticks = m.clock_ticks(m.in_samples);
         let header = match (encoded, media.legs.get(m.leg)) {
-            (Some(n), Some(leg)) if n > 0 => {
-                Some((leg.out.next_local(now, m.pt, m.out_ticks, n), n))
-            }
+            (Some(n), Some(leg)) if n > 0 => Some((leg.out.next_local(now, m.pt, ticks, n), n)),
             _ => None,
         };
         let Some((header, n)) = header else {
@@ -387,6 +495,64 @@ impl MixState {
             Some(h) => media.send_produced(now, m.leg, Packet::Tx { buf, len: h + n }),
             None => media.pool.release(buf),
         }
+    }
+}
+
+impl MixState {
+    /// Member `i`'s tick of audio goes to its `fifo_out`; each whole packet
+    /// of its packet time there is encoded and sent.
+    fn emit_repacketised(&mut self, media: &mut Media, now: Instant, i: usize) {
+        let frame = self.frame;
+        let m = &mut self.members[i];
+        let mixed = if m.talking {
+            self.mixer.talker_mix(&m.pcm, &mut self.mixed)
+        } else {
+            self.mixer.listener_mix(&mut self.mixed)
+        };
+        let Some(k) = mixed.ok().and_then(|()| {
+            m.down
+                .process(&self.mixed[..frame], &mut self.resampled)
+                .ok()
+        }) else {
+            return;
+        };
+        m.fifo_out.push(&self.resampled[..k]);
+        for _ in 0..MAX_PULLS {
+            if !m.fifo_out.pop_into(&mut self.decoded[..m.out_samples]) {
+                break;
+            }
+            let Some(buf) = media.pool.take() else {
+                if let Some(leg) = media.legs.get(m.leg) {
+                    leg.stats.tx_dropped += 1;
+                }
+                continue;
+            };
+            let payload = media
+                .pool
+                .data(&buf)
+                .get_mut(HEADER_LEN..)
+                .unwrap_or(&mut []);
+            let encoded = m
+                .encoder
+                .encode(&self.decoded[..m.out_samples], payload)
+                .ok();
+            let ticks = m.clock_ticks(m.out_samples);
+            let header = match (encoded, media.legs.get(m.leg)) {
+                (Some(n), Some(leg)) if n > 0 => Some((leg.out.next_local(now, m.pt, ticks, n), n)),
+                _ => None,
+            };
+            match header.and_then(|(h, n)| h.write(media.pool.data(&buf)).map(|h| h + n)) {
+                Some(len) => media.send_produced(now, m.leg, Packet::Tx { buf, len }),
+                None => media.pool.release(buf),
+            }
+        }
+    }
+}
+
+impl MixMember {
+    /// `samples` at the member's sample rate in its RTP clock's ticks.
+    fn clock_ticks(&self, samples: usize) -> u32 {
+        (samples as u64 * u64::from(self.clock_num) / u64::from(self.clock_den.max(1))) as u32
     }
 }
 
