@@ -686,3 +686,112 @@ fn hold_stops_a_leg_being_heard_and_is_announced() {
     assert_eq!(during, 0, "A's media not passed on while held");
     assert!(after >= 30, "A heard again after unhold: {after}");
 }
+
+// ---------------------------------------------------------------------------
+// real networks: strangers and loops against the real binary
+
+/// An externalMedia leg aimed at `far` (its RTP socket is the test's).
+fn leg_at(node: &Node, far: &str) -> (String, std::net::SocketAddr) {
+    let r = node.post(&format!(
+        "/ari/channels/externalMedia?app={}&external_host={far}&format=ulaw",
+        media_common::APP
+    ));
+    let channel = r.ok();
+    let id = channel["id"].as_str().expect("channel id").to_string();
+    let port: u16 = channel["channelvars"]["UNICASTRTP_LOCAL_PORT"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("UNICASTRTP_LOCAL_PORT");
+    (id, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn counter(node: &Node, id: &str, name: &str) -> u64 {
+    node.get(&format!("/ari/channels/{id}/rtp_statistics")).ok()[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// A leg that learns its remote (`external_host` 0.0.0.0:PORT) is not
+/// captured by a stranger's garbage or stray packet; the real peer is
+/// learned after its probation and media flows both ways.
+#[test]
+fn a_learning_leg_ignores_a_stranger_and_learns_its_peer() {
+    let node = Node::start(9);
+    let _events = node.events();
+    let (l, l_addr) = leg_at(&node, "0.0.0.0:40000");
+    let b = Leg::open(&node, Format::Ulaw);
+    let bridge = node.mixing_bridge();
+    node.add(&bridge, &l);
+    node.add_to_bridge(&bridge, &b);
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    b.socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stranger.send_to(&[], l_addr).unwrap();
+    stranger.send_to(b"garbage", l_addr).unwrap();
+    stranger
+        .send_to(&media_common::rtp_packet(9, 1, 160, 0, &[1; 160]), l_addr)
+        .unwrap();
+    for seq in 1..=4u16 {
+        peer.send_to(
+            &media_common::rtp_packet(1, seq, u32::from(seq) * 160, 0, &[2; 160]),
+            l_addr,
+        )
+        .unwrap();
+    }
+    let mut buf = [0u8; 2048];
+    let (n, _) = b.socket.recv_from(&mut buf).expect("the peer's 4th packet");
+    assert_eq!(&buf[12..n], &[2; 160]);
+    b.send_raw(&media_common::rtp_packet(2, 1, 160, 0, &[3; 160]));
+    let (n, _) = peer.recv_from(&mut buf).expect("b → the learned peer");
+    assert_eq!(&buf[12..n], &[3; 160]);
+    assert_eq!(
+        counter(&node, &l, "rxwrongsource"),
+        6,
+        "3 from the stranger, 3 on probation"
+    );
+}
+
+/// Two legs bridged natively whose far ends are one reflecting peer: what
+/// one leg sends comes straight back into the other. The node sees its own
+/// packets come back and cuts the loop at once instead of relaying them at
+/// the speed of the CPU.
+#[test]
+fn a_loop_through_a_reflecting_peer_is_cut() {
+    let node = Node::start(10);
+    let _events = node.events();
+    let reflector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let far = reflector.local_addr().unwrap().to_string();
+    let (a, a_addr) = leg_at(&node, &far);
+    let (b, b_addr) = leg_at(&node, &far);
+    let bridge = node.mixing_bridge();
+    node.add(&bridge, &a);
+    node.add(&bridge, &b);
+    assert_eq!(node.technology(&bridge), "native_rtp");
+    reflector
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    reflector
+        .send_to(&media_common::rtp_packet(7, 1, 160, 0, &[1; 160]), a_addr)
+        .unwrap();
+    // Reflect for a second, bounded in count.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut reflected = 0u32;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline && reflected < 100_000 {
+        let Ok((n, from)) = reflector.recv_from(&mut buf) else {
+            continue;
+        };
+        let to = if from == a_addr { b_addr } else { a_addr };
+        reflector.send_to(&buf[..n], to).unwrap();
+        reflected += 1;
+    }
+    assert!(
+        reflected <= 3,
+        "the loop ran: {reflected} packets reflected"
+    );
+    let looped = counter(&node, &a, "rxlooped") + counter(&node, &b, "rxlooped");
+    assert!(looped >= 1, "the node saw its own packet come back");
+}
