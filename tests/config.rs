@@ -41,7 +41,12 @@ fn refused(toml: &str) -> String {
     std::fs::write(&path, toml).expect("write config");
     // a free port, in case the file were accepted: the run must not clash
     let port = free_port();
-    let out = run(crossbar_command()
+    // The file alone decides: no driver variable from tests/run overrides it.
+    let mut cmd = crossbar_command();
+    for var in common::driver::VARS {
+        cmd.env_remove(var);
+    }
+    let out = run(cmd
         .arg("--config")
         .arg(&path)
         .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{port}")));
