@@ -161,9 +161,9 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
             "Originator and formats can't both be specified",
         ));
     }
-    let format = match args.non_empty("formats") {
-        Some(list) => parse_format(list.split(',').next().unwrap_or(list).trim())?,
-        None => Format::Ulaw,
+    let formats = match args.non_empty("formats") {
+        Some(list) => Some(parse_format(list.split(',').next().unwrap_or(list).trim())?),
+        None => None,
     };
     let caller_id = parse_caller_id(args.str("callerId").unwrap_or(""));
     let variables = string_map(args.body("variables"))?;
@@ -172,11 +172,18 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
     let now = node.now();
     let mut ctl = node.lock().await;
     require_app(&ctl, app)?;
-    if let Some(originator) = args.non_empty("originator") {
-        ctl.reg
-            .existing(originator)
-            .map_err(|_| AriError::bad_request("Provided originator channel was not found"))?;
-    }
+    // The pair takes the originator's format, as Asterisk requests the
+    // originator's native formats (ast_ari_channels_create, originate's
+    // ast_dial_prerun with the originator).
+    let format = match args.non_empty("originator") {
+        Some(originator) => {
+            ctl.reg
+                .existing(originator)
+                .map_err(|_| AriError::bad_request("Provided originator channel was not found"))?
+                .format
+        }
+        None => formats.unwrap_or(Format::Ulaw),
+    };
     let (id1, id2) = ctl
         .reg
         .claim_local_ids(args.str("channelId"), args.str("otherChannelId"))?;

@@ -96,7 +96,7 @@ const OTHER_CHANNEL_ID: Param = Param::query(
 );
 const ORIGINATOR: Param = Param::query(
     "originator",
-    "The unique id of the channel which is originating this one.",
+    "The unique id of the channel which is originating this one; the new channels take its format.",
 );
 const FORMATS: Param = Param::query(
     "formats",

@@ -697,3 +697,35 @@ async fn rtp_statistics_use_the_legs_clock_rate() {
         assert!(stats.get("rxjitter").is_none(), "{stats}");
     }
 }
+
+/// `originator`: the new pair takes the originator's format (Asterisk
+/// requests the originator's native formats).
+#[tokio::test]
+async fn a_local_pair_takes_its_originators_format() {
+    let h = Harness::new(&["A"]).await;
+    h.expect(
+        Method::Post,
+        "/channels/externalMedia?app=A&external_host=127.0.0.1:4000&format=alaw&channelId=src",
+        200,
+    )
+    .await;
+    h.fake.take_calls();
+    h.expect(
+        Method::Post,
+        "/channels/create?endpoint=Local/x@A&app=A&originator=src",
+        200,
+    )
+    .await;
+    match h.fake.take_calls()[..] {
+        [Call::CreateLocalPair { format, .. }] => assert_eq!(format, Format::Alaw),
+        ref other => panic!("unexpected calls: {other:?}"),
+    }
+    let out = h
+        .call(
+            Method::Post,
+            "/channels/create?endpoint=Local/x@A&app=A&originator=ghost",
+            "",
+        )
+        .await;
+    assert_eq!(out.status, 400);
+}
