@@ -113,7 +113,7 @@ fn bogus_bridge_type_is_400_not_500() {
     let s = Server::start();
     s.post("/ari/bridges?type=bogus").assert_error(
         400,
-        "Invalid bridge type 'bogus': expected a comma-separated list of mixing, holding, dtmf_events, proxy_media, video_sfu, video_single, sdp_label",
+        "Invalid bridge type 'bogus': expected a comma-separated list of mixing, holding, dtmf_events, proxy_media, video_single",
     );
     s.post("/ari/bridges/b2?type=mixing,bogus")
         .assert_error_prefix(400, "Invalid bridge type 'bogus'");
@@ -121,6 +121,105 @@ fn bogus_bridge_type_is_400_not_500() {
     s.get("/ari/bridges/b2")
         .assert_error(404, "Bridge not found");
     assert_eq!(s.get("/ari/bridges").ok(), &serde_json::json!([]));
+}
+
+/// Asterisk's video bridge types that crossbar cannot honour are refused by
+/// name, and so is a list with neither mixing nor holding (Asterisk creates
+/// no bridge for it: res_stasis.c bridge_create_common); video_single only
+/// sets the video mode, as for Asterisk's audio-only members.
+#[test]
+fn bridge_types_crossbar_cannot_honour_are_400() {
+    let s = Server::start();
+    s.post("/ari/bridges?type=mixing,video_sfu")
+        .assert_error_prefix(
+            400,
+            "Bridge type 'video_sfu' is not supported: crossbar carries no video",
+        );
+    s.post("/ari/bridges/b3?type=mixing,sdp_label")
+        .assert_error_prefix(400, "Bridge type 'sdp_label' is not supported: ");
+    s.post("/ari/bridges?type=dtmf_events")
+        .assert_error(400, "Bridge type 'dtmf_events' needs 'mixing' or 'holding'");
+    assert_eq!(s.get("/ari/bridges").ok(), &serde_json::json!([]));
+    let single = s.post("/ari/bridges?type=mixing,video_single");
+    assert_eq!(single.ok()["video_mode"], "single");
+    assert_eq!(single.ok()["bridge_type"], "mixing");
+    let plain = s.post("/ari/bridges?type=holding");
+    assert_eq!(plain.ok()["video_mode"], "talker");
+    // The api-docs offer only what is served.
+    let docs = s.get("/ari/api-docs/bridges.json");
+    let text = docs.ok().to_string();
+    assert!(!text.contains("absorbDTMF"), "absorbDTMF still documented");
+    assert!(!text.contains("inhibitConnectedLineUpdates"));
+    assert!(text.contains("video_single"));
+}
+
+/// addChannel's absorbDTMF and inhibitConnectedLineUpdates cannot act in
+/// crossbar: refused with the reason, whatever their value, and nothing joins.
+#[test]
+fn add_channel_parameters_crossbar_cannot_honour_are_400() {
+    let s = Server::start();
+    let _ws = s.ws("A");
+    let ch = s.external_media("A", "");
+    let id = ch["id"].as_str().unwrap();
+    let b = s.bridge("");
+    s.post(&format!(
+        "/ari/bridges/{b}/addChannel?channel={id}&absorbDTMF=true"
+    ))
+    .assert_error_prefix(
+        400,
+        "Parameter 'absorbDTMF' of addChannel is not supported by crossbar: ",
+    );
+    s.post_json(
+        &format!("/ari/bridges/{b}/addChannel?channel={id}"),
+        r#"{"inhibitConnectedLineUpdates": false}"#,
+    )
+    .assert_error_prefix(
+        400,
+        "Parameter 'inhibitConnectedLineUpdates' of addChannel is not supported by crossbar: ",
+    );
+    assert_eq!(
+        s.get(&format!("/ari/bridges/{b}")).ok()["channels"],
+        serde_json::json!([])
+    );
+    s.add(&b, id);
+}
+
+/// dial: a negative timeout is outside the documented range, and an unknown
+/// caller is named; neither dials.
+#[test]
+fn dial_with_a_bad_timeout_or_caller_is_400() {
+    let s = Server::start();
+    let _a = s.ws("A");
+    let _b = s.ws("B");
+    s.post("/ari/channels/create?endpoint=Local/x@B&app=A&channelId=one")
+        .ok();
+    s.post("/ari/channels/one/dial?timeout=-1").assert_error(
+        400,
+        "Invalid value '-1' for parameter timeout: expected at least 0",
+    );
+    s.post("/ari/channels/one/dial?caller=ghost")
+        .assert_error(400, "Provided caller channel 'ghost' was not found");
+    // Still dialable.
+    s.post("/ari/channels/one/dial").no_content();
+    let docs = s.get("/ari/api-docs/channels.json");
+    let dial = docs.ok()["apis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == "/channels/{channelId}/dial")
+        .unwrap()
+        .clone();
+    let timeout = dial["operations"][0]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "timeout")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        timeout["allowableValues"],
+        serde_json::json!({"valueType": "RANGE", "min": 0})
+    );
 }
 
 #[test]

@@ -294,9 +294,13 @@ fn channels_create_then_dial() {
     let events = a.sync(&s);
     assert_eq!(types(&events), ["Dial"]);
     assert_eq!(events[0]["dialstatus"], "");
+    // Asterisk's dial string: the endpoint without its technology.
+    assert_eq!(events[0]["dialstring"], "y@B");
     let events = bws.sync(&s);
     assert_eq!(types(&events), ["StasisStart"]);
     let two = id(&events[0]["channel"]);
+    // Given channelId alone, `;2` is `<channelId>;2`, as in Asterisk.
+    assert_eq!(two, "one;2");
     assert!(events[0]["channel"]["name"]
         .as_str()
         .unwrap()
@@ -313,6 +317,152 @@ fn channels_create_then_dial() {
     assert_eq!(types(&events), ["ChannelStateChange", "Dial"]);
     assert_eq!(events[0]["channel"]["state"], "Up");
     assert_eq!(events[1]["dialstatus"], "ANSWER");
+}
+
+/// `Local/EXTEN@CONTEXT` where no application CONTEXT runs is created as
+/// Asterisk creates it (`;1` in the creating application); dialing it fails
+/// as local_call() fails on a missing extension: the dial is 204, no `Dial`
+/// event, `;1` leaves its application and both halves end with cause 0
+/// ("Unknown"), `;2` first.
+#[test]
+fn dialing_a_local_channel_into_a_context_nobody_runs_ends_the_pair() {
+    let s = Server::start();
+    let mut a = s.ws("A");
+    let mut all = s.ws_all("W");
+    let one = s
+        .post(
+            "/ari/channels/create?endpoint=Local/y@nowhere&app=A&channelId=one&otherChannelId=two",
+        )
+        .ok()
+        .clone();
+    assert_eq!(
+        one["name"].as_str().unwrap().split('-').next(),
+        Some("Local/y@nowhere")
+    );
+    let events = a.sync(&s);
+    assert_eq!(types(&events), ["StasisStart"]);
+    all.sync(&s);
+
+    s.post("/ari/channels/one/dial").no_content();
+    let events = a.sync(&s);
+    assert_eq!(types(&events), ["StasisEnd", "ChannelDestroyed"]);
+    assert_eq!(events[1]["channel"]["id"], "one");
+    assert_eq!(events[1]["cause"], 0);
+    assert_eq!(events[1]["cause_txt"], "Unknown");
+    let destroyed: Vec<(String, u64)> = all
+        .sync(&s)
+        .iter()
+        .filter(|e| e["type"] == "ChannelDestroyed")
+        .map(|e| (id(&e["channel"]), e["cause"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(destroyed, [("two".to_string(), 0), ("one".to_string(), 0)]);
+    s.get("/ari/channels/one")
+        .assert_error(404, "Channel not found");
+    s.get("/ari/channels/two")
+        .assert_error(404, "Channel not found");
+
+    // Originated, the pair is answered 200 and ends at once: the
+    // originating application sees both halves destroyed.
+    let r = s.post("/ari/channels?endpoint=Local/y@nowhere&app=A&channelId=o1&otherChannelId=o2");
+    assert_eq!(r.ok()["id"], "o1");
+    let events = a.sync(&s);
+    assert_eq!(types(&events), ["ChannelDestroyed", "ChannelDestroyed"]);
+    assert_eq!(events[0]["channel"]["id"], "o2");
+    assert_eq!(events[1]["channel"]["id"], "o1");
+    assert_eq!(events[1]["cause"], 0);
+    assert_eq!(s.get("/ari/channels").ok(), &json!([]));
+}
+
+/// `dial?timeout=N`: a dialed channel not answered within N seconds is hung
+/// up as Asterisk's dial timeout does (res/stasis/control.c: cause 19, then
+/// a soft hangup — `ChannelHangupRequest` cause 32 soft), and its `;2` half
+/// with it (cause 19). An answered one is left alone.
+#[test]
+fn dial_timeout_hangs_up_an_unanswered_channel() {
+    let s = Server::start();
+    let mut a = s.ws("A");
+    let mut bws = s.ws("B");
+    s.post("/ari/channels/create?endpoint=Local/t@B&app=A&channelId=late&otherChannelId=late2")
+        .ok();
+    s.post("/ari/channels/create?endpoint=Local/t@B&app=A&channelId=quick&otherChannelId=quick2")
+        .ok();
+    a.sync(&s);
+    let started = std::time::Instant::now();
+    s.post("/ari/channels/late/dial?timeout=1").no_content();
+    s.post("/ari/channels/quick/dial?timeout=1").no_content();
+    assert_eq!(types(&bws.sync(&s)), ["StasisStart", "StasisStart"]);
+    s.post("/ari/channels/quick2/answer").no_content();
+    bws.sync(&s);
+    a.sync(&s);
+
+    let events = a.events_until("ChannelDestroyed");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "timeout took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        types(&events),
+        ["ChannelHangupRequest", "StasisEnd", "ChannelDestroyed"]
+    );
+    assert_eq!(events[0]["channel"]["id"], "late");
+    assert_eq!(events[0]["cause"], 32);
+    assert_eq!(events[0]["soft"], true);
+    assert_eq!(events[2]["cause"], 19);
+    assert_eq!(events[2]["cause_txt"], "User alerting, no answer");
+    let events = bws.events_until("ChannelDestroyed");
+    assert_eq!(
+        types(&events),
+        ["ChannelHangupRequest", "StasisEnd", "ChannelDestroyed"]
+    );
+    assert_eq!(events[0]["channel"]["id"], "late2");
+    assert_eq!(events[0]["cause"], 19);
+    assert!(events[0].get("soft").is_none(), "{}", events[0]);
+    assert_eq!(events[2]["cause"], 19);
+
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(s.get("/ari/channels/quick").ok()["state"], "Up");
+    assert_eq!(s.get("/ari/channels/quick2").ok()["state"], "Up");
+}
+
+/// The colleague's report: `channelId` = the id the node would generate next,
+/// without `otherChannelId`, once gave `;2` that same id, overwriting `;1`.
+#[test]
+fn a_local_pair_given_the_next_generated_id_keeps_both_halves() {
+    let s = Server::start();
+    let _a = s.ws("A");
+    let _b = s.ws("B");
+    let first = id(&s.external_media("A", ""));
+    let (epoch, n) = first.rsplit_once('.').expect("<epoch>.<n>");
+    let next = format!("{epoch}.{}", n.parse::<u64>().unwrap() + 1);
+    let one = s
+        .post(&format!(
+            "/ari/channels/create?endpoint=Local/x@B&app=A&channelId={next}"
+        ))
+        .ok()
+        .clone();
+    assert_eq!(one["id"], next.as_str());
+    let listed = s.get("/ari/channels").ok().clone();
+    let mut ids: Vec<String> = listed.as_array().unwrap().iter().map(id).collect();
+    ids.sort();
+    let mut want = vec![first.clone(), next.clone(), format!("{next};2")];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(s.get(&format!("/ari/channels/{next}")).ok()["name"]
+        .as_str()
+        .unwrap()
+        .ends_with(";1"));
+    // Hanging up `;1` ends both halves and leaves the first channel.
+    s.delete(&format!("/ari/channels/{next}")).no_content();
+    let left: Vec<String> = s
+        .get("/ari/channels")
+        .ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id)
+        .collect();
+    assert_eq!(left, [first]);
 }
 
 #[test]
@@ -783,7 +933,7 @@ fn a_stale_originate_timeout_spares_a_new_channel_with_the_same_id() {
     s.delete("/ari/channels/one").no_content();
     // The same ids again, waiting forever: the first pair's timer must not
     // hang this one up.
-    s.post("/ari/channels?endpoint=Local/t@B&app=A&timeout=0&channelId=one&otherChannelId=two")
+    s.post("/ari/channels?endpoint=Local/t@B&app=A&timeout=-1&channelId=one&otherChannelId=two")
         .ok();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(s.get("/ari/channels/one").ok()["state"], "Down");

@@ -586,9 +586,16 @@ fn garbage_datagrams_are_counted_and_do_not_disturb_a_relay() {
     // RTCP: nothing valid arrived; a native_rtp leg sends no reports of its own.
     assert_eq!(stats["rxrtcpreports"], 0, "{stats}");
     assert_eq!(stats["txrtcp"], 0, "{stats}");
+    // Asterisk's names and units: `rxjitter` is the remote's report (none
+    // yet), `txjitter` the jitter we measure on what we receive, in seconds.
     assert!(
-        stats.get("txjitter").is_none(),
+        stats.get("rxjitter").is_none(),
         "no remote report yet: {stats}"
+    );
+    let jitter = stats["txjitter"].as_f64().expect("txjitter is a number");
+    assert!(
+        (0.0..0.5).contains(&jitter),
+        "txjitter is in seconds: {stats}"
     );
 }
 

@@ -41,10 +41,12 @@ impl Args {
         }
         for (name, value) in query {
             let Some(p) = find(op, &name, ParamType::Query) else {
-                return Err(AriError::bad_request(format!(
-                    "Unknown parameter '{name}' for {} (see api-docs)",
-                    op.nickname
-                )));
+                return Err(refused(op, &name).unwrap_or_else(|| {
+                    AriError::bad_request(format!(
+                        "Unknown parameter '{name}' for {} (see api-docs)",
+                        op.nickname
+                    ))
+                }));
             };
             raw.entry(p.name).or_default().push(value);
         }
@@ -76,10 +78,12 @@ impl Args {
                     }
                     raw.insert(p.name, vec![json_to_param(p, &value)?]);
                 } else {
-                    return Err(AriError::bad_request(format!(
-                        "Unknown field '{key}' in the request body for {}",
-                        op.nickname
-                    )));
+                    return Err(refused(op, &key).unwrap_or_else(|| {
+                        AriError::bad_request(format!(
+                            "Unknown field '{key}' in the request body for {}",
+                            op.nickname
+                        ))
+                    }));
                 }
             }
         }
@@ -179,6 +183,19 @@ fn find<'a>(op: &'a Operation, name: &str, kind: ParamType) -> Option<&'a Param>
         .find(|p| p.param_type == kind && p.name == name)
 }
 
+/// The 400 for a parameter Asterisk takes and crossbar refuses, naming why.
+fn refused(op: &Operation, name: &str) -> Option<AriError> {
+    op.refused
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, reason)| {
+            AriError::bad_request(format!(
+                "Parameter '{n}' of {} is not supported by crossbar: {reason}",
+                op.nickname
+            ))
+        })
+}
+
 fn missing(p: &Param) -> AriError {
     AriError::bad_request(
         p.missing
@@ -214,6 +231,14 @@ fn check_value(p: &Param, value: &str) -> Result<(), AriError> {
             )));
         }
         _ => {}
+    }
+    if let Some(min) = p.min {
+        if value.trim().parse::<i64>().is_ok_and(|v| v < min) {
+            return Err(AriError::bad_request(format!(
+                "Invalid value '{value}' for parameter {}: expected at least {min}",
+                p.name
+            )));
+        }
     }
     if let Some(allowed) = p.allowable {
         if !allowed.contains(&value) {
@@ -274,7 +299,9 @@ mod tests {
         Param::query("mute", "mute")
             .typed(DataType::Boolean)
             .default("false"),
-        Param::query("timeout", "t").typed(DataType::Int),
+        Param::query("timeout", "t")
+            .typed(DataType::Int)
+            .at_least(0),
         Param::query("direction", "d").one_of(&["in", "out", "both"]),
         Param::body("variables", "vars", DataType::Containers),
     ];
@@ -287,6 +314,7 @@ mod tests {
         errors: &[],
         upgrade: None,
         handler: None,
+        refused: &[("absorbDTMF", "no DTMF here")],
     };
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -335,6 +363,21 @@ mod tests {
                 &[("channel", "a"), ("timeout", "ten")],
                 b"",
                 "expected an integer",
+            ),
+            (
+                &[("channel", "a"), ("timeout", "-1")],
+                b"",
+                "Invalid value '-1' for parameter timeout: expected at least 0",
+            ),
+            (
+                &[("channel", "a"), ("absorbDTMF", "false")],
+                b"",
+                "Parameter 'absorbDTMF' of addChannel is not supported by crossbar: no DTMF here",
+            ),
+            (
+                &[("channel", "a")],
+                br#"{"absorbDTMF":true}"#,
+                "Parameter 'absorbDTMF' of addChannel is not supported by crossbar: no DTMF here",
             ),
             (
                 &[("channel", "a"), ("direction", "up")],

@@ -7,6 +7,9 @@
 //! automatic `exten => _.,1,Stasis(CONTEXT)` would), with `dialplan.exten`
 //! EXTEN. Originated, the `;1` half enters `app` once `;2` is answered; created
 //! (`/channels/create`), `;1` enters `app` at once and `;2` is started by `dial`.
+//! As in Asterisk, whether CONTEXT exists is seen only when `;1` is called
+//! (originate, dial): with no application CONTEXT running, the call fails and
+//! the pair ends with cause 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use super::args::Args;
 use super::error::AriError;
 use super::ops;
 use super::spec::Reply;
+use crate::clock::Timestamp;
 use crate::control::channel::{Cause, Channel, ChannelKind, ChannelState, DialplanCep};
 use crate::host::{Control, Node};
 use crate::media::Format;
@@ -158,32 +162,32 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
             "Originator and formats can't both be specified",
         ));
     }
-    let format = match args.non_empty("formats") {
-        Some(list) => parse_format(list.split(',').next().unwrap_or(list).trim())?,
-        None => Format::Ulaw,
+    let formats = match args.non_empty("formats") {
+        Some(list) => Some(parse_format(list.split(',').next().unwrap_or(list).trim())?),
+        None => None,
     };
-    let (caller_name, caller_number) = parse_caller_id(args.str("callerId").unwrap_or(""));
+    let caller_id = parse_caller_id(args.str("callerId").unwrap_or(""));
     let variables = string_map(args.body("variables"))?;
-    let timeout = args.int("timeout").unwrap_or(30);
+    let timeout = originate_timeout(args.int("timeout").unwrap_or(30));
 
     let now = node.now();
     let mut ctl = node.lock().await;
     require_app(&ctl, app)?;
-    require_app(&ctl, &target.context)?;
-    if let Some(originator) = args.non_empty("originator") {
-        ctl.reg
-            .existing(originator)
-            .map_err(|_| AriError::bad_request("Provided originator channel was not found"))?;
-    }
-    let id1 = ctl.reg.claim_channel_id(args.str("channelId"))?;
-    let id2 = match args.non_empty("otherChannelId") {
-        Some(other) if other == id1 => {
-            return Err(AriError::conflict(format!(
-                "Channel with id '{other}' already exists"
-            )))
+    // The pair takes the originator's format, as Asterisk requests the
+    // originator's native formats (ast_ari_channels_create, originate's
+    // ast_dial_prerun with the originator).
+    let format = match args.non_empty("originator") {
+        Some(originator) => {
+            ctl.reg
+                .existing(originator)
+                .map_err(|_| AriError::bad_request("Provided originator channel was not found"))?
+                .format
         }
-        given => ctl.reg.claim_channel_id(given)?,
+        None => formats.unwrap_or(Format::Ulaw),
     };
+    let (id1, id2) = ctl
+        .reg
+        .claim_local_ids(args.str("channelId"), args.str("otherChannelId"))?;
     let (leg1, leg2) = (ctl.reg.next_leg(), ctl.reg.next_leg());
     node.dataplane
         .create_local_pair(leg1, leg2, format)
@@ -206,7 +210,10 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
         now,
         seq,
     );
-    one.caller = (caller_name, caller_number);
+    // Asterisk sets an originate's callerId as the `;1` half's caller id and
+    // connected line (resource_channels.c, ari_channels_handle_originate_with_id).
+    one.caller = caller_id.clone();
+    one.connected = caller_id;
     one.vars = variables;
     let seq = ctl.reg.next_seq();
     let kind = ChannelKind::Local {
@@ -227,59 +234,151 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
         exten: target.exten.clone(),
         priority: 1,
     };
-    two.caller = one.caller.clone();
 
     if create_only {
+        // `;2` starts when `;1` is dialed; whether its application runs is
+        // seen then, as Asterisk looks the extension up only in local_call().
         one.awaiting_dial = true;
         two.pending_stasis = Some((target.context.clone(), Vec::new()));
         ctl.reg.insert_channel(now, one);
         ctl.reg.insert_channel(now, two);
         ctl.reg.enter_stasis(now, &id1, app, app_args);
-    } else {
-        one.pending_stasis = Some((app.to_string(), app_args));
-        two.state = ChannelState::Ring;
-        ctl.reg.insert_channel(now, one);
-        ctl.reg.insert_channel(now, two);
-        ctl.reg.enter_stasis(now, &id2, &target.context, Vec::new());
-        if timeout > 0 {
-            schedule_answer_timeout(node, &id1, leg1, timeout as u64);
+        return Ok(Reply::Json(ctl.reg.existing(&id1)?.snapshot()));
+    }
+    one.pending_stasis = Some((app.to_string(), app_args));
+    two.pending_stasis = Some((target.context.clone(), Vec::new()));
+    two.state = ChannelState::Ring;
+    ctl.reg.insert_channel(now, one);
+    ctl.reg.insert_channel(now, two);
+    let reply = ctl.reg.existing(&id1)?.snapshot();
+    if !ctl.reg.has_app(&target.context) {
+        // Asterisk subscribes the originating application to both halves
+        // before it calls `;1`, so that application sees the pair end.
+        ctl.reg.subscribe_channel(app, &id1);
+        ctl.reg.subscribe_channel(app, &id2);
+    }
+    if let Some((context, args)) = call_local(node, &mut ctl, now, &id1).await? {
+        ctl.reg.enter_stasis(now, &id2, &context, args);
+        if let Some(seconds) = timeout {
+            schedule_no_answer(node, &id1, leg1, seconds, NoAnswer::Originate);
         }
     }
-    Ok(Reply::Json(ctl.reg.existing(&id1)?.snapshot()))
+    Ok(Reply::Json(reply))
 }
 
-/// Hangs up an originated Local pair whose `;2` half was not answered in time.
-/// `leg` identifies this pair's `;1` half: by then the id may name another
-/// channel (hung up, then reused by a new originate).
-fn schedule_answer_timeout(node: &Node, id: &str, leg: LegId, seconds: u64) {
+/// An originate's `timeout` as Asterisk reads it
+/// (ari_channels_handle_originate_with_id): seconds when positive, -1 for no
+/// timeout, 30 seconds otherwise.
+fn originate_timeout(timeout: i64) -> Option<u64> {
+    match timeout {
+        t if t > 0 => Some(t as u64),
+        -1 => None,
+        _ => Some(30),
+    }
+}
+
+/// Calls the `;1` half `one` of a Local pair: `;2` gets what Asterisk's
+/// `ast_unreal_call_setup` hands it, then runs its "dialplan" — enters the
+/// application named by its context — or, when no such application runs,
+/// the pair ends as Asterisk's local_call() fails on a missing extension
+/// ([`ops::fail_local_call`]). The application (and args) `;2` is to enter
+/// now, unless the call failed.
+async fn call_local(
+    node: &Node,
+    ctl: &mut Control,
+    now: Timestamp,
+    one: &str,
+) -> Result<Option<(String, Vec<String>)>, AriError> {
+    let Some(c1) = ctl.reg.channel(one) else {
+        return Ok(None);
+    };
+    let Some(two) = c1.local_peer().map(str::to_string) else {
+        return Ok(None);
+    };
+    let caller = c1.caller.clone();
+    let connected = c1.connected.clone();
+    let language = c1.language.clone();
+    let vars: Vec<(String, String)> = c1
+        .vars
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    for (name, value) in &vars {
+        ctl.reg.set_var(now, &two, name, value);
+    }
+    if let Some(c2) = ctl.reg.channel_mut(&two) {
+        c2.language = language;
+    }
+    // Caller id and connected line cross over the Local pair.
+    ctl.reg.set_party(now, &two, connected, caller);
+    let Some(target) = ctl.reg.channel(&two).and_then(|c| c.pending_stasis.clone()) else {
+        return Ok(None);
+    };
+    if !ctl.reg.has_app(&target.0) {
+        ops::fail_local_call(node, ctl, now, one).await?;
+        return Ok(None);
+    }
+    if let Some(c2) = ctl.reg.channel_mut(&two) {
+        c2.pending_stasis = None;
+    }
+    Ok(Some(target))
+}
+
+/// Which unanswered wait timed out.
+#[derive(Clone, Copy, Debug)]
+enum NoAnswer {
+    /// An originated pair's `;2` half was not answered: both halves end with
+    /// cause 19, `;1` never having entered its application.
+    Originate,
+    /// A dialed (`POST /channels/{id}/dial`) channel was not answered: it is
+    /// hung up as Asterisk's dial timeout does (res/stasis/control.c,
+    /// hangup_channel: cause 19, then a soft hangup).
+    Dial,
+}
+
+/// Hangs up `id` with cause 19 if it is still unanswered after `seconds`.
+/// `leg` identifies the channel: by then the id may name another channel
+/// (hung up, then reused).
+fn schedule_no_answer(node: &Node, id: &str, leg: LegId, seconds: u64, kind: NoAnswer) {
     let Some(node) = node.handle() else {
         return;
     };
     let id = id.to_string();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(seconds)).await;
-        answer_timeout(node, id, leg).await;
+        no_answer(node, id, leg, kind).await;
     });
 }
 
-async fn answer_timeout(node: Arc<Node>, id: String, leg: LegId) {
+async fn no_answer(node: Arc<Node>, id: String, leg: LegId, kind: NoAnswer) {
     let now = node.now();
     let mut ctl = node.lock().await;
     let unanswered = ctl
         .reg
         .channel(&id)
-        .is_some_and(|c| c.leg == leg && c.state != ChannelState::Up && c.pending_stasis.is_some());
+        .is_some_and(|c| c.leg == leg && c.state != ChannelState::Up);
     if unanswered {
-        let cause = Cause::from_code(19).unwrap_or(Cause::NORMAL);
-        if let Err(e) = ops::hangup(&node, &mut ctl, now, &id, cause, false).await {
-            tracing::warn!(channel = %id, "answer timeout hangup failed: {e}");
+        let soft = matches!(kind, NoAnswer::Dial);
+        if let Err(e) = ops::hangup(&node, &mut ctl, now, &id, Cause::NO_ANSWER, soft).await {
+            tracing::warn!(channel = %id, "{kind:?} timeout hangup failed: {e}");
         }
     }
 }
 
-/// `POST /channels/{channelId}/dial`.
+/// The dial string of a Local `;1` half named `Local/EXTEN@CONTEXT-0000000N;1`:
+/// `EXTEN@CONTEXT`, what Asterisk's `Dial` event carries (the endpoint without
+/// its technology).
+fn local_dialstring(name: &str) -> &str {
+    let resource = name.strip_prefix("Local/").unwrap_or(name);
+    resource.rsplit_once('-').map_or(resource, |(r, _)| r)
+}
+
+/// `POST /channels/{channelId}/dial`: dials a Local `;1` half made by
+/// `/channels/create`, as Asterisk's ast_ari_channels_dial and
+/// app_control_dial do.
 pub async fn dial(node: &Node, args: Args) -> Result<Reply, AriError> {
     let id = args.path("channelId");
+    let timeout = args.int("timeout").unwrap_or(0);
     let now = node.now();
     let mut ctl = node.lock().await;
     let ch = ctl
@@ -292,29 +391,64 @@ pub async fn dial(node: &Node, args: Args) -> Result<Reply, AriError> {
     let Some(peer) = ch.local_peer().map(str::to_string) else {
         return Err(AriError::conflict("Channel cannot be dialed."));
     };
-    let dialstring = ch.name.trim_end_matches(";1").to_string();
-    let Some((app, app_args)) = ctl
+    let dialstring = local_dialstring(&ch.name).to_string();
+    let leg = ch.leg;
+    if ctl
         .reg
         .channel(&peer)
-        .and_then(|p| p.pending_stasis.clone())
-    else {
+        .is_none_or(|p| p.pending_stasis.is_none())
+    {
         return Err(AriError::conflict("Channel cannot be dialed."));
+    }
+    let caller = match args.non_empty("caller") {
+        Some(caller) => {
+            let c = ctl.reg.channel(caller).ok_or_else(|| {
+                AriError::bad_request(format!("Provided caller channel '{caller}' was not found"))
+            })?;
+            Some((c.caller.clone(), c.language.clone(), c.vars.clone()))
+        }
+        None => None,
     };
+    if let Some((caller_id, language, vars)) = caller {
+        // ast_channel_inherit_variables: `_NAME` is inherited as `NAME`,
+        // `__NAME` as `__NAME`; other variables stay with the caller.
+        for (name, value) in &vars {
+            let Some(value) = value.as_str() else {
+                continue;
+            };
+            let inherited = if name.starts_with("__") {
+                name.as_str()
+            } else if let Some(rest) = name.strip_prefix('_') {
+                rest
+            } else {
+                continue;
+            };
+            if !inherited.is_empty() {
+                ctl.reg.set_var(now, id, inherited, value);
+            }
+        }
+        // ast_connected_line_copy_from_caller: the dialed channel's connected
+        // line is the caller's caller id.
+        let own = ctl.reg.existing(id)?.caller.clone();
+        ctl.reg.set_party(now, id, own, caller_id);
+        if let Some(c) = ctl.reg.channel_mut(id) {
+            c.language = language;
+        }
+    }
     if let Some(c) = ctl.reg.channel_mut(id) {
         c.awaiting_dial = false;
     }
-    ctl.reg.dial_event(now, id, &dialstring, "");
-    if !ctl.reg.has_app(&app) {
-        ctl.reg.dial_event(now, id, &dialstring, "CHANUNAVAIL");
-        let cause = Cause::from_code(1).unwrap_or(Cause::NORMAL);
-        ops::hangup(node, &mut ctl, now, &peer, cause, false).await?;
+    // The request is answered 204 whatever the call does, as Asterisk's
+    // dial runs asynchronously; a call that fails ends the pair.
+    let Some((app, app_args)) = call_local(node, &mut ctl, now, id).await? else {
         return Ok(Reply::NoContent);
-    }
-    if let Some(p) = ctl.reg.channel_mut(&peer) {
-        p.pending_stasis = None;
-    }
+    };
+    ctl.reg.dial_event(now, id, &dialstring, "");
     ctl.reg.set_state(now, &peer, ChannelState::Ring);
     ctl.reg.enter_stasis(now, &peer, &app, app_args);
+    if timeout > 0 {
+        schedule_no_answer(node, id, leg, timeout as u64, NoAnswer::Dial);
+    }
     Ok(Reply::NoContent)
 }
 
@@ -599,17 +733,29 @@ pub async fn rtp_statistics(node: &Node, args: Args) -> Result<Reply, AriError> 
         .reg
         .channel(id)
         .ok_or_else(|| AriError::not_found("Channel cannot be found."))?;
-    let (leg, channel_id) = (ch.leg, ch.id.clone());
+    let (leg, channel_id, format) = (ch.leg, ch.id.clone(), ch.format);
     let stats = node
         .dataplane
         .rtp_stats(leg)
         .await
         .map_err(ops::dataplane_error)?;
-    Ok(Reply::Json(rtp_stat(&stats, &channel_id)))
+    Ok(Reply::Json(rtp_stat(
+        &stats,
+        &channel_id,
+        format.clock_rate(),
+    )))
 }
 
-/// The `RTPstat` model of a leg's counters.
-fn rtp_stat(stats: &RtpStats, channel_id: &str) -> Value {
+/// The `RTPstat` model of a leg's counters, each field meaning what
+/// Asterisk's does (res/res_rtp_asterisk.c, ast_rtp_get_stat). The data plane
+/// measures jitter in RTP timestamp units of the leg's clock (`clock_rate`
+/// Hz); Asterisk reports seconds (`ast_samp2sec`). Note Asterisk's naming,
+/// kept here: `txjitter` is the jitter *we* measure on the stream we
+/// receive (`rtp->rxjitter`) and `rxjitter` the jitter the remote reports
+/// on the stream we send (`rtp->rtcp->reported_jitter`). Fields crossbar
+/// cannot fill honestly are omitted.
+fn rtp_stat(stats: &RtpStats, channel_id: &str, clock_rate: u32) -> Value {
+    let seconds = |ticks: u32| f64::from(ticks) / f64::from(clock_rate.max(1));
     let mut v = json!({
         "txcount": stats.tx_packets,
         "rxcount": stats.rx_packets,
@@ -624,20 +770,24 @@ fn rtp_stat(stats: &RtpStats, channel_id: &str) -> Value {
         "rxrtcp": stats.rx_rtcp,
         "txdropped": stats.tx_dropped,
         "txerrors": stats.tx_errors,
-        "rxploss": stats.rx_lost,
-        "rxjitter": stats.rx_jitter,
+        // Asterisk's lost counts are unsigned and never below zero
+        // (calculate_lost_packet_statistics raises "expected" to "received").
+        "rxploss": stats.rx_lost.max(0),
         "rxrtcpreports": stats.rx_rtcp_reports,
         "rxrtcpbad": stats.rx_rtcp_bad,
         "txrtcp": stats.tx_rtcp,
         "channel_uniqueid": channel_id,
     });
-    // The remote's view of our stream, from its last RTCP report block
-    // (jitter in RTP timestamp units like rxjitter; rtt in seconds as in
-    // Asterisk).
+    // Our interarrival jitter of the received stream (RFC 3550 A.8), once a
+    // stream was received.
+    if stats.rx_ssrc.is_some() {
+        v["txjitter"] = json!(seconds(stats.rx_jitter));
+    }
+    // The remote's view of our stream, from its last RTCP report block.
     if stats.remote_reports > 0 {
-        v["txjitter"] = json!(stats.remote_jitter);
-        v["remote_maxjitter"] = json!(stats.remote_max_jitter);
-        v["txploss"] = json!(stats.remote_cumulative_lost);
+        v["rxjitter"] = json!(seconds(stats.remote_jitter));
+        v["remote_maxjitter"] = json!(seconds(stats.remote_max_jitter));
+        v["txploss"] = json!(stats.remote_cumulative_lost.max(0));
         v["remote_fraction_lost"] = json!(stats.remote_fraction_lost);
     }
     if let Some(rtt) = stats.rtt_ms {
@@ -827,17 +977,78 @@ mod tests {
             remote: Some("127.0.0.1:4000".parse().unwrap()),
             ..RtpStats::default()
         };
-        let served = rtp_stat(&full, "c1");
+        let served = rtp_stat(&full, "c1", 8000);
         for key in served.as_object().unwrap().keys() {
             assert!(
                 model.props.iter().any(|p| p.0 == key),
                 "{key} is served but not in the RTPstat model"
             );
         }
-        let minimal = rtp_stat(&RtpStats::default(), "c1");
+        let minimal = rtp_stat(&RtpStats::default(), "c1", 8000);
         for p in model.props.iter().filter(|p| p.2) {
             assert!(minimal.get(p.0).is_some(), "required {} is missing", p.0);
         }
+    }
+
+    /// Jitter leaves in seconds of the leg's RTP clock, rtt in seconds,
+    /// under Asterisk's names: `txjitter` ours, `rxjitter` the remote's.
+    #[test]
+    fn rtp_statistics_are_in_asterisks_units_and_names() {
+        let stats = RtpStats {
+            rx_ssrc: Some(7),
+            rx_jitter: 80,
+            remote_reports: 2,
+            remote_jitter: 160,
+            remote_max_jitter: 320,
+            remote_cumulative_lost: 3,
+            rtt_ms: Some(25.0),
+            rx_lost: 4,
+            ..RtpStats::default()
+        };
+        let v = rtp_stat(&stats, "c1", 8000);
+        assert_eq!(v["txjitter"], 0.01);
+        assert_eq!(v["rxjitter"], 0.02);
+        assert_eq!(v["remote_maxjitter"], 0.04);
+        assert_eq!(v["rtt"], 0.025);
+        assert_eq!(v["txploss"], 3);
+        assert_eq!(v["rxploss"], 4);
+        // The same ticks on a 48 kHz clock (opus) are a sixth of the time.
+        let v = rtp_stat(&stats, "c1", 48_000);
+        assert_eq!(v["txjitter"], 80.0 / 48_000.0);
+        assert_eq!(v["rxjitter"], 160.0 / 48_000.0);
+    }
+
+    #[test]
+    fn rtp_statistics_omit_what_was_not_measured() {
+        let v = rtp_stat(&RtpStats::default(), "c1", 8000);
+        for absent in ["txjitter", "rxjitter", "remote_maxjitter", "txploss", "rtt"] {
+            assert!(v.get(absent).is_none(), "{absent} in {v}");
+        }
+        // Losses never go below zero, as Asterisk's unsigned counts.
+        let dup = RtpStats {
+            rx_lost: -2,
+            remote_reports: 1,
+            remote_cumulative_lost: -1,
+            ..RtpStats::default()
+        };
+        let v = rtp_stat(&dup, "c1", 8000);
+        assert_eq!(v["rxploss"], 0);
+        assert_eq!(v["txploss"], 0);
+        assert_eq!(v["rxjitter"], 0.0);
+    }
+
+    #[test]
+    fn originate_timeouts_read_as_asterisk_reads_them() {
+        assert_eq!(originate_timeout(5), Some(5));
+        assert_eq!(originate_timeout(-1), None);
+        assert_eq!(originate_timeout(0), Some(30));
+        assert_eq!(originate_timeout(-7), Some(30));
+    }
+
+    #[test]
+    fn local_dial_strings_drop_the_technology_and_counter() {
+        assert_eq!(local_dialstring("Local/bob@B-0000000a;1"), "bob@B");
+        assert_eq!(local_dialstring("Local/a-b@B-00000001;1"), "a-b@B");
     }
 
     #[test]

@@ -94,6 +94,9 @@ fn param(p: &Param) -> Value {
     if let Some(values) = p.allowable {
         v["allowableValues"] = json!({ "valueType": "LIST", "values": values });
     }
+    if let Some(min) = p.min {
+        v["allowableValues"] = json!({ "valueType": "RANGE", "min": min });
+    }
     v
 }
 

@@ -64,6 +64,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "ApplicationReplaced",
     "BridgeCreated",
     "BridgeDestroyed",
+    "ChannelCallerId",
+    "ChannelConnectedLine",
     "ChannelCreated",
     "ChannelDestroyed",
     "ChannelEnteredBridge",
@@ -311,74 +313,73 @@ const CHANNELS: &[Model] = &[
 
 const RTP_STAT: Model = Model {
     id: "RTPstat",
-    description: "A statistics of a RTP.",
+    description: "A statistics of a RTP. The fields Asterisk defines mean what they mean in Asterisk 22 (res_rtp_asterisk.c), in its units: jitter and round-trip time in seconds. The others are crossbar's.",
     sub_types: &[],
     props: &[
-        ("txcount", "int", true, "Number of packets transmitted."),
-        ("rxcount", "int", true, "Number of packets received."),
         (
-            "rxdropped",
+            "txcount",
             "int",
             true,
-            "Number of received packets dropped (malformed, wrong source, unknown payload type).",
+            "Packets sent to the leg's remote (or handed to the other Local half).",
+        ),
+        (
+            "rxcount",
+            "int",
+            true,
+            "Datagrams received on the leg's socket (or handed over by the other Local half), dropped ones included.",
         ),
         (
             "txjitter",
             "double",
             false,
-            "Jitter the remote reports on our stream (last RTCP report block), in RTP timestamp units.",
+            "Interarrival jitter (RFC 3550) crossbar measures on the stream it receives, in seconds; present once a stream was received. The name is Asterisk's: its txjitter holds the jitter it measures on what it receives.",
+        ),
+        (
+            "rxjitter",
+            "double",
+            false,
+            "Interarrival jitter the remote reports on the stream crossbar sends (its last RTCP report block), in seconds, as Asterisk's rxjitter; present once the remote reported.",
         ),
         (
             "remote_maxjitter",
             "double",
             false,
-            "Highest jitter the remote reported on our stream, in RTP timestamp units.",
+            "Highest jitter the remote reported on the stream crossbar sends, in seconds.",
         ),
         (
             "txploss",
             "int",
             false,
-            "Cumulative packets of our stream the remote reports lost.",
+            "Cumulative packets of the stream crossbar sends that the remote reports lost (its last report block); present once the remote reported.",
         ),
         (
-            "remote_fraction_lost",
+            "rxploss",
             "int",
-            false,
-            "Fraction of our stream lost in the remote's last report interval (0-255 = 0-100%).",
+            true,
+            "Packets of the received stream lost so far (RFC 3550 cumulative loss; never below 0).",
         ),
         (
             "rtt",
             "double",
             false,
-            "Round-trip time from the remote's last report echoing one of our SRs, in seconds.",
+            "Round-trip time from the remote's last report that echoed one of our SRs, in seconds.",
         ),
+        ("local_ssrc", "int", false, "Our SSRC on this leg, once something was sent."),
+        ("remote_ssrc", "int", false, "The remote's SSRC, once something was received."),
+        ("txoctetcount", "int", true, "Bytes sent (RTP headers included)."),
+        ("rxoctetcount", "int", true, "Bytes of the datagrams counted in rxcount."),
         (
-            "rxrtcpreports",
-            "int",
-            false,
-            "RTCP sender and receiver reports received.",
-        ),
-        (
-            "rxrtcpbad",
-            "int",
-            false,
-            "Datagrams on the RTCP port that were not valid RTCP from the remote.",
-        ),
-        ("txrtcp", "int", false, "RTCP packets sent."),
-        (
-            "local_address",
+            "channel_uniqueid",
             "string",
-            false,
-            "Local address of the leg's socket.",
+            true,
+            "The Asterisk channel's unique ID that owns this instance.",
         ),
         (
-            "remote_address",
-            "string",
-            false,
-            "Remote address media is sent to.",
+            "rxdropped",
+            "int",
+            true,
+            "Good packets not passed on: muted, on hold, or no one to send to.",
         ),
-        ("txoctetcount", "int", true, "Octets transmitted."),
-        ("rxoctetcount", "int", true, "Octets received."),
         (
             "rxbad",
             "int",
@@ -409,7 +410,20 @@ const RTP_STAT: Model = Model {
             true,
             "Lost frames of the received stream replaced by concealment (transcode and softmix paths).",
         ),
-        ("rxrtcp", "int", true, "RTCP packets received on the RTP port (muxed)."),
+        ("rxrtcp", "int", true, "Valid RTCP compound datagrams received from the remote."),
+        (
+            "rxrtcpreports",
+            "int",
+            false,
+            "RTCP sender and receiver reports received.",
+        ),
+        (
+            "rxrtcpbad",
+            "int",
+            false,
+            "Datagrams on the RTCP port that were not valid RTCP from the remote.",
+        ),
+        ("txrtcp", "int", false, "RTCP packets sent."),
         (
             "txdropped",
             "int",
@@ -418,30 +432,28 @@ const RTP_STAT: Model = Model {
         ),
         ("txerrors", "int", true, "Sends the kernel refused."),
         (
-            "rxploss",
+            "remote_fraction_lost",
             "int",
-            true,
-            "Received packets lost (RFC 3550 cumulative loss).",
+            false,
+            "Fraction of our stream lost in the remote's last report interval (0-255 = 0-100%).",
         ),
         (
-            "rxjitter",
-            "int",
-            true,
-            "Interarrival jitter of the received stream, in RTP timestamp units of the leg's clock.",
+            "local_address",
+            "string",
+            false,
+            "Local address of the leg's socket.",
         ),
-        ("local_ssrc", "int", false, "Our SSRC on this leg."),
-        ("remote_ssrc", "int", false, "The remote's SSRC."),
+        (
+            "remote_address",
+            "string",
+            false,
+            "Remote address media is sent to.",
+        ),
         (
             "jitterbuffer",
             "object",
             false,
             "On a mixing path: the leg's jitter buffer counters since it joined its mix (played, missing, late, duplicate, skipped, stalls, overrun, trimmed, restarts: times it started over for a new stream).",
-        ),
-        (
-            "channel_uniqueid",
-            "string",
-            true,
-            "The Asterisk channel's unique ID that owns this instance.",
         ),
     ],
 };
@@ -593,6 +605,42 @@ const EVENTS: &[Model] = &[
         description: "Notification that a bridge has been destroyed.",
         sub_types: &[],
         props: &[("bridge", "Bridge", true, "The bridge.")],
+    },
+    Model {
+        id: "ChannelCallerId",
+        description: "Channel changed Caller ID.",
+        sub_types: &[],
+        props: &[
+            (
+                "caller_presentation",
+                "int",
+                true,
+                "The integer representation of the Caller Presentation value.",
+            ),
+            (
+                "caller_presentation_txt",
+                "string",
+                true,
+                "The text representation of the Caller Presentation value.",
+            ),
+            (
+                "channel",
+                "Channel",
+                true,
+                "The channel that changed Caller ID.",
+            ),
+        ],
+    },
+    Model {
+        id: "ChannelConnectedLine",
+        description: "Channel changed Connected Line.",
+        sub_types: &[],
+        props: &[(
+            "channel",
+            "Channel",
+            true,
+            "The channel whose connected line has changed.",
+        )],
     },
     Model {
         id: "ChannelCreated",
@@ -914,6 +962,8 @@ mod tests {
             reg.join_bridge(now, "b1", m, "native_rtp");
         }
         reg.set_var(now, "c1", "FOO", "bar");
+        let alice = ("Alice".to_string(), "100".to_string());
+        reg.set_party(now, "c1", alice.clone(), alice);
         reg.hold_event(now, "c1", true);
         reg.hold_event(now, "c1", false);
         reg.dial_event(now, "c1", "Local/x@B", "");

@@ -124,6 +124,42 @@ pub async fn hangup(
     Ok(())
 }
 
+/// Ends a Local pair whose `;1` half `one` was called while its `;2` half has
+/// nowhere to go (no application runs under the name of its context), as
+/// Asterisk ends it when local_call() finds no such extension
+/// (main/core_local.c): the call fails, `;1` is hung up without a hangup
+/// request — `ChannelLeftBridge` if bridged, `StasisEnd` if in an
+/// application — and both halves are destroyed with no cause set (0,
+/// "Unknown"), `;2` first, as hanging up the `;1` owner hangs up `;2` inside
+/// it (ast_unreal_hangup). No `Dial` event: app_control_dial publishes one
+/// only once ast_call() succeeded.
+pub async fn fail_local_call(
+    node: &Node,
+    ctl: &mut Control,
+    now: Timestamp,
+    one: &str,
+) -> Result<(), AriError> {
+    let Some(ch) = ctl.reg.channel(one) else {
+        return Ok(());
+    };
+    let peer = ch.local_peer().map(str::to_string);
+    if let Some(bridge) = ch.bridge.clone() {
+        leave_bridge(node, ctl, now, &bridge, one).await?;
+    }
+    ctl.reg.leave_stasis(now, one);
+    for id in peer.into_iter().chain([one.to_string()]) {
+        let Some(leg) = ctl.reg.channel(&id).map(|c| c.leg) else {
+            continue;
+        };
+        match node.dataplane.destroy_leg(leg).await {
+            Ok(()) | Err(DataplaneError::Unknown) => {}
+            Err(e) => return Err(dataplane_error(e)),
+        }
+        ctl.reg.remove_channel(now, &id, Cause::UNKNOWN);
+    }
+    Ok(())
+}
+
 /// Answers `id`. For a Local half, the other half is answered too and, if it
 /// was originated into an application, enters it now.
 pub fn answer(ctl: &mut Control, now: Timestamp, id: &str) {

@@ -34,6 +34,7 @@ const fn on_channel(
         errors: STASIS_ERRORS,
         upgrade: None,
         handler: Some(handler),
+        refused: &[],
     }
 }
 
@@ -55,12 +56,13 @@ const fn op(
         errors,
         upgrade: None,
         handler: Some(handler),
+        refused: &[],
     }
 }
 
 const ENDPOINT: Param = Param::query(
     "endpoint",
-    "Endpoint to call: Local/EXTEN@APP (the ;2 half enters the Stasis application APP).",
+    "Endpoint to call: Local/EXTEN@APP (the ;2 half enters the Stasis application APP; when no application APP is running, calling the pair fails and both halves end with cause 0).",
 )
 .required()
 .missing("Endpoint must be specified");
@@ -80,7 +82,7 @@ const APP_ARGS: Param = Param::query(
 const CALLER_ID: Param = Param::query("callerId", "CallerID to use when dialing the endpoint.");
 const TIMEOUT: Param = Param::query(
     "timeout",
-    "Seconds to wait for an answer before hanging up (<= 0: wait forever).",
+    "Seconds to wait for the ;2 half to be answered before both halves are hung up with cause 19, or -1 for no timeout (0 and other values below 1: 30 seconds, as Asterisk).",
 )
 .typed(DataType::Int)
 .default("30");
@@ -94,7 +96,7 @@ const OTHER_CHANNEL_ID: Param = Param::query(
 );
 const ORIGINATOR: Param = Param::query(
     "originator",
-    "The unique id of the channel which is originating this one.",
+    "The unique id of the channel which is originating this one; the new channels take its format.",
 );
 const FORMATS: Param = Param::query(
     "formats",
@@ -259,10 +261,17 @@ const SET_VAR_PARAMS: &[Param] = &[
 
 const DIAL_PARAMS: &[Param] = &[
     CHANNEL_ID,
-    Param::query("caller", "Channel ID of caller."),
-    Param::query("timeout", "Dial timeout.")
-        .typed(DataType::Int)
-        .default("0"),
+    Param::query(
+        "caller",
+        "Channel ID of caller: the dialed channel's connected line becomes the caller's caller id, and it inherits the caller's language and its '_'/'__' variables (a channel that does not exist is a 400).",
+    ),
+    Param::query(
+        "timeout",
+        "Seconds to wait for the dialed channel to be answered; then it is hung up with cause 19 (no answer). 0: no timeout.",
+    )
+    .typed(DataType::Int)
+    .default("0")
+    .at_least(0),
 ];
 
 const CHANNELS: &[Api] = &[
@@ -571,13 +580,13 @@ const CHANNELS: &[Api] = &[
 ];
 
 const BRIDGE_CREATE_PARAMS: &[Param] = &[
-    Param::query("type", "Comma separated list of bridge type attributes (mixing, holding, dtmf_events, proxy_media, video_sfu, video_single, sdp_label)."),
+    Param::query("type", "Comma separated list of bridge type attributes: mixing or holding, plus any of dtmf_events, proxy_media, video_single (video_sfu and sdp_label are refused: crossbar carries no video)."),
     Param::query("bridgeId", "Unique ID to give to the bridge being created."),
     Param::query("name", "Name to give to the bridge being created."),
 ];
 
 const BRIDGE_CREATE_WITH_ID_PARAMS: &[Param] = &[
-    Param::query("type", "Comma separated list of bridge type attributes (mixing, holding, dtmf_events, proxy_media, video_sfu, video_single, sdp_label)."),
+    Param::query("type", "Comma separated list of bridge type attributes: mixing or holding, plus any of dtmf_events, proxy_media, video_single (video_sfu and sdp_label are refused: crossbar carries no video)."),
     BRIDGE_ID,
     Param::query("name", "Set the name of the bridge."),
 ];
@@ -593,23 +602,23 @@ const ADD_CHANNEL_PARAMS: &[Param] = &[
         "Channel's role in the bridge (announcer: heard by all, hears no one).",
     ),
     Param::query(
-        "absorbDTMF",
-        "Absorb DTMF coming from this channel, preventing it to pass through to the bridge.",
-    )
-    .typed(DataType::Boolean)
-    .default("false"),
-    Param::query(
         "mute",
         "Mute audio from this channel, preventing it to pass through to the bridge.",
     )
     .typed(DataType::Boolean)
     .default("false"),
-    Param::query(
+];
+
+/// addChannel parameters of Asterisk's that crossbar cannot honour yet.
+const ADD_CHANNEL_REFUSED: &[(&str, &str)] = &[
+    (
+        "absorbDTMF",
+        "its bridges cannot hold back one member's DTMF (telephone-events) yet",
+    ),
+    (
         "inhibitConnectedLineUpdates",
-        "Do not present the identity of the newly connected channel to other bridge members.",
-    )
-    .typed(DataType::Boolean)
-    .default("false"),
+        "it sends no connected-line updates between bridge members",
+    ),
 ];
 
 const REMOVE_CHANNEL_PARAMS: &[Param] = &[
@@ -699,7 +708,8 @@ const BRIDGES: &[Api] = &[
                 (422, "Channel not in Stasis application"),
             ],
             handler!(bridges::add_channel),
-        )],
+        )
+        .refusing(ADD_CHANNEL_REFUSED)],
     },
     Api {
         path: "/bridges/{bridgeId}/removeChannel",
@@ -836,6 +846,7 @@ const EVENTS: &[Api] = &[
             errors: &[],
             upgrade: Some("websocket"),
             handler: None,
+            refused: &[],
         }],
     },
     Api {

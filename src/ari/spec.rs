@@ -123,6 +123,8 @@ pub struct Param {
     pub allow_multiple: bool,
     pub default: Option<&'static str>,
     pub allowable: Option<&'static [&'static str]>,
+    /// The smallest value an integer parameter takes (a Swagger `RANGE`).
+    pub min: Option<i64>,
     /// The 400 message when a required parameter is missing (Asterisk's
     /// wording differs per operation); `None` means `Missing parameter NAME`.
     pub missing: Option<&'static str>,
@@ -140,6 +142,7 @@ impl Param {
             allow_multiple: false,
             default: None,
             allowable: None,
+            min: None,
             missing: None,
         }
     }
@@ -155,6 +158,7 @@ impl Param {
             allow_multiple: false,
             default: None,
             allowable: None,
+            min: None,
             missing: None,
         }
     }
@@ -170,6 +174,7 @@ impl Param {
             allow_multiple: false,
             default: None,
             allowable: None,
+            min: None,
             missing: None,
         }
     }
@@ -203,6 +208,12 @@ impl Param {
         self.allowable = Some(values);
         self
     }
+
+    /// An integer parameter that is at least `min`.
+    pub const fn at_least(mut self, min: i64) -> Param {
+        self.min = Some(min);
+        self
+    }
 }
 
 /// One operation: a method on a path.
@@ -217,6 +228,17 @@ pub struct Operation {
     /// `Some("websocket")` for the events socket.
     pub upgrade: Option<&'static str>,
     pub handler: Option<Handler>,
+    /// Parameters Asterisk's operation takes that crossbar refuses, each with
+    /// the reason the 400 gives. They are not in the api-docs.
+    pub refused: &'static [(&'static str, &'static str)],
+}
+
+impl Operation {
+    /// The operation, refusing `params` (name, reason) with a 400 that says why.
+    pub const fn refusing(mut self, params: &'static [(&'static str, &'static str)]) -> Operation {
+        self.refused = params;
+        self
+    }
 }
 
 /// A path and its operations.

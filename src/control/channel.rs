@@ -195,6 +195,21 @@ impl Cause {
         text: "Normal Clearing",
     };
 
+    /// No cause set (Asterisk's `AST_CAUSE_NOTDEFINED`, which `ast_cause2str`
+    /// names "Unknown"): how a channel ends whose call failed before any
+    /// cause was given, such as a Local channel whose `;2` half has no
+    /// extension to run.
+    pub const UNKNOWN: Cause = Cause {
+        code: 0,
+        text: "Unknown",
+    };
+
+    /// The dialed channel was not answered in time (`AST_CAUSE_NO_ANSWER`).
+    pub const NO_ANSWER: Cause = Cause {
+        code: 19,
+        text: "User alerting, no answer",
+    };
+
     /// The cause for a `DELETE /channels/{id}?reason=` value.
     pub fn from_reason(reason: &str) -> Option<Cause> {
         let code = match reason {

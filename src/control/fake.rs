@@ -99,6 +99,8 @@ struct State {
     shards: usize,
     legs: BTreeSet<LegId>,
     bridges: BTreeMap<BridgeKey, BridgeSpec>,
+    /// What `rtp_stats` answers (with the leg's local address filled in).
+    stats: RtpStats,
 }
 
 /// A data plane in memory; see the module docs.
@@ -124,6 +126,7 @@ impl FakePlane {
                 shards: 1,
                 legs: BTreeSet::new(),
                 bridges: BTreeMap::new(),
+                stats: RtpStats::default(),
             })),
         }
     }
@@ -141,6 +144,11 @@ impl FakePlane {
     /// From now on `set_bridge` answers `technology`.
     pub fn report_technology(&self, technology: Technology) {
         self.state().technology = technology;
+    }
+
+    /// `rtp_stats` answers `stats` (with the leg's local address) from now on.
+    pub fn report_stats(&self, stats: RtpStats) {
+        self.state().stats = stats;
     }
 
     /// `shard_count` answers `shards` from now on.
@@ -272,7 +280,7 @@ impl MediaPlane for FakePlane {
             known(s, leg)?;
             Ok(RtpStats {
                 local: Some(local_addr(leg)),
-                ..RtpStats::default()
+                ..s.stats.clone()
             })
         })
     }

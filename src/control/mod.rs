@@ -306,17 +306,65 @@ impl Registry {
                 }
                 Ok(id.to_string())
             }
-            None => {
-                let ids = &mut self.ids;
-                let channels = &self.channels;
-                unused_id(
-                    IdKind::Channel,
-                    channels.len(),
-                    || ids.channel_id(),
-                    |id| channels.contains_key(id),
-                )
+            None => self.generate_channel_id(None),
+        }
+    }
+
+    /// The ids of a new Local pair (`channelId`, `otherChannelId`), claimed
+    /// together so that neither takes the other's: a given id must be free;
+    /// `;2` given no id of its own is `<;1's id>;2` when `;1` has one, as in
+    /// Asterisk (`ast_unreal_new_channels`); generated ids skip every id taken,
+    /// this pair's included.
+    pub fn claim_local_ids(
+        &mut self,
+        one: Option<&str>,
+        two: Option<&str>,
+    ) -> Result<(String, String), ControlError> {
+        let in_use = |id: &str| ControlError::IdInUse {
+            kind: IdKind::Channel,
+            id: id.to_string(),
+        };
+        let one = one.filter(|s| !s.is_empty());
+        let two = two.filter(|s| !s.is_empty());
+        for id in [one, two].into_iter().flatten() {
+            check_id(id, IdKind::Channel)?;
+            if self.channels.contains_key(id) {
+                return Err(in_use(id));
             }
         }
+        let two = match (one, two) {
+            (Some(a), Some(b)) if a == b => return Err(in_use(b)),
+            (_, Some(b)) => Some(b.to_string()),
+            (Some(a), None) => {
+                let derived = format!("{a};2");
+                if self.channels.contains_key(&derived) {
+                    return Err(in_use(&derived));
+                }
+                Some(derived)
+            }
+            (None, None) => None,
+        };
+        let one = match one {
+            Some(a) => a.to_string(),
+            None => self.generate_channel_id(two.as_deref())?,
+        };
+        let two = match two {
+            Some(b) => b,
+            None => self.generate_channel_id(Some(&one))?,
+        };
+        Ok((one, two))
+    }
+
+    /// A generated channel id that no channel has and that is not `also_taken`.
+    fn generate_channel_id(&mut self, also_taken: Option<&str>) -> Result<String, ControlError> {
+        let ids = &mut self.ids;
+        let channels = &self.channels;
+        unused_id(
+            IdKind::Channel,
+            channels.len() + usize::from(also_taken.is_some()),
+            || ids.channel_id(),
+            |id| channels.contains_key(id) || also_taken == Some(id),
+        )
     }
 
     /// A creation sequence number, for listing in creation order.
@@ -514,6 +562,59 @@ impl Registry {
         let targets = self.channel_targets(id);
         let kind = if on { "ChannelHold" } else { "ChannelUnhold" };
         self.emit(&targets, kind, now, vec![("channel", snapshot)]);
+    }
+
+    /// Sets a channel's caller id and connected line together, as one
+    /// snapshot update: `ChannelCallerId` if the caller id changed (the
+    /// presentation of ids set over ARI is Asterisk's default, 0), then
+    /// `ChannelConnectedLine` if the connected line did.
+    pub fn set_party(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        caller: (String, String),
+        connected: (String, String),
+    ) {
+        let Some(ch) = self.channels.get_mut(id) else {
+            return;
+        };
+        let caller_changed = ch.caller != caller;
+        let connected_changed = ch.connected != connected;
+        ch.caller = caller;
+        ch.connected = connected;
+        let snapshot = ch.snapshot();
+        let targets = self.channel_targets(id);
+        if caller_changed {
+            self.emit(
+                &targets,
+                "ChannelCallerId",
+                now,
+                vec![
+                    ("caller_presentation", json!(0)),
+                    (
+                        "caller_presentation_txt",
+                        json!("Presentation Allowed, Not Screened"),
+                    ),
+                    ("channel", snapshot.clone()),
+                ],
+            );
+        }
+        if connected_changed {
+            self.emit(
+                &targets,
+                "ChannelConnectedLine",
+                now,
+                vec![("channel", snapshot)],
+            );
+        }
+    }
+
+    /// Subscribes `app` to a channel's events (as Asterisk subscribes the
+    /// originating application to both halves of an originated Local pair).
+    pub fn subscribe_channel(&mut self, app: &str, id: &str) {
+        if let Some(entry) = self.apps.get_mut(app) {
+            entry.explicit.insert(format!("channel:{id}"));
+        }
     }
 
     /// Emits `Dial` events between a caller (optional) and the dialed peer.
@@ -943,6 +1044,63 @@ mod tests {
         assert_eq!(reg.claim_channel_id(None).unwrap(), "5.1");
         assert_eq!(reg.next_name_suffix(), "00000000");
         assert_eq!(reg.next_name_suffix(), "00000001");
+    }
+
+    #[test]
+    fn a_local_pair_never_claims_one_id_twice() {
+        let mut reg = Registry::new("e", BridgePeerMode::Off, Box::new(SequentialIds::new(5)));
+        // `;1` takes the id the generator makes next: `;2` is `5.1;2`, as
+        // Asterisk names it, not the generator's `5.1` again.
+        assert_eq!(
+            reg.claim_local_ids(Some("5.1"), None).unwrap(),
+            ("5.1".to_string(), "5.1;2".to_string())
+        );
+        // `;2` takes the next generated id: `;1`'s generated id skips it.
+        assert_eq!(
+            reg.claim_local_ids(None, Some("5.1")).unwrap(),
+            ("5.2".to_string(), "5.1".to_string())
+        );
+        assert_eq!(
+            reg.claim_local_ids(None, None).unwrap(),
+            ("5.3".to_string(), "5.4".to_string())
+        );
+        let conflict = ControlError::IdInUse {
+            kind: IdKind::Channel,
+            id: "x".into(),
+        };
+        assert_eq!(reg.claim_local_ids(Some("x"), Some("x")), Err(conflict));
+    }
+
+    #[test]
+    fn a_local_pair_refuses_ids_in_use() {
+        let mut reg = Registry::new("e", BridgePeerMode::Off, Box::new(SequentialIds::new(5)));
+        let channel = |id: &str| {
+            crate::control::channel::Channel::new(
+                id.into(),
+                format!("Local/x@A-0;{id}"),
+                crate::media::LegId(1),
+                crate::control::channel::ChannelKind::Local {
+                    peer: String::new(),
+                    half: 1,
+                },
+                crate::media::Format::Ulaw,
+                Timestamp(0),
+                1,
+            )
+        };
+        reg.insert_channel(Timestamp(0), channel("a;2"));
+        reg.insert_channel(Timestamp(0), channel("b"));
+        let in_use = |id: &str| ControlError::IdInUse {
+            kind: IdKind::Channel,
+            id: id.into(),
+        };
+        assert_eq!(reg.claim_local_ids(Some("a"), None), Err(in_use("a;2")));
+        assert_eq!(reg.claim_local_ids(Some("b"), None), Err(in_use("b")));
+        assert_eq!(reg.claim_local_ids(None, Some("b")), Err(in_use("b")));
+        assert_eq!(
+            reg.claim_local_ids(Some("a"), Some("c")).unwrap(),
+            ("a".to_string(), "c".to_string())
+        );
     }
 
     #[test]

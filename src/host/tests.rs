@@ -397,3 +397,335 @@ async fn metrics_count_the_planes_shards() {
         "no shard gauge in:\n{text}"
     );
 }
+
+/// A channel id given to `;1` alone never makes `;2` take the same id: `;2`
+/// is `<id>;2` (Asterisk's default), and an id given to `;2` alone is skipped
+/// by `;1`'s generated one. (Both once took the generator's next id.)
+#[tokio::test]
+async fn a_local_pair_never_gives_both_halves_one_id() {
+    let mut h = Harness::new(&["A", "B"]).await;
+    let next = format!("{EPOCH}.1");
+    let one = h
+        .expect(
+            Method::Post,
+            &format!("/channels/create?endpoint=Local/x@B&app=A&channelId={next}"),
+            200,
+        )
+        .await;
+    assert_eq!(one["id"], next.as_str());
+    let two = format!("{next};2");
+    let listed = h.expect(Method::Get, "/channels", 200).await;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [next.as_str(), two.as_str()]);
+    let got = h
+        .expect(Method::Get, &format!("/channels/{two}"), 200)
+        .await;
+    assert!(got["name"].as_str().unwrap().ends_with(";2"), "{got}");
+
+    // `;2` takes the id the generator would give `;1`: `;1` skips it.
+    let taken = format!("{EPOCH}.2");
+    let one = h
+        .expect(
+            Method::Post,
+            &format!("/channels/create?endpoint=Local/x@B&app=A&otherChannelId={taken}"),
+            200,
+        )
+        .await;
+    assert_eq!(one["id"], format!("{EPOCH}.3"));
+    let got = h
+        .expect(Method::Get, &format!("/channels/{taken}"), 200)
+        .await;
+    assert!(got["name"].as_str().unwrap().ends_with(";2"), "{got}");
+    h.events();
+
+    // The same id for both halves, or an id in use, is a conflict.
+    for query in [
+        "channelId=same&otherChannelId=same".to_string(),
+        format!("channelId={next}"),
+        format!("channelId=fresh&otherChannelId={two}"),
+    ] {
+        let out = h
+            .call(
+                Method::Post,
+                &format!("/channels/create?endpoint=Local/x@B&app=A&{query}"),
+                "",
+            )
+            .await;
+        assert_eq!(out.status, 409, "{query}: {:?}", out.body);
+    }
+    assert_eq!(h.events(), Vec::<Value>::new());
+}
+
+/// `Local/EXTEN@CONTEXT` with no application CONTEXT: created as Asterisk
+/// creates it (`;1` enters the creating application); dialing it fails as
+/// Asterisk's local_call() does on a missing extension: 204, no `Dial`, `;1`
+/// leaves its application and both halves end with cause 0.
+#[tokio::test]
+async fn dialing_a_local_pair_whose_context_has_no_application_ends_it() {
+    let mut h = Harness::new(&["A"]).await;
+    let one = h
+        .expect(
+            Method::Post,
+            "/channels/create?endpoint=Local/x@nowhere&app=A&channelId=l1&otherChannelId=l2",
+            200,
+        )
+        .await;
+    assert_eq!(one["id"], "l1");
+    assert_eq!(one["name"], "Local/x@nowhere-00000000;1");
+    assert_eq!(h.channel_events(), [("StasisStart", "l1")].map(owned));
+    let (a, b) = match h.fake.take_calls()[..] {
+        [Call::CreateLocalPair { a, b, .. }] => (a, b),
+        ref other => panic!("unexpected calls: {other:?}"),
+    };
+
+    h.expect(Method::Post, "/channels/l1/dial", 204).await;
+    let events = h.events();
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["channel"]["id"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("StasisEnd", "l1"), ("ChannelDestroyed", "l1")].map(owned)
+    );
+    assert_eq!(events[1]["cause"], 0);
+    assert_eq!(events[1]["cause_txt"], "Unknown");
+    assert_eq!(
+        h.fake.take_calls(),
+        [Call::DestroyLeg { leg: b }, Call::DestroyLeg { leg: a }]
+    );
+    assert_eq!(h.expect(Method::Get, "/channels", 200).await, json!([]));
+}
+
+/// Originated, the same pair is answered 200 and then ends at once; the
+/// originating application, subscribed to both halves as in Asterisk, sees
+/// `;2` then `;1` destroyed with cause 0.
+#[tokio::test]
+async fn originating_a_local_pair_whose_context_has_no_application_ends_it() {
+    let mut h = Harness::new(&["A"]).await;
+    let one = h
+        .expect(
+            Method::Post,
+            "/channels?endpoint=Local/x@nowhere&app=A&channelId=l1&otherChannelId=l2",
+            200,
+        )
+        .await;
+    assert_eq!(one["id"], "l1");
+    assert_eq!(one["state"], "Down");
+    let events = h.events();
+    let seen: Vec<(String, String, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["channel"]["id"].as_str().unwrap().to_string(),
+                e["cause"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ChannelDestroyed".to_string(), "l2".to_string(), 0),
+            ("ChannelDestroyed".to_string(), "l1".to_string(), 0),
+        ]
+    );
+    assert_eq!(h.fake.legs(), Vec::<LegId>::new());
+    assert_eq!(h.expect(Method::Get, "/channels", 200).await, json!([]));
+    // Nothing is left subscribed to the ids: a new pair with them is quiet.
+    h.expect(
+        Method::Post,
+        "/channels/create?endpoint=Local/x@A&app=A&channelId=l1&otherChannelId=l2",
+        200,
+    )
+    .await;
+    assert_eq!(h.channel_events(), [("StasisStart", "l1")].map(owned));
+}
+
+/// `dial?caller=`: the dialed `;1` half inherits the caller's `_`/`__`
+/// variables and gets the caller's caller id as its connected line; calling
+/// it hands `;2` its variables and crosses caller id and connected line over
+/// (Asterisk's ast_ari_channels_dial, then ast_unreal_call_setup).
+#[tokio::test]
+async fn dial_with_a_caller_sets_connected_line_and_inherits_variables() {
+    let mut h = Harness::new(&["A", "B"]).await;
+    h.expect(
+        Method::Post,
+        "/channels?endpoint=Local/alice@B&app=A&callerId=%22Alice%22%20%3C100%3E&channelId=c1&otherChannelId=c1b&timeout=-1",
+        200,
+    )
+    .await;
+    h.expect(Method::Post, "/channels/c1b/answer", 204).await;
+    for (name, value) in [("_ONCE", "1"), ("__ALWAYS", "2"), ("MINE", "3")] {
+        h.expect(
+            Method::Post,
+            &format!("/channels/c1/variable?variable={name}&value={value}"),
+            204,
+        )
+        .await;
+    }
+    h.expect(
+        Method::Post,
+        "/channels/create?endpoint=Local/bob@B&app=A&channelId=d1&otherChannelId=d2",
+        200,
+    )
+    .await;
+    h.events();
+
+    let out = h
+        .call(Method::Post, "/channels/d1/dial?caller=nobody", "")
+        .await;
+    assert_eq!(out.status, 400);
+    assert!(out.body.unwrap().contains("caller channel 'nobody'"));
+
+    h.expect(Method::Post, "/channels/d1/dial?caller=c1", 204)
+        .await;
+    let events = h.events();
+    let kinds: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["application"].as_str().unwrap(),
+                e["type"].as_str().unwrap(),
+                e["variable"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("A", "ChannelVarset", "ONCE"),
+            ("A", "ChannelVarset", "__ALWAYS"),
+            ("A", "ChannelConnectedLine", ""),
+            ("A", "Dial", ""),
+            ("B", "StasisStart", ""),
+        ]
+    );
+    let connected = &events[2]["channel"];
+    assert_eq!(connected["id"], "d1");
+    assert_eq!(
+        connected["connected"],
+        json!({"name": "Alice", "number": "100"})
+    );
+    assert_eq!(events[3]["dialstring"], "bob@B");
+    assert_eq!(events[3]["peer"]["id"], "d1");
+    assert!(events[3].get("caller").is_none(), "{}", events[3]);
+    let two = &events[4]["channel"];
+    assert_eq!(two["id"], "d2");
+    assert_eq!(two["caller"], json!({"name": "Alice", "number": "100"}));
+    assert_eq!(two["connected"], json!({"name": "", "number": ""}));
+    for (name, value) in [("ONCE", "1"), ("__ALWAYS", "2")] {
+        for id in ["d1", "d2"] {
+            let got = h
+                .expect(
+                    Method::Get,
+                    &format!("/channels/{id}/variable?variable={name}"),
+                    200,
+                )
+                .await;
+            assert_eq!(got["value"], value, "{id} {name}");
+        }
+    }
+    let out = h
+        .call(Method::Get, "/channels/d1/variable?variable=MINE", "")
+        .await;
+    assert_eq!(out.status, 404);
+}
+
+/// An originate's callerId is `;1`'s caller id and connected line; `;2`
+/// gets them crossed over, and the variables.
+#[tokio::test]
+async fn originate_hands_the_second_half_caller_id_and_variables() {
+    let mut h = Harness::new(&["A", "B"]).await;
+    let out = h
+        .call(
+            Method::Post,
+            "/channels?endpoint=Local/x@B&app=A&callerId=200&channelId=o1&otherChannelId=o2",
+            r#"{"variables": {"V": "w"}}"#,
+        )
+        .await;
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    let one: Value = serde_json::from_str(&out.body.unwrap()).unwrap();
+    assert_eq!(one["caller"]["number"], "200");
+    assert_eq!(one["connected"]["number"], "200");
+    let events = h.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "StasisStart");
+    assert_eq!(events[0]["channel"]["caller"]["number"], "200");
+    assert_eq!(events[0]["channel"]["connected"]["number"], "200");
+    let got = h
+        .expect(Method::Get, "/channels/o2/variable?variable=V", 200)
+        .await;
+    assert_eq!(got["value"], "w");
+}
+
+/// The RTPstat jitter of a leg is converted with the leg's RTP clock: G.722
+/// keeps 8 kHz timestamps for its 16 kHz audio.
+#[tokio::test]
+async fn rtp_statistics_use_the_legs_clock_rate() {
+    let h = Harness::new(&["A"]).await;
+    h.fake.report_stats(crate::shard::RtpStats {
+        rx_ssrc: Some(1),
+        rx_jitter: 160,
+        ..Default::default()
+    });
+    for (format, port, seconds) in [("g722", 4000, 0.02), ("slin16", 4002, 0.01)] {
+        let c = h
+            .expect(
+                Method::Post,
+                &format!(
+                    "/channels/externalMedia?app=A&external_host=127.0.0.1:{port}&format={format}"
+                ),
+                200,
+            )
+            .await;
+        let id = c["id"].as_str().unwrap();
+        let stats = h
+            .expect(Method::Get, &format!("/channels/{id}/rtp_statistics"), 200)
+            .await;
+        assert_eq!(stats["txjitter"], seconds, "{format}: {stats}");
+        assert!(stats.get("rxjitter").is_none(), "{stats}");
+    }
+}
+
+/// `originator`: the new pair takes the originator's format (Asterisk
+/// requests the originator's native formats).
+#[tokio::test]
+async fn a_local_pair_takes_its_originators_format() {
+    let h = Harness::new(&["A"]).await;
+    h.expect(
+        Method::Post,
+        "/channels/externalMedia?app=A&external_host=127.0.0.1:4000&format=alaw&channelId=src",
+        200,
+    )
+    .await;
+    h.fake.take_calls();
+    h.expect(
+        Method::Post,
+        "/channels/create?endpoint=Local/x@A&app=A&originator=src",
+        200,
+    )
+    .await;
+    match h.fake.take_calls()[..] {
+        [Call::CreateLocalPair { format, .. }] => assert_eq!(format, Format::Alaw),
+        ref other => panic!("unexpected calls: {other:?}"),
+    }
+    let out = h
+        .call(
+            Method::Post,
+            "/channels/create?endpoint=Local/x@A&app=A&originator=ghost",
+            "",
+        )
+        .await;
+    assert_eq!(out.status, 400);
+}
