@@ -252,7 +252,13 @@ async fn softmix_leg_gets_sr_and_rr_reflecting_loss() {
     assert_eq!(lb.cumulative_lost, i32::from(dropped));
     assert_eq!(lb.highest_seq, 1059);
     let s = dp.rtp_stats(LegId(1)).await.unwrap();
-    assert_eq!(s.tx_rtcp as usize, reports.len());
+    // One more report may have left after the capture stopped.
+    let sent = s.tx_rtcp as usize;
+    assert!(
+        sent == reports.len() || sent == reports.len() + 1,
+        "{sent} vs {}",
+        reports.len()
+    );
     assert_eq!(s.rx_lost, i64::from(dropped));
 }
 

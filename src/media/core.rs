@@ -305,10 +305,7 @@ impl Core {
     pub fn handle_truncated(&mut self, leg: LegRef, port: Port) {
         if let Some(l) = self.media.legs.get(leg) {
             match port {
-                Port::Rtp => {
-                    l.stats.rx_packets += 1;
-                    l.stats.rx_bad += 1;
-                }
+                Port::Rtp => l.stats.rx_bad += 1,
                 Port::Rtcp => l.stats.rx_rtcp_bad += 1,
             }
         }
@@ -452,8 +449,6 @@ impl Core {
             return;
         };
         let len = lent.data.len();
-        leg.stats.rx_packets += 1;
-        leg.stats.rx_octets += len as u64;
         let format_pt = leg.format.payload_type();
         if let LegKind::Rtp { remote, guard, .. } = &mut leg.kind {
             if *remote != Some(source) {
@@ -504,11 +499,6 @@ impl Core {
             leg.stats.rx_bad += 1;
             return;
         };
-        let Pt(pt) = packet.pt();
-        if pt != format_pt && pt != PT_CN && pt != PT_TELEPHONE_EVENT {
-            leg.stats.rx_bad += 1;
-            return;
-        }
         if let LegKind::Rtp { guard, .. } = &mut leg.kind {
             let ssrc = packet.ssrc();
             if guard.looped == Some(ssrc) {
@@ -526,6 +516,15 @@ impl Core {
                 leg.stats.rx_looped += 1;
                 return;
             }
+        }
+        // Counted as Asterisk counts rxcount/rxoctetcount: RTP from the
+        // remote, any payload type, payload bytes only.
+        leg.stats.rx_packets += 1;
+        leg.stats.rx_octets += packet.payload().len() as u64;
+        let Pt(pt) = packet.pt();
+        if pt != format_pt && pt != PT_CN && pt != PT_TELEPHONE_EVENT {
+            leg.stats.rx_bad += 1;
+            return;
         }
         if pt == format_pt {
             let arrival =

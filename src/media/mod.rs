@@ -145,7 +145,9 @@ pub enum CoreError {
 /// Counters of one leg.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RtpStats {
-    /// Datagrams received on the leg's socket (or handed to a Local half).
+    /// RTP packets accepted from the leg's remote (any payload type; not
+    /// RTCP, garbage, other sources, loops or floods), or handed to a Local
+    /// half: Asterisk's `rxcount`.
     pub rx_packets: u64,
     /// Packets sent to the leg's remote (or handed to a Local half).
     pub tx_packets: u64,
@@ -196,9 +198,11 @@ pub struct RtpStats {
     /// The counters of the leg's jitter buffer while it is on a mixing path
     /// (since it joined its current mix); `None` off the mixing path.
     pub jitter_buffer: Option<crate::jitter::JitterStats>,
-    /// Bytes of all datagrams received.
+    /// Payload bytes of the packets in `rx_packets` (Asterisk's
+    /// `rxoctetcount`).
     pub rx_octets: u64,
-    /// Bytes sent.
+    /// Bytes of RTP sent, less the 12-byte fixed header (Asterisk's
+    /// `txoctetcount`; RTCP is not counted).
     pub tx_octets: u64,
     /// Packets not sent to the leg: muted out, or no remote known yet.
     pub tx_dropped: u64,

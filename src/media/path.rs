@@ -240,7 +240,7 @@ impl Media {
                     target.out.rewrite(now, &mut p);
                 }
                 target.stats.tx_packets += 1;
-                target.stats.tx_octets += packet.len() as u64;
+                target.stats.tx_octets += packet.len().saturating_sub(HEADER_LEN) as u64;
                 self.outbox
                     .send(lent, &mut self.pool, to, Port::Rtp, dest, packet);
                 Next::Sent
@@ -251,10 +251,10 @@ impl Media {
                     return Next::Stop(packet);
                 };
                 target.stats.tx_packets += 1;
-                target.stats.tx_octets += packet.len() as u64;
+                target.stats.tx_octets += packet.len().saturating_sub(HEADER_LEN) as u64;
                 if let Some(p) = self.legs.get(peer) {
                     p.stats.rx_packets += 1;
-                    p.stats.rx_octets += packet.len() as u64;
+                    p.stats.rx_octets += packet.len().saturating_sub(HEADER_LEN) as u64;
                 }
                 Next::Hop { leg: peer, packet }
             }
