@@ -696,6 +696,25 @@ impl Uring {
         }
     }
 
+    /// Runs the ring's deferred task work. On a `DEFER_TASKRUN` ring the
+    /// completions of cancelled operations are posted by it, and only an
+    /// enter asking for events runs it (a plain submit does not); until
+    /// then a cancelled receive still holds its socket's file, so a closed
+    /// socket's port stays bound. The completions land in the queue, for
+    /// the next turn.
+    fn run_deferred(&self) {
+        // SAFETY: an enter submitting nothing, waiting for nothing and
+        // passing no argument refers to no memory.
+        let _ = unsafe {
+            self.ring.submitter().enter::<libc::sigset_t>(
+                0,
+                0,
+                io_uring::EnterFlags::GETEVENTS.bits(),
+                None,
+            )
+        };
+    }
+
     /// Cancels every operation still armed (shutdown) and waits, bounded,
     /// for the kernel to finish with them; false if some did not finish.
     fn quiesce(&mut self) -> bool {
@@ -716,6 +735,7 @@ impl Uring {
         }
         for _ in 0..200 {
             let _ = self.ring.submit();
+            self.run_deferred();
             let done: usize = self
                 .ring
                 .completion()
@@ -766,6 +786,10 @@ impl Watch for Uring {
         if submit {
             let _ = self.ring.submit();
         }
+        // The receives let go of the sockets now, so that their ports are
+        // free once the sockets close (the control plane may hand the pair
+        // to a new leg at once).
+        self.run_deferred();
         self.starved.retain(|(l, _)| *l != leg);
     }
 }
@@ -817,13 +841,14 @@ pub(super) fn run(
         }
         io.cqes.clear();
         io.cqes.extend(io.ring.completion().take(CQE_BATCH));
+        // Operations that ended are counted before their completions are
+        // handled, so a stop midway leaves the count `quiesce` waits on right.
+        let ended = io.cqes.iter().filter(|c| !cqueue::more(c.flags())).count();
+        io.inflight = io.inflight.saturating_sub(ended);
         let now = Instant::now();
         for i in 0..io.cqes.len() {
             let cqe = io.cqes[i].clone();
             let (result, flags) = (cqe.result(), cqe.flags());
-            if !cqueue::more(flags) {
-                io.inflight = io.inflight.saturating_sub(1);
-            }
             match Op::decode(cqe.user_data()) {
                 Some(Op::RecvMulti { slot, gen, port }) => {
                     let leg = LegRef::from_parts(slot, gen);
