@@ -35,7 +35,8 @@ ws_queue_events = 100000
 [rtp]
 # Local address external media legs bind to.
 bind_ip = "127.0.0.1"
-# Inclusive port range for RTP; the shards split it between them.
+# Inclusive port range for RTP: one pool shared by all shards; each leg takes
+# a pair (RTP on an even port, RTCP on the next).
 port_min = 10000
 port_max = 20000
 
@@ -65,6 +66,13 @@ plc = true
 # suggests 5000. 0 sends no reports (received RTCP is still parsed, and
 # relayed between native_rtp legs). Otherwise 100 to 60000.
 rtcp_interval_ms = 5000
+# A shard whose loop has not turned for this long (milliseconds), or that
+# has not answered a command within it, is declared dead: its channels are
+# hung up (cause 38), later commands to it fail at once with 503, and
+# /metrics shows crossbar_shard_up 0 and crossbar_healthy 0. Every command
+# to a shard fails with 503 when it is not answered within this time. An
+# idle shard wakes at least every quarter of it. 100 to 60000.
+shard_stall_ms = 2000
 
 [log]
 # error, warn, info, debug or trace.
@@ -128,6 +136,9 @@ pub struct DataplaneConfig {
     pub plc: bool,
     /// Mean RTCP report interval (ms); 0 disables sending reports.
     pub rtcp_interval_ms: u32,
+    /// How long a shard may go without turning its loop, or without
+    /// answering a command, before it is declared dead (ms).
+    pub shard_stall_ms: u32,
 }
 
 /// `dataplane.io`: which I/O driver runs the shards.
@@ -284,6 +295,9 @@ impl Config {
                 "must be 0 (off) or 100 to 60000",
             );
         }
+        if !(100..=60_000).contains(&self.dataplane.shard_stall_ms) {
+            return bad("dataplane.shard_stall_ms", "must be 100 to 60000");
+        }
         if !matches!(
             self.log.level.as_str(),
             "error" | "warn" | "info" | "debug" | "trace"
@@ -359,6 +373,7 @@ mod tests {
         assert!(c.uses_default_credentials());
         assert_eq!((c.rtp.port_min, c.rtp.port_max), (10000, 20000));
         assert_eq!(c.ari.bridgepeer, BridgePeerMode::Off);
+        assert_eq!(c.dataplane.shard_stall_ms, 2000);
     }
 
     #[test]
@@ -397,6 +412,10 @@ mod tests {
             (
                 "[dataplane]\nrtcp_interval_ms = 50\n",
                 "dataplane.rtcp_interval_ms",
+            ),
+            (
+                "[dataplane]\nshard_stall_ms = 10\n",
+                "dataplane.shard_stall_ms: must be 100 to 60000",
             ),
         ];
         for (text, want) in cases {

@@ -92,6 +92,9 @@ fn main() {
         };
         tracing::info!("ARI listening on http://{bind}/ari (events: ws://{bind}/ari/events)");
         let node = Node::new(config, Box::new(dataplane));
+        tokio::spawn(crossbar::host::watch_shards(std::sync::Arc::downgrade(
+            &node,
+        )));
         tokio::select! {
             r = serve(node, listener) => {
                 if let Err(e) = r {

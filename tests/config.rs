@@ -231,3 +231,29 @@ fn unknown_io_uring_feature_is_refused_naming_the_key() {
     let err = refused("[dataplane]\nio = \"kqueue\"\n");
     assert!(err.contains("dataplane.io"), "{err}");
 }
+
+/// A healthy node says so per shard, and its watchdog leaves it be; a
+/// stall limit out of range is refused naming the key.
+#[test]
+fn metrics_report_every_shard_up_and_the_node_healthy() {
+    let s = Server::start_with(&[("CROSSBAR_DATAPLANE_SHARDS", "2")]);
+    // For longer than the stall limit (2 s) and several watchdog rounds
+    // (500 ms each), nothing is declared dead: the idle shards' heartbeat
+    // (their timer wakes them every 500 ms) keeps them alive.
+    for _ in 0..6 {
+        let text = s.get("/metrics").text;
+        for line in [
+            "crossbar_shard_up{shard=\"0\"} 1",
+            "crossbar_shard_up{shard=\"1\"} 1",
+            "crossbar_healthy 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(600));
+    }
+    let err = refused("[dataplane]\nshard_stall_ms = 50\n");
+    assert!(
+        err.contains("dataplane.shard_stall_ms: must be 100 to 60000"),
+        "{err}"
+    );
+}

@@ -1,20 +1,34 @@
 //! Operations shared by several ARI resources: joining and leaving bridges,
-//! hanging up (with Local pair propagation), answering. Each one asks the data
-//! plane first and records the outcome in the registry only once the shard has
-//! confirmed, so events always show what the data plane really does.
+//! hanging up (with Local pair propagation), answering, ending the channels
+//! of a dead shard. Each one asks the data plane first and records the
+//! outcome in the registry only once the shard has confirmed, so events
+//! always show what the data plane really does (a dead shard confirms
+//! nothing: see [`hangup_lost`]).
+
+use std::collections::HashSet;
 
 use super::error::AriError;
 use crate::clock::Timestamp;
 use crate::control::bridge::Member;
 use crate::control::channel::{Cause, ChannelState};
 use crate::host::{Control, Node};
-use crate::shard::DataplaneError;
+use crate::shard::{DataplaneError, LegId, ShardDown};
 
-/// Maps a data-plane failure to an ARI error.
+/// Maps a data-plane failure to an ARI error: 503 for what a node under
+/// strain or with a failed shard does (no port, queue full, no answer in
+/// time, shard dead), 500 for the rest.
 pub fn dataplane_error(e: DataplaneError) -> AriError {
     match e {
         DataplaneError::NoPorts => AriError::new(503, "No free RTP port on this node"),
         DataplaneError::Busy => AriError::new(503, "Data plane busy: a shard is not keeping up"),
+        DataplaneError::Timeout => AriError::new(
+            503,
+            "Data plane timeout: a shard did not answer in time (it is given up)",
+        ),
+        DataplaneError::ShardGone => AriError::new(
+            503,
+            "Data plane shard is down: this channel or bridge's media is gone",
+        ),
         other => AriError::internal(format!("Data plane: {other}")),
     }
 }
@@ -158,6 +172,82 @@ pub async fn fail_local_call(
         ctl.reg.remove_channel(now, &id, Cause::UNKNOWN);
     }
     Ok(())
+}
+
+/// Ends the channels whose media went with a dead shard (`down`), as a hard
+/// hangup with cause 38 ([`Cause::NETWORK_OUT_OF_ORDER`]), each in the order
+/// of a normal one: `ChannelHangupRequest`, `ChannelLeftBridge` if bridged,
+/// `StasisEnd` if in an application, `ChannelDestroyed`. Both halves of a
+/// Local pair live on one shard, so both are ended. The dead shard is asked
+/// nothing; the data plane only forgets the legs.
+///
+/// The shard's bridges stay (ARI bridges outlive their channels) and are set
+/// again, empty, on a live shard first: its answer is the technology the
+/// bridge shows once its last lost member has left; until then a leaving
+/// member's snapshot keeps the last technology the dead shard confirmed.
+/// Answers the number of channels ended.
+pub async fn hangup_lost(
+    node: &Node,
+    ctl: &mut Control,
+    now: Timestamp,
+    down: &ShardDown,
+) -> usize {
+    let lost_bridges: HashSet<_> = down.bridges.iter().copied().collect();
+    let bridges: Vec<(String, crate::shard::BridgeSpec)> = ctl
+        .reg
+        .bridges_sorted()
+        .into_iter()
+        .filter(|b| lost_bridges.contains(&b.key))
+        .map(|b| (b.id.clone(), ctl.reg.bridge_spec(b, &[])))
+        .collect();
+    let mut emptied: Vec<(String, &'static str)> = Vec::new();
+    for (id, spec) in bridges {
+        let Some(key) = ctl.reg.bridge(&id).map(|b| b.key) else {
+            continue;
+        };
+        match node.dataplane.set_bridge(key, spec).await {
+            Ok(tech) => emptied.push((id, tech.name())),
+            Err(e) => {
+                tracing::error!(bridge = %id, "cannot re-create the bridge of a dead shard: {e}")
+            }
+        }
+    }
+    let lost: HashSet<LegId> = down.legs.iter().copied().collect();
+    let ids: Vec<String> = ctl
+        .reg
+        .channels_sorted()
+        .into_iter()
+        .filter(|c| lost.contains(&c.leg))
+        .map(|c| c.id.clone())
+        .collect();
+    let cause = Cause::NETWORK_OUT_OF_ORDER;
+    for id in &ids {
+        let Some(ch) = ctl.reg.channel(id) else {
+            continue;
+        };
+        let (bridge, leg) = (ch.bridge.clone(), ch.leg);
+        ctl.reg.hangup_request(now, id, cause.code, false);
+        if let Some(bridge) = bridge {
+            let tech = ctl.reg.bridge(&bridge).map(|b| {
+                let last = b.members.iter().all(|m| m.channel == *id);
+                let fresh = emptied.iter().find(|(e, _)| *e == bridge).map(|e| e.1);
+                match fresh {
+                    Some(tech) if last => tech,
+                    _ => b.technology,
+                }
+            });
+            if let Some(tech) = tech {
+                ctl.reg.leave_bridge(now, &bridge, id, tech);
+            }
+        }
+        ctl.reg.leave_stasis(now, id);
+        match node.dataplane.destroy_leg(leg).await {
+            Ok(()) | Err(DataplaneError::Unknown) => {}
+            Err(e) => tracing::warn!(channel = %id, "leg of a dead shard not forgotten: {e}"),
+        }
+        ctl.reg.remove_channel(now, id, cause);
+    }
+    ids.len()
 }
 
 /// Answers `id`. For a Local half, the other half is answered too and, if it

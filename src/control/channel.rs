@@ -210,6 +210,15 @@ impl Cause {
         text: "User alerting, no answer",
     };
 
+    /// Q.850 38: the network is not functioning correctly and the condition
+    /// is likely to last a relatively long period. Given to channels whose
+    /// media went with a dead data-plane shard (shards are not restarted);
+    /// the same cause as a hangup with `reason=failure`.
+    pub const NETWORK_OUT_OF_ORDER: Cause = Cause {
+        code: 38,
+        text: "Network out of order",
+    };
+
     /// The cause for a `DELETE /channels/{id}?reason=` value.
     pub fn from_reason(reason: &str) -> Option<Cause> {
         let code = match reason {

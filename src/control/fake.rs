@@ -11,6 +11,13 @@
 //! until told). It does not choose technologies by the shard's table: the
 //! test says what the data plane answers and checks that ARI shows it.
 //!
+//! Every leg and bridge lives on one shard, the lowest one alive. A test can
+//! make a shard die ([`FakePlane::lose_shard`]): as the shards' `Dataplane`
+//! does, the next `check_shards` reports it once with what lived on it; then
+//! operations on its legs answer `ShardGone`, destroying them or its bridges
+//! only forgets them, a lost bridge set again is placed anew, and new legs
+//! go to the next shard alive (`ShardGone` when none is left).
+//!
 //! Clones share one state, so a test keeps a clone to inspect while the node
 //! owns the other.
 
@@ -21,7 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::plane::{MediaPlane, PlaneFuture};
 use crate::media::Format;
 use crate::shard::{
-    BridgeKey, BridgeSpec, DataplaneError, Direction, LegId, LegSpec, RtpStats, Technology,
+    BridgeKey, BridgeSpec, DataplaneError, Direction, LegId, LegSpec, RtpStats, ShardDown,
+    Technology,
 };
 
 /// The operations of [`MediaPlane`] that are asked of the data plane.
@@ -101,6 +109,20 @@ struct State {
     bridges: BTreeMap<BridgeKey, BridgeSpec>,
     /// What `rtp_stats` answers (with the leg's local address filled in).
     stats: RtpStats,
+    /// Shards dead.
+    down: BTreeSet<usize>,
+    /// Deaths not reported yet.
+    unreported: Vec<ShardDown>,
+    /// Legs and bridges that went with a dead shard, not yet destroyed.
+    lost_legs: BTreeSet<LegId>,
+    lost_bridges: BTreeSet<BridgeKey>,
+}
+
+impl State {
+    /// The shard everything lives on: the lowest one alive.
+    fn home(&self) -> Option<usize> {
+        (0..self.shards).find(|s| !self.down.contains(s))
+    }
 }
 
 /// A data plane in memory; see the module docs.
@@ -127,6 +149,10 @@ impl FakePlane {
                 legs: BTreeSet::new(),
                 bridges: BTreeMap::new(),
                 stats: RtpStats::default(),
+                down: BTreeSet::new(),
+                unreported: Vec::new(),
+                lost_legs: BTreeSet::new(),
+                lost_bridges: BTreeSet::new(),
             })),
         }
     }
@@ -154,6 +180,31 @@ impl FakePlane {
     /// `shard_count` answers `shards` from now on.
     pub fn set_shard_count(&self, shards: usize) {
         self.state().shards = shards;
+    }
+
+    /// Shard `shard` dies for `reason`; if everything lived there, every
+    /// leg and bridge is lost with it (see the module docs).
+    pub fn lose_shard(&self, shard: usize, reason: &str) {
+        let mut state = self.state();
+        let home = state.home();
+        if !state.down.insert(shard) {
+            return;
+        }
+        let (legs, bridges) = if home == Some(shard) {
+            let legs = std::mem::take(&mut state.legs);
+            let bridges = std::mem::take(&mut state.bridges);
+            (legs, bridges.into_keys().collect())
+        } else {
+            (BTreeSet::new(), BTreeSet::new())
+        };
+        state.lost_legs.extend(legs.iter().copied());
+        state.lost_bridges.extend(bridges.iter().copied());
+        state.unreported.push(ShardDown {
+            shard,
+            reason: reason.to_string(),
+            legs: legs.into_iter().collect(),
+            bridges: bridges.into_iter().collect(),
+        });
     }
 
     /// Every call so far, in order.
@@ -203,9 +254,19 @@ fn local_addr(leg: LegId) -> SocketAddr {
 fn known(state: &State, leg: LegId) -> Result<(), DataplaneError> {
     if state.legs.contains(&leg) {
         Ok(())
+    } else if state.lost_legs.contains(&leg) {
+        Err(DataplaneError::ShardGone)
     } else {
         Err(DataplaneError::Unknown)
     }
+}
+
+/// A new leg id: not in use, and a shard alive to hold it.
+fn placeable(state: &State, leg: LegId) -> Result<(), DataplaneError> {
+    if state.legs.contains(&leg) || state.lost_legs.contains(&leg) {
+        return Err(DataplaneError::Io("leg id already in use".into()));
+    }
+    state.home().map(|_| ()).ok_or(DataplaneError::ShardGone)
 }
 
 impl MediaPlane for FakePlane {
@@ -220,6 +281,7 @@ impl MediaPlane for FakePlane {
             format: spec.format,
         };
         self.handle(call, |s| {
+            placeable(s, leg)?;
             s.legs.insert(leg);
             Ok(local_addr(leg))
         })
@@ -227,6 +289,8 @@ impl MediaPlane for FakePlane {
 
     fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> PlaneFuture<'_, ()> {
         self.handle(Call::CreateLocalPair { a, b, format }, |s| {
+            placeable(s, a)?;
+            placeable(s, b)?;
             s.legs.insert(a);
             s.legs.insert(b);
             Ok(())
@@ -235,6 +299,9 @@ impl MediaPlane for FakePlane {
 
     fn destroy_leg(&self, leg: LegId) -> PlaneFuture<'_, ()> {
         self.handle(Call::DestroyLeg { leg }, |s| {
+            if s.lost_legs.remove(&leg) {
+                return Ok(());
+            }
             known(s, leg)?;
             s.legs.remove(&leg);
             for spec in s.bridges.values_mut() {
@@ -253,6 +320,8 @@ impl MediaPlane for FakePlane {
             for m in &spec.members {
                 known(s, m.leg)?;
             }
+            s.home().ok_or(DataplaneError::ShardGone)?;
+            s.lost_bridges.remove(&bridge);
             s.bridges.insert(bridge, spec);
             Ok(s.technology)
         })
@@ -260,6 +329,9 @@ impl MediaPlane for FakePlane {
 
     fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()> {
         self.handle(Call::DestroyBridge { bridge }, |s| {
+            if s.lost_bridges.remove(&bridge) {
+                return Ok(());
+            }
             s.bridges
                 .remove(&bridge)
                 .map(|_| ())
@@ -286,10 +358,26 @@ impl MediaPlane for FakePlane {
     }
 
     fn shard_of_leg(&self, leg: LegId) -> Option<usize> {
-        self.state().legs.contains(&leg).then_some(0)
+        let state = self.state();
+        if state.legs.contains(&leg) {
+            state.home()
+        } else {
+            None
+        }
     }
 
     fn driver(&self) -> Option<&crate::driver::DriverChoice> {
         None
+    }
+
+    fn shards_up(&self) -> Vec<bool> {
+        let state = self.state();
+        (0..state.shards)
+            .map(|s| !state.down.contains(&s))
+            .collect()
+    }
+
+    fn check_shards(&self) -> Vec<ShardDown> {
+        std::mem::take(&mut self.state().unreported)
     }
 }

@@ -8,18 +8,25 @@
 //! the data plane has applied it (or refused it, leaving nothing half done);
 //! `set_bridge` answers the technology chosen for exactly the membership
 //! given; legs and bridges are numbered by the caller ([`LegId`],
-//! [`BridgeKey`]). Errors are [`DataplaneError`], which may gain variants:
-//! callers match it with a fallback arm.
+//! [`BridgeKey`]). Every operation resolves within the plane's deadline
+//! (`Timeout` otherwise), so a caller holding the control lock across one
+//! never waits without a bound. A plane may lose a shard: `check_shards`
+//! reports each loss once, with the legs and bridges that went with it
+//! (the control plane then ends their channels); afterwards operations on
+//! those legs fail with `ShardGone`, destroying them only forgets them, and
+//! a lost bridge set again is placed anew. Errors are [`DataplaneError`],
+//! which may gain variants: callers match it with a fallback arm.
 
 use crate::driver::DriverChoice;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::media::Format;
 use crate::shard::{
     BridgeKey, BridgeSpec, Dataplane, DataplaneError, Direction, LegId, LegSpec, RtpStats,
-    Technology,
+    ShardDown, Technology,
 };
 
 /// A data-plane operation in flight.
@@ -51,6 +58,11 @@ pub trait MediaPlane: Send + Sync {
     /// The I/O driver the shards run and why (for `/metrics`); `None` for a
     /// plane without one.
     fn driver(&self) -> Option<&DriverChoice>;
+    /// Which shards are alive, by index (for `/metrics`).
+    fn shards_up(&self) -> Vec<bool>;
+    /// Shards found dead since the last call, each reported once with the
+    /// legs and bridges lost; never blocks (the watchdog calls it).
+    fn check_shards(&self) -> Vec<ShardDown>;
 }
 
 impl MediaPlane for Dataplane {
@@ -96,5 +108,69 @@ impl MediaPlane for Dataplane {
 
     fn driver(&self) -> Option<&DriverChoice> {
         Some(Dataplane::driver(self))
+    }
+
+    fn shards_up(&self) -> Vec<bool> {
+        Dataplane::shards_up(self)
+    }
+
+    fn check_shards(&self) -> Vec<ShardDown> {
+        Dataplane::check_shards(self)
+    }
+}
+
+/// A shared plane (a test keeps one handle to inject faults while the node
+/// owns the other).
+impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
+    fn shard_count(&self) -> usize {
+        (**self).shard_count()
+    }
+
+    fn create_rtp_leg(&self, leg: LegId, spec: LegSpec) -> PlaneFuture<'_, SocketAddr> {
+        (**self).create_rtp_leg(leg, spec)
+    }
+
+    fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> PlaneFuture<'_, ()> {
+        (**self).create_local_pair(a, b, format)
+    }
+
+    fn destroy_leg(&self, leg: LegId) -> PlaneFuture<'_, ()> {
+        (**self).destroy_leg(leg)
+    }
+
+    fn set_bridge(&self, bridge: BridgeKey, spec: BridgeSpec) -> PlaneFuture<'_, Technology> {
+        (**self).set_bridge(bridge, spec)
+    }
+
+    fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()> {
+        (**self).destroy_bridge(bridge)
+    }
+
+    fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
+        (**self).set_mute(leg, direction, on)
+    }
+
+    fn set_hold(&self, leg: LegId, on: bool) -> PlaneFuture<'_, ()> {
+        (**self).set_hold(leg, on)
+    }
+
+    fn rtp_stats(&self, leg: LegId) -> PlaneFuture<'_, RtpStats> {
+        (**self).rtp_stats(leg)
+    }
+
+    fn shard_of_leg(&self, leg: LegId) -> Option<usize> {
+        (**self).shard_of_leg(leg)
+    }
+
+    fn driver(&self) -> Option<&DriverChoice> {
+        (**self).driver()
+    }
+
+    fn shards_up(&self) -> Vec<bool> {
+        (**self).shards_up()
+    }
+
+    fn check_shards(&self) -> Vec<ShardDown> {
+        (**self).check_shards()
     }
 }

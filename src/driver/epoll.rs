@@ -5,7 +5,8 @@
 //!
 //! # Loop
 //! Each turn waits in `epoll_wait` (no timeout: the timerfd carries the
-//! core's next deadline). For each readable socket it receives up to
+//! core's next deadline or the heartbeat's), publishes the heartbeat and
+//! stops if told to. For each readable socket it receives up to
 //! [`BATCH`] datagrams at once (at most [`ROUNDS`] batches per socket per
 //! turn, so one busy socket cannot starve the others), hands each to the
 //! core, and sends what the core produced before the next batch reuses the
@@ -307,7 +308,9 @@ pub(super) fn run(
     ep.ctl(libc::EPOLL_CTL_ADD, wake.as_raw_fd(), WAKE);
     ep.ctl(libc::EPOLL_CTL_ADD, timer.raw(), TIMER);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-    let mut running = true;
+    let start = Instant::now();
+    let mut running = shard.turn(start);
+    timer.set(shard.next_wake(start), start);
     while running {
         // SAFETY: `events` is a live buffer of EVENTS entries.
         let n = unsafe {
@@ -327,6 +330,9 @@ pub(super) fn run(
             break;
         }
         let now = Instant::now();
+        if !shard.turn(now) {
+            break;
+        }
         for event in events.iter().take(n as usize) {
             match event.u64 {
                 WAKE => {
@@ -363,7 +369,7 @@ pub(super) fn run(
             shard.core.handle_timeout(now);
             ep.flush(&mut shard);
         }
-        timer.set(shard.core.poll_timeout(), now);
+        timer.set(shard.next_wake(now), now);
     }
 }
 

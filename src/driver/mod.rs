@@ -11,13 +11,30 @@
 //! [`Command`]s when the shard's eventfd is written.
 //!
 //! # What the drivers share ([`Shard`])
-//! Command handling: binding a leg's RTP/RTCP socket pair (an even port and
-//! the next odd one in the shard's slice; a pair with either port taken is
-//! skipped), forwarding the command to the core, and telling the driver
+//! Command handling: binding a leg's RTP/RTCP socket pair (the even port the
+//! control plane took from its pool, and the next odd one; a pair with
+//! either port taken is answered as in use, and the control plane offers
+//! another), forwarding the command to the core, and telling the driver
 //! which sockets to watch ([`Watch`]). Sockets are kept by the core's slot
 //! number with the [`LegRef`] they belong to, so a completion or an event
 //! for a leg that has gone never reaches the leg that reuses its slot. A
 //! removed leg's RR + BYE is sent synchronously before its sockets close.
+//!
+//! # Heartbeat
+//! Every turn of a driver's loop publishes the time in the shard's
+//! [`Pulse`] (one relaxed atomic store) and ends the loop when the control
+//! plane has told the shard to stop. The timerfd is set to the core's next
+//! deadline or the next heartbeat (every quarter of
+//! `dataplane.shard_stall_ms`), whichever is first, so an idle shard still
+//! turns; the heartbeat deadline moves only when it has passed, so a busy
+//! shard re-arms its timer no more often than before.
+//!
+//! # Faults (tests only)
+//! [`Command::Inject`] makes the thread stall (sleeping in 10 ms steps,
+//! serving nothing, until the stall ends or the shard is told to stop) or
+//! panic. The io_uring driver catches a panic long enough to cancel its
+//! ring's operations before the buffers they use are freed, then lets it
+//! go on: the thread ends and the control plane sees it.
 //!
 //! # Choosing a driver
 //! `dataplane.io = "auto"` probes io_uring once at start ([`uring::probe`]):
@@ -33,14 +50,15 @@ mod uring;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, IoChoice};
 use crate::media::{Core, CoreConfig, CoreError, LegRef, LegState, Port, Removed, Transmit};
-use crate::shard::{Command, DataplaneError, LegTransfer};
+use crate::shard::{Command, DataplaneError, Fault, LegTransfer};
 
 pub use uring::UringFeatures;
 
@@ -129,7 +147,7 @@ pub fn choose(config: &Config) -> io::Result<DriverChoice> {
             kind: DriverKind::Epoll,
             reason: "dataplane.io = \"epoll\"".into(),
         }),
-        IoChoice::IoUring => match uring::probe(&disabled) {
+        IoChoice::IoUring => match probe_apart(&disabled) {
             Ok((features, notes)) => Ok(DriverChoice {
                 kind: DriverKind::IoUring(features),
                 reason: format!("dataplane.io = \"io_uring\"; {notes}"),
@@ -139,7 +157,7 @@ pub fn choose(config: &Config) -> io::Result<DriverChoice> {
                 format!("dataplane.io = \"io_uring\" but io_uring is unusable here: {e}"),
             )),
         },
-        IoChoice::Auto => match uring::probe(&disabled) {
+        IoChoice::Auto => match probe_apart(&disabled) {
             Ok((features, notes)) => Ok(DriverChoice {
                 kind: DriverKind::IoUring(features),
                 reason: format!("auto: io_uring works; {notes}"),
@@ -150,6 +168,19 @@ pub fn choose(config: &Config) -> io::Result<DriverChoice> {
             }),
         },
     }
+}
+
+/// Runs the io_uring probe on a thread of its own: completion work of the
+/// probe's rings (a plain ring queues it to the submitting thread) then
+/// never lands on the caller, where it would interrupt a blocking system
+/// call with `EINTR`.
+fn probe_apart(disabled: &[UringFeature]) -> io::Result<(UringFeatures, String)> {
+    let disabled = disabled.to_vec();
+    std::thread::Builder::new()
+        .name("io_uring-probe".into())
+        .spawn(move || uring::probe(&disabled))?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe panicked")))
 }
 
 /// The two sockets of an RTP leg: RTP on an even port, RTCP on the next.
@@ -181,14 +212,66 @@ trait Watch {
     fn unwatch(&mut self, leg: LegRef, sockets: &LegSockets);
 }
 
-/// What both drivers share: the core, the sockets by slot, the ports.
+/// What a shard thread shows the control plane, lock-free: when its loop
+/// last turned, and whether it is to stop.
+pub struct Pulse {
+    epoch: Instant,
+    /// Milliseconds from `epoch` to the last turn.
+    last_turn_ms: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Default for Pulse {
+    fn default() -> Pulse {
+        Pulse::new()
+    }
+}
+
+impl Pulse {
+    /// A pulse whose last turn is now.
+    pub fn new() -> Pulse {
+        Pulse {
+            epoch: Instant::now(),
+            last_turn_ms: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// The loop turned at `now`.
+    pub fn beat(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.epoch).as_millis();
+        self.last_turn_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long the loop has not turned, at `now`.
+    pub fn silence(&self, now: Instant) -> Duration {
+        let last = Duration::from_millis(self.last_turn_ms.load(Ordering::Relaxed));
+        now.saturating_duration_since(self.epoch)
+            .saturating_sub(last)
+    }
+
+    /// Tells the shard to stop (it ends its loop at the next turn).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// True once the shard is told to stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// What both drivers share: the core, the sockets by slot, the heartbeat.
 struct Shard {
     index: usize,
     core: Core,
     sockets: Vec<Option<(LegRef, LegSockets)>>,
     bind_ip: IpAddr,
-    ports: RangeInclusive<u16>,
-    next_port: u16,
+    pulse: Arc<Pulse>,
+    beat_every: Duration,
+    /// When the loop must turn at the latest (the next heartbeat).
+    beat_due: Instant,
 }
 
 fn core_error(e: CoreError) -> DataplaneError {
@@ -199,7 +282,7 @@ fn core_error(e: CoreError) -> DataplaneError {
 }
 
 impl Shard {
-    fn new(index: usize, config: &Config, ports: RangeInclusive<u16>) -> Shard {
+    fn new(index: usize, config: &Config, pulse: Arc<Pulse>, beat_every: Duration) -> Shard {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -213,13 +296,51 @@ impl Shard {
             plc: config.dataplane.plc,
             ntp_anchor: (Instant::now(), crate::clock::ntp_now()),
         });
+        let beat_every = beat_every.max(Duration::from_millis(1));
         Shard {
             index,
             core,
             sockets: Vec::new(),
             bind_ip,
-            next_port: *ports.start(),
-            ports,
+            pulse,
+            beat_every,
+            beat_due: Instant::now() + beat_every,
+        }
+    }
+
+    /// The loop turned at `now`: publishes the heartbeat. False when the
+    /// shard is told to stop.
+    fn turn(&mut self, now: Instant) -> bool {
+        self.pulse.beat(now);
+        !self.pulse.stopping()
+    }
+
+    /// When the driver must wake next: the core's deadline or the next
+    /// heartbeat, whichever is first (see the module docs, Heartbeat).
+    fn next_wake(&mut self, now: Instant) -> Option<Instant> {
+        if now >= self.beat_due {
+            self.beat_due = now + self.beat_every;
+        }
+        Some(
+            self.core
+                .poll_timeout()
+                .map_or(self.beat_due, |due| due.min(self.beat_due)),
+        )
+    }
+
+    /// A test's fault (see the module docs, Faults).
+    fn suffer(&mut self, fault: Fault) {
+        match fault {
+            Fault::Stall(length) => {
+                let steps = length.as_millis().div_ceil(10);
+                for _ in 0..steps {
+                    if self.pulse.stopping() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            Fault::Panic => panic!("shard {}: panic injected by a test", self.index),
         }
     }
 
@@ -272,8 +393,16 @@ impl Shard {
     /// Handles one command; false means stop.
     fn command(&mut self, command: Command, io: &mut impl Watch) -> bool {
         match command {
-            Command::CreateRtpLeg { leg, spec, reply } => {
-                let result = self.bind_pair().and_then(|(sockets, local)| {
+            Command::CreateRtpLeg {
+                leg,
+                spec,
+                port,
+                reply,
+            } => {
+                let result = self.bind_pair(port).and_then(|bound| {
+                    let Some((sockets, local)) = bound else {
+                        return Ok(None);
+                    };
                     let remote =
                         (!crate::media::is_unspecified(&spec.remote)).then_some(spec.remote);
                     let r = self
@@ -281,7 +410,7 @@ impl Shard {
                         .add_rtp_leg(leg, local, remote, spec.format)
                         .map_err(core_error)?;
                     self.put_sockets(r, sockets, io);
-                    Ok(local)
+                    Ok(Some(local))
                 });
                 let _ = reply.send(result);
             }
@@ -345,6 +474,7 @@ impl Shard {
                 });
                 let _ = reply.send(result.map_err(core_error));
             }
+            Command::Inject(fault) => self.suffer(fault),
             Command::Shutdown => return false,
         }
         true
@@ -371,60 +501,55 @@ impl Shard {
         }
     }
 
-    /// Binds the next free even/odd port pair of the shard's slice.
-    fn bind_pair(&mut self) -> Result<(LegSockets, SocketAddr), DataplaneError> {
-        let (lo, hi) = (u32::from(*self.ports.start()), u32::from(*self.ports.end()));
-        let first = lo + (lo & 1);
-        let pairs = if first + 1 > hi {
-            0
-        } else {
-            (hi - first).div_ceil(2)
-        };
+    /// Binds the pair `port` (RTP, even), `port + 1` (RTCP); `None` when
+    /// either is in use.
+    fn bind_pair(&mut self, port: u16) -> Result<Option<(LegSockets, SocketAddr)>, DataplaneError> {
         let io_err = |e: io::Error| DataplaneError::Io(e.to_string());
-        for _ in 0..pairs {
-            let mut port = u32::from(self.next_port) & !1;
-            if port < first || port + 1 > hi {
-                port = first;
-            }
-            self.next_port = if port + 3 > hi { first } else { port + 2 } as u16;
-            let in_use = |e: &io::Error| e.kind() == io::ErrorKind::AddrInUse;
-            let rtp = match UdpSocket::bind((self.bind_ip, port as u16)) {
-                Ok(s) => s,
-                Err(e) if in_use(&e) => continue,
-                Err(e) => return Err(io_err(e)),
-            };
-            let rtcp = match UdpSocket::bind((self.bind_ip, port as u16 + 1)) {
-                Ok(s) => s,
-                Err(e) if in_use(&e) => continue,
-                Err(e) => return Err(io_err(e)),
-            };
-            rtp.set_nonblocking(true).map_err(io_err)?;
-            rtcp.set_nonblocking(true).map_err(io_err)?;
-            let local = rtp.local_addr().map_err(io_err)?;
-            return Ok((LegSockets { rtp, rtcp }, local));
-        }
-        Err(DataplaneError::NoPorts)
+        let Some(odd) = port.checked_add(1).filter(|_| port % 2 == 0) else {
+            return Err(DataplaneError::Io(format!(
+                "{port} is not an even port below 65535"
+            )));
+        };
+        let in_use = |e: &io::Error| e.kind() == io::ErrorKind::AddrInUse;
+        let rtp = match UdpSocket::bind((self.bind_ip, port)) {
+            Ok(s) => s,
+            Err(e) if in_use(&e) => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        let rtcp = match UdpSocket::bind((self.bind_ip, odd)) {
+            Ok(s) => s,
+            Err(e) if in_use(&e) => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        rtp.set_nonblocking(true).map_err(io_err)?;
+        rtcp.set_nonblocking(true).map_err(io_err)?;
+        let local = rtp.local_addr().map_err(io_err)?;
+        Ok(Some((LegSockets { rtp, rtcp }, local)))
     }
 }
 
 /// What a shard thread is started with.
 pub struct ShardStart {
     pub index: usize,
-    pub ports: RangeInclusive<u16>,
     pub driver: DriverKind,
     pub commands: Receiver<Command>,
     pub wake: OwnedFd,
+    /// The heartbeat the thread publishes, and the stop flag it obeys.
+    pub pulse: Arc<Pulse>,
+    /// How often an idle shard's loop turns at least.
+    pub beat_every: Duration,
     /// Reports the result of the driver's set-up.
     pub ready: std::sync::mpsc::Sender<io::Result<()>>,
 }
 
 /// The body of a shard thread: pins it, builds the core, runs the driver
-/// until `Shutdown` or until the control plane is gone.
+/// until `Shutdown`, until it is told to stop, or until the control plane is
+/// gone.
 pub fn run_shard(config: &Config, start: ShardStart) {
     if config.dataplane.pin {
         pin_to_core(start.index);
     }
-    let shard = Shard::new(start.index, config, start.ports);
+    let shard = Shard::new(start.index, config, start.pulse, start.beat_every);
     match start.driver {
         DriverKind::IoUring(features) => {
             uring::run(shard, features, start.commands, start.wake, start.ready)

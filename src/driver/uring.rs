@@ -2,13 +2,15 @@
 //!
 //! # Loop
 //! Each turn: submit queued operations and wait for at least one
-//! completion; take up to a batch of completions and handle them (a receive
-//! goes to the core, a send's buffer is recycled, the eventfd read drains
-//! the command queue, the timerfd read wakes the core's timers); then run
-//! the core's timers if due, queue every send the core produced, publish
-//! recycled buffers, re-arm what ended and set the timerfd to the core's
-//! next deadline. Sends queued in a turn go out in the next single
-//! `io_uring_enter`.
+//! completion; publish the heartbeat (and stop if told to); take up to a
+//! batch of completions and handle them (a receive goes to the core, a
+//! send's buffer is recycled, the eventfd read drains the command queue,
+//! the timerfd read wakes the core's timers); then run the core's timers if
+//! due, queue every send the core produced, publish recycled buffers,
+//! re-arm what ended and set the timerfd to the core's next deadline (or
+//! the heartbeat's, if sooner). Sends queued in a turn go out in the next
+//! single `io_uring_enter`. A panic in the loop is held until the ring's
+//! operations are cancelled, then resumed.
 //!
 //! # Features and their fallbacks (probed once at start, [`probe`])
 //! - Multishot `recvmsg` into a provided-buffer ring (Linux 6.0; the ring
@@ -696,6 +698,25 @@ impl Uring {
         }
     }
 
+    /// Runs the ring's deferred task work. On a `DEFER_TASKRUN` ring the
+    /// completions of cancelled operations are posted by it, and only an
+    /// enter asking for events runs it (a plain submit does not); until
+    /// then a cancelled receive still holds its socket's file, so a closed
+    /// socket's port stays bound. The completions land in the queue, for
+    /// the next turn.
+    fn run_deferred(&self) {
+        // SAFETY: an enter submitting nothing, waiting for nothing and
+        // passing no argument refers to no memory.
+        let _ = unsafe {
+            self.ring.submitter().enter::<libc::sigset_t>(
+                0,
+                0,
+                io_uring::EnterFlags::GETEVENTS.bits(),
+                None,
+            )
+        };
+    }
+
     /// Cancels every operation still armed (shutdown) and waits, bounded,
     /// for the kernel to finish with them; false if some did not finish.
     fn quiesce(&mut self) -> bool {
@@ -716,6 +737,7 @@ impl Uring {
         }
         for _ in 0..200 {
             let _ = self.ring.submit();
+            self.run_deferred();
             let done: usize = self
                 .ring
                 .completion()
@@ -766,6 +788,10 @@ impl Watch for Uring {
         if submit {
             let _ = self.ring.submit();
         }
+        // The receives let go of the sockets now, so that their ports are
+        // free once the sockets close (the control plane may hand the pair
+        // to a new leg at once).
+        self.run_deferred();
         self.starved.retain(|(l, _)| *l != leg);
     }
 }
@@ -807,7 +833,41 @@ pub(super) fn run(
     };
     io.arm_read(wake.as_raw_fd(), Op::Wake);
     io.arm_read(timer.raw(), Op::Timer);
-    let mut running = true;
+    // A panic (a bug, or a test's fault) is held here until the ring's
+    // operations are cancelled: the buffers they write into are freed as it
+    // unwinds.
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(&mut shard, &mut io, &mut timer, &commands, &wake)
+    }));
+    drain_counter(wake.as_raw_fd());
+    let clean = io.quiesce();
+    if !clean {
+        tracing::error!(
+            shard = shard.index,
+            "io_uring operations still in flight at shutdown; leaking their buffers"
+        );
+    }
+    io.bufs.release(&io.ring, !clean);
+    if !clean {
+        std::mem::forget(io);
+    }
+    if let Err(panic) = served {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The loop (see the module docs), until `Shutdown`, a stop, or the control
+/// plane is gone.
+fn serve(
+    shard: &mut Shard,
+    io: &mut Uring,
+    timer: &mut Timer,
+    commands: &Receiver<Command>,
+    wake: &OwnedFd,
+) {
+    let start = Instant::now();
+    let mut running = shard.turn(start);
+    timer.set(shard.next_wake(start), start);
     while running {
         if let Err(e) = io.ring.submit_and_wait(1) {
             if e.raw_os_error() != Some(libc::EINTR) && e.raw_os_error() != Some(libc::EBUSY) {
@@ -817,18 +877,23 @@ pub(super) fn run(
         }
         io.cqes.clear();
         io.cqes.extend(io.ring.completion().take(CQE_BATCH));
+        // Operations that ended are counted before their completions are
+        // handled, so a stop or a panic midway leaves the count `quiesce`
+        // waits on right.
+        let ended = io.cqes.iter().filter(|c| !cqueue::more(c.flags())).count();
+        io.inflight = io.inflight.saturating_sub(ended);
         let now = Instant::now();
+        if !shard.turn(now) {
+            break;
+        }
         for i in 0..io.cqes.len() {
             let cqe = io.cqes[i].clone();
             let (result, flags) = (cqe.result(), cqe.flags());
-            if !cqueue::more(flags) {
-                io.inflight = io.inflight.saturating_sub(1);
-            }
             match Op::decode(cqe.user_data()) {
                 Some(Op::RecvMulti { slot, gen, port }) => {
                     let leg = LegRef::from_parts(slot, gen);
                     let bid = cqueue::buffer_select(flags);
-                    io.received(&mut shard, now, leg, port, bid, result, cqueue::more(flags));
+                    io.received(shard, now, leg, port, bid, result, cqueue::more(flags));
                 }
                 Some(Op::RecvOne { bid }) => {
                     let owner = io
@@ -838,16 +903,14 @@ pub(super) fn run(
                         .and_then(|s| s.owner.take());
                     match owner {
                         Some((leg, port)) => {
-                            io.received(&mut shard, now, leg, port, Some(bid), result, false)
+                            io.received(shard, now, leg, port, Some(bid), result, false)
                         }
                         None => io.bufs.recycle(bid),
                     }
                 }
-                Some(op @ (Op::SendRx { .. } | Op::SendTx { .. })) => {
-                    io.sent(&mut shard, op, result)
-                }
+                Some(op @ (Op::SendRx { .. } | Op::SendTx { .. })) => io.sent(shard, op, result),
                 Some(Op::Wake) => {
-                    running = shard.drain_commands(&commands, &mut io);
+                    running = shard.drain_commands(commands, io);
                     if running {
                         io.reread(wake.as_raw_fd(), Op::Wake, result);
                     }
@@ -866,23 +929,11 @@ pub(super) fn run(
             shard.core.handle_timeout(now);
         }
         while let Some(t) = shard.core.poll_transmit() {
-            io.send(&mut shard, t);
+            io.send(shard, t);
         }
         io.bufs.publish();
-        io.rearm_all(&shard);
-        timer.set(shard.core.poll_timeout(), now);
-    }
-    drain_counter(wake.as_raw_fd());
-    let clean = io.quiesce();
-    if !clean {
-        tracing::error!(
-            shard = shard.index,
-            "io_uring operations still in flight at shutdown; leaking their buffers"
-        );
-    }
-    io.bufs.release(&io.ring, !clean);
-    if !clean {
-        std::mem::forget(io);
+        io.rearm_all(shard);
+        timer.set(shard.next_wake(now), now);
     }
 }
 

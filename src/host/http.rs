@@ -308,7 +308,7 @@ pub(super) async fn render_metrics(node: &Node) -> String {
     let bridges = ctl.reg.bridges_sorted().len() as u64;
     let apps = ctl.reg.app_names().len() as u64;
     drop(ctl);
-    node.metrics.render(&[
+    let mut text = node.metrics.render(&[
         ("crossbar_channels", "Channels that exist now", channels),
         ("crossbar_bridges", "Bridges that exist now", bridges),
         (
@@ -321,7 +321,31 @@ pub(super) async fn render_metrics(node: &Node) -> String {
             "Data plane shards",
             node.dataplane.shard_count() as u64,
         ),
-    ])
+    ]);
+    text.push_str(&shard_metrics(&node.dataplane.shards_up()));
+    text
+}
+
+/// `crossbar_shard_up{shard="N"}` per shard and `crossbar_healthy`: 1 while
+/// every shard is alive.
+fn shard_metrics(up: &[bool]) -> String {
+    let mut text = String::from(
+        "# HELP crossbar_shard_up Whether a data plane shard is alive (0 once declared dead)\n\
+         # TYPE crossbar_shard_up gauge\n",
+    );
+    for (shard, alive) in up.iter().enumerate() {
+        text.push_str(&format!(
+            "crossbar_shard_up{{shard=\"{shard}\"}} {}\n",
+            u8::from(*alive)
+        ));
+    }
+    text.push_str(&format!(
+        "# HELP crossbar_healthy 1 while every data plane shard is alive, 0 once one has died (the node needs a restart)\n\
+         # TYPE crossbar_healthy gauge\n\
+         crossbar_healthy {}\n",
+        u8::from(up.iter().all(|u| *u))
+    ));
+    text
 }
 
 /// The status line text of a status code.

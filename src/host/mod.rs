@@ -9,6 +9,17 @@
 //!   leave in order.
 //! - Events are flushed to the WebSockets when the lock guard drops
 //!   ([`ControlGuard`]), so no operation can forget to send its events.
+//! - The lock is never held across a wait without a deadline: every
+//!   data-plane operation resolves within `dataplane.shard_stall_ms`.
+//!
+//! # Watchdog
+//! [`watch_shards`] runs on the control runtime for the node's life: every
+//! [`WATCH_EVERY`] it asks the data plane which shards died
+//! ([`MediaPlane::check_shards`]: a thread that exited, a loop that stalled,
+//! a command that timed out) and ends their channels under the control lock
+//! (cause 38, `ari::ops::hangup_lost`). A node with a dead shard stays up for
+//! its other shards but reports itself unhealthy in `/metrics`
+//! (`crossbar_healthy 0`, `crossbar_shard_up{shard="N"} 0`).
 
 mod http;
 mod metrics;
@@ -19,6 +30,7 @@ mod tests;
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, Mutex, MutexGuard};
 
@@ -225,4 +237,47 @@ impl Node {
     pub fn now(&self) -> Timestamp {
         Timestamp::now()
     }
+}
+
+/// How often the watchdog looks at the shards.
+pub const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// The watchdog (see the module docs): one [`check_shards`] every
+/// [`WATCH_EVERY`], for as long as the node exists.
+pub async fn watch_shards(node: Weak<Node>) {
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Bounded by the node's life: the loop ends once the node is dropped.
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        check_shards(&node).await;
+    }
+}
+
+/// One look at the shards: ends the channels of each shard newly found dead
+/// (under the control lock, so their events leave in order); answers how
+/// many were ended.
+pub async fn check_shards(node: &Node) -> usize {
+    let downs = node.dataplane.check_shards();
+    if downs.is_empty() {
+        return 0;
+    }
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let mut total = 0;
+    for down in &downs {
+        let ended = crate::ari::ops::hangup_lost(node, &mut ctl, now, down).await;
+        tracing::error!(
+            shard = down.shard,
+            channels = ended,
+            "node unhealthy: data plane shard {} is dead ({}); its {ended} channels were hung up (cause 38)",
+            down.shard,
+            down.reason
+        );
+        total += ended;
+    }
+    total
 }

@@ -209,6 +209,14 @@ async fn a_data_plane_refusal_on_create_is_503_and_leaves_nothing() {
             DataplaneError::Busy,
             "Data plane busy: a shard is not keeping up",
         ),
+        (
+            DataplaneError::Timeout,
+            "Data plane timeout: a shard did not answer in time (it is given up)",
+        ),
+        (
+            DataplaneError::ShardGone,
+            "Data plane shard is down: this channel or bridge's media is gone",
+        ),
     ] {
         h.fake.fail_next(Op::CreateRtpLeg, error);
         let out = h
@@ -728,4 +736,277 @@ async fn a_local_pair_takes_its_originators_format() {
         )
         .await;
     assert_eq!(out.status, 400);
+}
+
+/// The watchdog ends the channels of a dead shard as hangups with cause 38,
+/// each in a normal hangup's order; the bridge stays, set again (empty) on
+/// a live shard, whose answer it shows once its last member has left; the
+/// node reports itself unhealthy; the shard left goes on serving.
+#[tokio::test]
+async fn a_dead_shards_channels_are_hung_up_with_cause_38() {
+    let mut h = Harness::new(&["A", "B"]).await;
+    h.fake.set_shard_count(2);
+    h.external_media("A", 4000, Some("c1")).await;
+    h.external_media("A", 4002, Some("c2")).await;
+    h.external_media("A", 4004, Some("c3")).await;
+    h.expect(Method::Post, "/bridges?bridgeId=b1", 200).await;
+    h.fake.report_technology(Technology::NativeRtp);
+    h.expect(Method::Post, "/bridges/b1/addChannel?channel=c1,c2", 204)
+        .await;
+    h.expect(
+        Method::Post,
+        "/channels?endpoint=Local/bob@B&app=A&channelId=l1&otherChannelId=l2&timeout=0",
+        200,
+    )
+    .await;
+    h.expect(Method::Post, "/channels/l2/answer", 204).await;
+    h.events();
+    let calls = h.fake.take_calls();
+    let bridge = calls
+        .iter()
+        .find_map(|c| match c {
+            Call::SetBridge { bridge, .. } => Some(*bridge),
+            _ => None,
+        })
+        .unwrap();
+    let legs: Vec<LegId> = calls
+        .iter()
+        .flat_map(|c| match c {
+            Call::CreateRtpLeg { leg, .. } => vec![*leg],
+            Call::CreateLocalPair { a, b, .. } => vec![*a, *b],
+            _ => vec![],
+        })
+        .collect();
+    // The fake's empty bridge answer, distinct from the last confirmed one.
+    h.fake.report_technology(Technology::SimpleBridge);
+
+    h.fake.lose_shard(0, "a test killed it");
+    // Before the watchdog looks, operations on the lost media get a 503.
+    h.expect(Method::Post, "/channels/c3/mute", 503).await;
+    assert_eq!(super::check_shards(&h.node).await, 5);
+    let events = h.events();
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+            (text(&e["type"]), text(&e["channel"]["id"]))
+        })
+        .collect();
+    let mut want = Vec::new();
+    for (id, bridged) in [
+        ("c1", true),
+        ("c2", true),
+        ("c3", false),
+        ("l1", false),
+        ("l2", false),
+    ] {
+        want.push(("ChannelHangupRequest", id));
+        if bridged {
+            want.push(("ChannelLeftBridge", id));
+        }
+        want.push(("StasisEnd", id));
+        want.push(("ChannelDestroyed", id));
+    }
+    assert_eq!(seen, want.into_iter().map(owned).collect::<Vec<_>>());
+    for e in &events {
+        match e["type"].as_str() {
+            Some("ChannelHangupRequest") => {
+                assert_eq!(e["cause"], 38, "{e}");
+                assert!(e.get("soft").is_none(), "{e}");
+            }
+            Some("ChannelDestroyed") => {
+                assert_eq!(
+                    (&e["cause"], &e["cause_txt"]),
+                    (&json!(38), &json!("Network out of order"))
+                );
+            }
+            _ => {}
+        }
+    }
+    let left: Vec<(&Value, &Value)> = events
+        .iter()
+        .filter(|e| e["type"] == "ChannelLeftBridge")
+        .map(|e| (&e["bridge"]["technology"], &e["bridge"]["channels"]))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            (&json!("native_rtp"), &json!(["c2"])),
+            (&json!("simple_bridge"), &json!([])),
+        ]
+    );
+    // The bridge was set again, empty, before any channel went; then the
+    // legs were forgotten.
+    let mut expected = vec![
+        Call::SetMute {
+            leg: legs[2],
+            direction: crate::shard::Direction::Both,
+            on: true,
+        },
+        Call::SetBridge {
+            bridge,
+            spec: BridgeSpec::default(),
+        },
+    ];
+    expected.extend(legs.iter().map(|&leg| Call::DestroyLeg { leg }));
+    assert_eq!(h.fake.take_calls(), expected);
+    assert_eq!(super::check_shards(&h.node).await, 0, "reported once");
+
+    let text = super::http::render_metrics(&h.node).await;
+    for line in [
+        "crossbar_shard_up{shard=\"0\"} 0",
+        "crossbar_shard_up{shard=\"1\"} 1",
+        "crossbar_healthy 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+    let b1 = h.expect(Method::Get, "/bridges/b1", 200).await;
+    assert_eq!(
+        (&b1["technology"], &b1["channels"]),
+        (&json!("simple_bridge"), &json!([]))
+    );
+    h.expect(Method::Get, "/channels", 200).await;
+    h.external_media("A", 4006, Some("c4")).await;
+    h.expect(Method::Post, "/bridges/b1/addChannel?channel=c4", 204)
+        .await;
+}
+
+#[tokio::test]
+async fn a_healthy_node_says_so_per_shard() {
+    let h = Harness::new(&[]).await;
+    h.fake.set_shard_count(2);
+    let text = super::http::render_metrics(&h.node).await;
+    for line in [
+        "crossbar_shard_up{shard=\"0\"} 1",
+        "crossbar_shard_up{shard=\"1\"} 1",
+        "crossbar_healthy 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+    assert_eq!(super::check_shards(&h.node).await, 0);
+}
+
+/// The same on real shard threads: a shard that panics is found by the
+/// watchdog's check, its channels (and only they) end with cause 38, and
+/// the node goes on with the other shard.
+#[tokio::test]
+async fn the_watchdog_ends_the_channels_of_a_panicked_shard() {
+    // The driver `tests/run` asks for, as the integration tests do.
+    let driver = std::env::vars()
+        .filter(|(k, _)| k == "CROSSBAR_DATAPLANE_IO" || k == "CROSSBAR_DATAPLANE_URING_DISABLE");
+    let mut config = Config::from_layers(None, driver).expect("driver variables are valid");
+    config.rtp.port_min = 31_700;
+    config.rtp.port_max = 31_719;
+    config.dataplane.shards = 2;
+    config.dataplane.pin = false;
+    config.dataplane.shard_stall_ms = 1000;
+    let plane = Arc::new(crate::shard::Dataplane::start(&config).expect("data plane starts"));
+    let node = Node::with_ids(
+        config,
+        Box::new(plane.clone()),
+        Timestamp(EPOCH * 1000),
+        Box::new(SequentialIds::new(EPOCH)),
+    );
+    let (sink, mut events) = EventSink::new(10_000);
+    node.lock()
+        .await
+        .attach(node.now(), &["A".to_string()], false, sink);
+    let call = |method, target: &'static str| {
+        let node = node.clone();
+        async move {
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            let op = route(method, path).unwrap();
+            invoke(&node, op, parse_query(query), b"").await
+        }
+    };
+    for target in [
+        "/channels/externalMedia?app=A&external_host=127.0.0.1:4000&format=ulaw&channelId=c1",
+        "/channels/externalMedia?app=A&external_host=127.0.0.1:4002&format=ulaw&channelId=c2",
+        "/channels/externalMedia?app=A&external_host=127.0.0.1:4004&format=ulaw&channelId=c3",
+        "/bridges?bridgeId=b1",
+        "/bridges/b1/addChannel?channel=c1,c2",
+    ] {
+        let out = call(Method::Post, target).await;
+        assert!(out.status < 300, "{target}: {out:?}");
+    }
+    let leg = |id: &str| {
+        let node = node.clone();
+        let id = id.to_string();
+        async move { node.lock().await.reg.channel(&id).map(|c| c.leg).unwrap() }
+    };
+    let doomed = plane.shard_of_leg(leg("c1").await).unwrap();
+    assert_eq!(plane.shard_of_leg(leg("c2").await), Some(doomed));
+    assert_ne!(
+        plane.shard_of_leg(leg("c3").await),
+        Some(doomed),
+        "c3 elsewhere"
+    );
+    while events.try_recv().is_ok() {}
+
+    plane
+        .inject_fault(doomed, crate::shard::Fault::Panic)
+        .unwrap();
+    let mut ended = 0;
+    for _ in 0..500 {
+        ended = super::check_shards(&node).await;
+        if ended > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(ended, 2, "c1 and c2 lived on the dead shard");
+    let mut seen = Vec::new();
+    while let Ok(text) = events.try_recv() {
+        let e: Value = serde_json::from_str(&text).unwrap();
+        seen.push((
+            e["type"].as_str().unwrap().to_string(),
+            e["channel"]["id"].as_str().unwrap().to_string(),
+            e["cause"].clone(),
+        ));
+    }
+    let want: Vec<(String, String, Value)> = [
+        ("ChannelHangupRequest", "c1", json!(38)),
+        ("ChannelLeftBridge", "c1", Value::Null),
+        ("StasisEnd", "c1", Value::Null),
+        ("ChannelDestroyed", "c1", json!(38)),
+        ("ChannelHangupRequest", "c2", json!(38)),
+        ("ChannelLeftBridge", "c2", Value::Null),
+        ("StasisEnd", "c2", Value::Null),
+        ("ChannelDestroyed", "c2", json!(38)),
+    ]
+    .into_iter()
+    .map(|(t, c, cause)| (t.to_string(), c.to_string(), cause))
+    .collect();
+    assert_eq!(seen, want);
+    let text = super::http::render_metrics(&node).await;
+    assert!(text.lines().any(|l| l == "crossbar_healthy 0"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == format!("crossbar_shard_up{{shard=\"{doomed}\"}} 0")),
+        "{text}"
+    );
+    // The node goes on: c3 answers, the bridge (now on the live shard)
+    // takes c3 and a new channel.
+    assert_eq!(
+        call(Method::Get, "/channels/c3/rtp_statistics")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(
+            Method::Post,
+            "/channels/externalMedia?app=A&external_host=127.0.0.1:4006&format=ulaw&channelId=c4"
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        call(Method::Post, "/bridges/b1/addChannel?channel=c3,c4")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(call(Method::Delete, "/bridges/b1").await.status, 204);
 }
