@@ -118,6 +118,17 @@ fn assert_continuous(got: &[RtpRecv], step: u32) {
     }
 }
 
+/// `n` peers over links `up`/`down`, each with a PCMU leg numbered 1..=n.
+fn ulaw_members(sim: &mut Sim, n: usize, up: LinkConfig, down: LinkConfig) -> Vec<PeerId> {
+    (0..n)
+        .map(|i| {
+            let p = sim.add_peer(up, down);
+            sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
+            p
+        })
+        .collect()
+}
+
 fn raw_rtp(ssrc: u32, seq: u16, ts: u32, pt: u8, body: &[u8]) -> Vec<u8> {
     crossbar::media::sim::rtp_packet(
         &Header {
@@ -624,10 +635,7 @@ fn conference(n: usize) {
         jitter: ms(20),
         ..LinkConfig::default()
     };
-    let peers: Vec<PeerId> = (0..n).map(|_| sim.add_peer(jittery, jittery)).collect();
-    for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
-    }
+    let peers = ulaw_members(&mut sim, n, jittery, jittery);
     let legs: Vec<u64> = (1..=n as u64).collect();
     assert_eq!(
         sim.set_bridge(1, bridge_spec(&legs)).unwrap(),
@@ -707,10 +715,7 @@ fn softmix_of_pcmu_pcma_g722_members_hears_the_others() {
 #[test]
 fn silence_frames_flow_when_nobody_talks() {
     let mut sim = sim();
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
-    for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
-    }
+    let peers = ulaw_members(&mut sim, 3, clean(), clean());
     sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap();
     sim.run_for(ms(1000)).unwrap();
     let got = rtp_of(&sim, peers[0]);
@@ -728,9 +733,8 @@ fn silence_frames_flow_when_nobody_talks() {
 #[test]
 fn switching_two_three_two_keeps_each_stream_continuous() {
     let mut sim = sim();
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
+    let peers = ulaw_members(&mut sim, 3, clean(), clean());
     for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
         sim.start_sender(
             p,
             SenderConfig::tone(Format::Ulaw, 0x100 + i as u32, TONES[i]),
@@ -847,9 +851,8 @@ fn mute_and_hold_drop_relayed_media_and_are_counted() {
 #[test]
 fn mute_and_hold_in_a_softmix_silence_the_member_and_are_counted() {
     let mut sim = sim();
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
+    let peers = ulaw_members(&mut sim, 3, clean(), clean());
     for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
         sim.start_sender(p, SenderConfig::tone(Format::Ulaw, i as u32 + 1, TONES[i]))
             .unwrap();
     }
@@ -930,9 +933,8 @@ fn local_pair_passes_media_between_its_bridges() {
 #[test]
 fn local_half_in_a_softmix_bridge_carries_the_mix() {
     let mut sim = sim();
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
+    let peers = ulaw_members(&mut sim, 3, clean(), clean());
     for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
         sim.start_sender(p, SenderConfig::tone(Format::Ulaw, i as u32 + 1, TONES[i]))
             .unwrap();
     }
@@ -1294,10 +1296,7 @@ fn a_removed_reporting_leg_says_bye() {
         rtcp_interval_ms: 500,
         ..SimConfig::default()
     });
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
-    for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
-    }
+    let peers = ulaw_members(&mut sim, 3, clean(), clean());
     sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap();
     sim.run_for(Duration::from_secs(2)).unwrap();
     sim.set_bridge(1, bridge_spec(&[2, 3])).unwrap();
@@ -1418,10 +1417,7 @@ fn an_hour_of_skewed_senders_over_jittery_links_keeps_the_mix_flowing() {
     let skews = [100, -100, 0];
     // Each talks for the last 2 s of every minute of its own clock.
     let spurt = (3000, 100);
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(up, down)).collect();
-    for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
-    }
+    let peers = ulaw_members(&mut sim, 3, up, down);
     sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap();
     for (i, &p) in peers.iter().enumerate() {
         let voice = spurts(TONES[i], spurt.0, spurt.1);
@@ -1549,10 +1545,7 @@ fn the_playout_delay_comes_back_down_when_the_jitter_stops() {
     };
     // A spurt of 0.4 s every 10 s.
     let spurt = (500, 20);
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(jittery, clean())).collect();
-    for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
-    }
+    let peers = ulaw_members(&mut sim, 3, jittery, clean());
     sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap();
     for (i, &p) in peers.iter().enumerate() {
         let s = SenderConfig::new(
@@ -1645,9 +1638,8 @@ fn scenario(seed: u64) -> Vec<Vec<(Duration, Vec<u8>)>> {
         reorder: 0.01,
         reorder_delay: ms(30),
     };
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(link, link)).collect();
+    let peers = ulaw_members(&mut sim, 3, link, link);
     for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
         sim.start_sender(p, SenderConfig::tone(Format::Ulaw, i as u32, TONES[i]))
             .unwrap();
     }
@@ -1896,10 +1888,7 @@ fn relay_and_transcode_stay_continuous_when_the_stream_restarts() {
 #[test]
 fn the_mix_hears_a_stream_that_restarts() {
     let mut sim = sim();
-    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
-    for (i, &p) in peers.iter().enumerate() {
-        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
-    }
+    let peers = ulaw_members(&mut sim, 3, clean(), clean());
     assert_eq!(
         sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap(),
         Technology::Softmix
