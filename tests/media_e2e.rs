@@ -809,3 +809,33 @@ fn a_loop_through_a_reflecting_peer_is_cut() {
     let looped = counter(&node, &a, "rxlooped") + counter(&node, &b, "rxlooped");
     assert!(looped >= 1, "the node saw its own packet come back");
 }
+
+/// A 400-member bridge is built, one join at a time, while a relay runs on
+/// the same node: the relay loses nothing and passes every packet (its
+/// latency is measured with `crossbar-load`, see the README).
+#[test]
+fn a_400_member_build_does_not_disturb_a_relay() {
+    const FRAMES: u32 = 150;
+    let node = Node::start_wide();
+    let _events = node.events();
+    let (a, b) = (
+        Leg::open(&node, Format::Ulaw),
+        Leg::open(&node, Format::Ulaw),
+    );
+    bridge_of(&node, &[&a, &b]);
+    let at_b = b.capture();
+    let talker = talk(vec![a.talker(0x4000_0001, Voice::Pattern(4))], FRAMES);
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let far = sink.local_addr().unwrap().to_string();
+    let big = node.mixing_bridge();
+    for _ in 0..400 {
+        let (id, _) = leg_at(&node, &far);
+        node.add(&big, &id);
+    }
+    talker.join().expect("talker");
+    let got = rtp_only(&at_b.finish(Duration::from_millis(300)));
+    assert_relayed(&got, 0x4000_0001, 4, FRAMES);
+    let bridge = node.get(&format!("/ari/bridges/{big}")).ok().clone();
+    assert_eq!(bridge["channels"].as_array().map(Vec::len), Some(400));
+    assert_eq!(bridge["technology"], "softmix");
+}

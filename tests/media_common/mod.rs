@@ -65,6 +65,15 @@ impl Node {
         ))
     }
 
+    /// Starts the binary like [`Node::start`] but with the 2,000 RTP ports
+    /// 63200–65199 (room for 1,000 legs; one test only uses it).
+    pub fn start_wide() -> Node {
+        Node(Server::start_with_rtp(
+            (63_200, 65_199),
+            &[("CROSSBAR_DATAPLANE_SHARDS", "2")],
+        ))
+    }
+
     /// Opens the events WebSocket of [`APP`] and waits until the application
     /// is registered.
     pub fn events(&self) -> Ws {
