@@ -2192,3 +2192,43 @@ fn joins_and_leaves_leave_the_other_members_audio_untouched() {
     assert!(worst > 30.0, "{worst:.1} dB");
     assert_clean(&sim);
 }
+
+/// Opus carries only 10, 20, 40 and 60 ms frames: 30 ms PCMU transcoded to
+/// Opus is repacketised into 20 ms Opus packets; 60 ms Opus to PCMU passes
+/// as 60 ms packets. The tone survives both ways.
+#[cfg(feature = "opus")]
+#[test]
+fn transcode_to_and_from_opus_at_other_packet_times() {
+    for (from, ptime, to) in [
+        (Format::Ulaw, 30u64, Format::Opus),
+        (Format::Opus, 60, Format::Ulaw),
+    ] {
+        let mut sim = sim();
+        let a = sim.add_peer(clean(), clean());
+        let b = sim.add_peer(clean(), clean());
+        sim.add_rtp_leg(1, a, from).unwrap();
+        sim.add_rtp_leg(2, b, to).unwrap();
+        sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap();
+        let mut s = SenderConfig::tone(from, 0xa, 1000.0);
+        s.ptime = ms(ptime);
+        s.frames = Some(3000 / ptime);
+        sim.start_sender(a, s).unwrap();
+        sim.run_for(ms(3300)).unwrap();
+        let got = rtp_of(&sim, b);
+        let label = format!("{from} {ptime} ms → {to}");
+        let out_ms = if to == Format::Opus { 20 } else { ptime };
+        let step = to.clock_rate() / 1000 * out_ms as u32;
+        assert_eq!(got.len() as u64, 3000 / out_ms, "{label}");
+        assert_continuous(&got, step);
+        let pcm = decode(to, &got).unwrap();
+        let rate = to.sample_rate();
+        let (skip, len) = (rate as usize / 5, rate as usize / 4);
+        let snr = snr_db(
+            &tone(1000.0, rate, len),
+            &pcm[skip..skip + len + rate as usize / 100],
+        );
+        eprintln!("{label}: SNR {snr:.1} dB");
+        assert!(snr >= 15.0, "{label}: SNR {snr:.1} dB");
+        assert_clean(&sim);
+    }
+}

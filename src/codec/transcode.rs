@@ -22,6 +22,20 @@ pub struct Transcoder {
     decoded: Box<[i16]>,
     resampled: Box<[i16]>,
     last_samples: usize,
+    /// Output audio waiting to be packetised, when the output format cannot
+    /// take a frame as long as the input's (Opus: 10, 20, 40 or 60 ms).
+    pending: Box<[i16]>,
+    pending_len: usize,
+    /// Samples (output rate) of the last packet produced.
+    last_out: usize,
+}
+
+/// True when `format`'s encoder takes a frame of `samples` in one packet.
+fn one_packet(format: Format, samples: usize) -> bool {
+    match format {
+        Format::Opus => matches!(samples, 480 | 960 | 1920 | 2880),
+        _ => samples > 0,
+    }
 }
 
 impl Transcoder {
@@ -36,6 +50,9 @@ impl Transcoder {
             decoded: vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
             resampled: vec![0; MAX_FRAME_SAMPLES].into_boxed_slice(),
             last_samples: 0,
+            pending: vec![0; 2 * MAX_FRAME_SAMPLES].into_boxed_slice(),
+            pending_len: 0,
+            last_out: 0,
         })
     }
 
@@ -49,7 +66,10 @@ impl Transcoder {
         self.to
     }
 
-    /// Transcodes one payload into `out`, returning the bytes written.
+    /// Transcodes one payload into `out`, returning the bytes written: 0 when
+    /// the output waits for more input (a frame the output format cannot
+    /// carry alone is repacketised into 20 ms packets; [`Transcoder::next`]
+    /// gives any further packet ready).
     pub fn transcode(&mut self, payload: &[u8], out: &mut [u8]) -> Result<usize, CodecError> {
         let samples = match self.decoder.decode(payload, &mut self.decoded) {
             Err(CodecError::OutputTooSmall { .. }) => return Err(CodecError::BadLength),
@@ -70,9 +90,29 @@ impl Transcoder {
     }
 
     /// Samples (at the input format's sample rate) of the last frame
-    /// transcoded or concealed: its duration, for the output timestamp.
+    /// transcoded or concealed.
     pub fn last_samples(&self) -> usize {
         self.last_samples
+    }
+
+    /// The duration of the last packet produced, in the output format's RTP
+    /// clock ticks: for its timestamp.
+    pub fn last_out_ticks(&self) -> u32 {
+        (self.last_out as u64 * u64::from(self.to.clock_rate())
+            / u64::from(self.to.sample_rate().max(1))) as u32
+    }
+
+    /// One more packet of repacketised output, if a whole one is waiting.
+    pub fn next(&mut self, out: &mut [u8]) -> Option<Result<usize, CodecError>> {
+        let packet = (self.to.sample_rate() / 50) as usize;
+        if self.pending_len < packet {
+            return None;
+        }
+        let r = self.encoder.encode(&self.pending[..packet], out);
+        self.pending.copy_within(packet..self.pending_len, 0);
+        self.pending_len -= packet;
+        self.last_out = packet;
+        Some(r)
     }
 
     fn finish(&mut self, samples: usize, out: &mut [u8]) -> Result<usize, CodecError> {
@@ -83,7 +123,16 @@ impl Transcoder {
         let n = self
             .resampler
             .process(&self.decoded[..samples], &mut self.resampled)?;
-        self.encoder.encode(&self.resampled[..n], out)
+        if self.pending_len == 0 && one_packet(self.to, n) {
+            self.last_out = n;
+            return self.encoder.encode(&self.resampled[..n], out);
+        }
+        let room = self.pending.len() - self.pending_len;
+        let take = n.min(room);
+        self.pending[self.pending_len..self.pending_len + take]
+            .copy_from_slice(&self.resampled[..take]);
+        self.pending_len += take;
+        self.next(out).unwrap_or(Ok(0))
     }
 }
 

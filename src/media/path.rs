@@ -300,15 +300,14 @@ impl Media {
         let mut out = self.pool.lift(&buf);
         let produced = match self.legs.get(from) {
             Some(sender) => {
-                let from_rate = sender.format.sample_rate();
                 sender.stats.rx_concealed += 1;
                 match &mut sender.mode {
                     Mode::Transcode(path) => {
                         let samples = path.tc.last_samples();
-                        path.tc
-                            .conceal(samples, &mut out[HEADER_LEN..])
-                            .ok()
-                            .map(|n| (n, samples, from_rate))
+                        match path.tc.conceal(samples, &mut out[HEADER_LEN..]) {
+                            Ok(n) if n > 0 => Some((n, path.tc.last_out_ticks())),
+                            _ => None,
+                        }
                     }
                     _ => None,
                 }
@@ -316,13 +315,9 @@ impl Media {
             None => None,
         };
         let written = match (produced, self.legs.get(to)) {
-            (Some((n, samples, from_rate)), Some(target)) => {
-                let format = target.format;
-                let ticks = (samples as u64 * u64::from(format.clock_rate())
-                    / u64::from(from_rate.max(1))) as u32;
-                let header = target
-                    .out
-                    .next_local(now, Pt(format.payload_type()), ticks, n);
+            (Some((n, ticks)), Some(target)) => {
+                let pt = Pt(target.format.payload_type());
+                let header = target.out.next_local(now, pt, ticks, n);
                 header.write(&mut out[..]).map(|h| h + n)
             }
             _ => None,
@@ -408,7 +403,7 @@ impl Media {
                     match path.tc.transcode(p.payload(), &mut out[HEADER_LEN..]) {
                         Ok(n) => {
                             path.last = Some((p.ssrc(), p.seq()));
-                            Some((n, path.tc.last_samples(), gap))
+                            Some((n, path.tc.last_samples(), path.tc.last_out_ticks(), gap))
                         }
                         Err(_) => None,
                     }
@@ -417,18 +412,27 @@ impl Media {
             _ => None,
         };
         let result = match produced {
-            Some((n, samples, gap)) => match self.legs.get(to) {
+            Some((n, samples, out_ticks, gap)) => match self.legs.get(to) {
                 Some(target) => {
-                    let ticks = (samples as u64 * u64::from(to_format.clock_rate())
+                    // A lost input frame leaves its duration as a gap.
+                    let in_ticks = (samples as u64 * u64::from(to_format.clock_rate())
                         / u64::from(from_format.sample_rate().max(1)))
                         as u32;
                     if gap > 1 && gap <= MAX_GAP {
-                        target.out.skip(ticks.wrapping_mul((gap - 1) as u32));
+                        target.out.skip(in_ticks.wrapping_mul((gap - 1) as u32));
                     }
-                    let header = target
-                        .out
-                        .next_local(now, Pt(to_format.payload_type()), ticks, n);
-                    header.write(&mut out[..]).map(|h| h + n)
+                    // n = 0: repacketising, nothing whole to send yet.
+                    (n > 0)
+                        .then(|| {
+                            let header = target.out.next_local(
+                                now,
+                                Pt(to_format.payload_type()),
+                                out_ticks,
+                                n,
+                            );
+                            header.write(&mut out[..]).map(|h| h + n)
+                        })
+                        .flatten()
                 }
                 None => None,
             },
@@ -441,12 +445,55 @@ impl Media {
         };
         self.pool.restore(&buf, out);
         self.release(packet);
-        match result {
+        let next = match result {
             Some(len) => self.deliver(lent, now, to, Packet::Tx { buf, len }, false),
             None => {
                 self.pool.release(buf);
                 Next::Sent
             }
+        };
+        // A repacketising path may have a further whole packet ready.
+        for _ in 0..MAX_CONCEALED {
+            if !self.send_pending(now, from, to) {
+                break;
+            }
         }
+        next
+    }
+
+    /// Sends one more repacketised packet of `from`'s transcode path to `to`,
+    /// if one is ready; false when none was.
+    fn send_pending(&mut self, now: Instant, from: LegRef, to: LegRef) -> bool {
+        let Some(buf) = self.pool.take() else {
+            return false;
+        };
+        let mut out = self.pool.lift(&buf);
+        let produced = match self.legs.get(from).map(|l| &mut l.mode) {
+            Some(Mode::Transcode(path)) => match path.tc.next(&mut out[HEADER_LEN..]) {
+                Some(Ok(n)) if n > 0 => Some((n, path.tc.last_out_ticks())),
+                _ => None,
+            },
+            _ => None,
+        };
+        let written = match (produced, self.legs.get(to)) {
+            (Some((n, ticks)), Some(target)) => {
+                let pt = Pt(target.format.payload_type());
+                let header = target.out.next_local(now, pt, ticks, n);
+                header.write(&mut out[..]).map(|h| h + n)
+            }
+            _ => None,
+        };
+        self.pool.restore(&buf, out);
+        let Some(len) = written else {
+            self.pool.release(buf);
+            return false;
+        };
+        let mut lent = Lent::none();
+        match self.deliver(&mut lent, now, to, Packet::Tx { buf, len }, false) {
+            Next::Sent => {}
+            Next::Hop { leg, packet } => self.ingest(&mut lent, now, leg, packet),
+            Next::Stop(packet) => self.release(packet),
+        }
+        true
     }
 }
