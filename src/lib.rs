@@ -17,4 +17,5 @@ pub mod jitter;
 pub mod media;
 pub mod mix;
 pub mod rtp;
+pub mod sdp;
 pub mod shard;
