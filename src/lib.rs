@@ -18,3 +18,4 @@ pub mod media;
 pub mod mix;
 pub mod rtp;
 pub mod shard;
+pub mod sip;
