@@ -393,7 +393,7 @@ impl Transactions {
                 });
                 return Ok(());
             }
-            return self.new_server(now, key, transport, from, request);
+            return self.new_server(key, transport, from, request);
         };
         match (tx.kind, tx.state, is_ack) {
             (Kind::InviteServer, State::Completed, true) => {
@@ -401,17 +401,16 @@ impl Transactions {
                 tx.retransmit = None;
                 tx.deadline = Some((now + T4, Timer::I));
             }
+            // Confirmed: a repeated ACK is absorbed.
+            (Kind::InviteServer, State::Confirmed, true) => {}
+            // Proceeding or Accepted: not the ACK of a non-2xx; the dialog's.
             (Kind::InviteServer, _, true) => {
-                // Confirmed: a repeated ACK is absorbed. Proceeding or
-                // Accepted: not the ACK of a non-2xx; the dialog's.
-                if tx.state != State::Confirmed {
-                    self.events.push_back(Event::Request {
-                        key: None,
-                        transport,
-                        from,
-                        request,
-                    });
-                }
+                self.events.push_back(Event::Request {
+                    key: None,
+                    transport,
+                    from,
+                    request,
+                });
             }
             (Kind::InviteServer, State::Proceeding | State::Completed, false)
             | (Kind::NonInviteServer, State::Proceeding | State::Completed, false) => {
@@ -425,7 +424,6 @@ impl Transactions {
 
     fn new_server(
         &mut self,
-        now: Instant,
         key: TxKey,
         transport: TransportId,
         from: SocketAddr,
@@ -462,7 +460,6 @@ impl Transactions {
             tx.resend = super::message::to_bytes(&trying);
             self.emit(transport, from, tx.resend.clone());
         }
-        let _ = now;
         self.txs.insert(key.clone(), tx);
         self.events.push_back(Event::Request {
             key: Some(key),
@@ -656,16 +653,10 @@ impl Transactions {
                     continue;
                 }
             }
-            loop {
-                let Some(tx) = self.txs.get_mut(&key) else {
+            while let Some(tx) = self.txs.get_mut(&key) {
+                let Some((at, interval)) = tx.retransmit.filter(|&(at, _)| at <= now) else {
                     break;
                 };
-                let Some((at, interval)) = tx.retransmit else {
-                    break;
-                };
-                if at > now {
-                    break;
-                }
                 let next = match (tx.kind, tx.state) {
                     (Kind::InviteClient, _) => interval * 2,
                     (Kind::NonInviteClient, State::Proceeding) => T2,
@@ -765,7 +756,7 @@ impl Retransmit2xx {
 mod tests {
     use super::*;
     use crate::sip::message::tests::request;
-    use crate::sip::message::{parse, server_key, to_bytes};
+    use crate::sip::message::{parse, to_bytes};
 
     const UDP: TransportId = TransportId(7);
 
@@ -1425,6 +1416,5 @@ mod tests {
             },
         );
         assert!(matches!(dup, Err(TxError::Duplicate(_))));
-        let _ = server_key;
     }
 }
