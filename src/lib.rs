@@ -19,3 +19,4 @@ pub mod mix;
 pub mod rtp;
 pub mod sdp;
 pub mod shard;
+pub mod sip;
