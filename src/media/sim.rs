@@ -1141,8 +1141,8 @@ impl Sim {
         self.add_leg(id.into(), peer, format, false)
     }
 
-    /// An RTP leg with no remote: it learns the first source that sends to
-    /// it. `peer` sends to it from now on.
+    /// An RTP leg with no remote: it learns its remote after a probation
+    /// (see `media::source`). `peer` sends to it from now on.
     pub fn add_rtp_leg_learning(
         &mut self,
         id: impl Into<LegId>,
