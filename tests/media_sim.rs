@@ -2232,3 +2232,50 @@ fn transcode_to_and_from_opus_at_other_packet_times() {
         assert_clean(&sim);
     }
 }
+
+/// A transcode carries the sender's silences into its timestamps: after
+/// silence suppression (sequence continuous, timestamp jumping) and after
+/// telephone-events (their sequence numbers are no loss), the next audio
+/// packet's timestamp jumps as the input's did, with the marker bit; no
+/// frame is concealed for either.
+#[test]
+fn transcode_carries_silences_and_events_without_concealing() {
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Alaw).unwrap();
+    sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap();
+    let mut send = |sim: &mut Sim, seq: u16, ts: u32, pt: u8| {
+        sim.send(a, Port::Rtp, raw_rtp(1, seq, ts, pt, &[0x55; 160]))
+            .unwrap();
+        sim.run_for(ms(20)).unwrap();
+    };
+    for seq in 1..=5u16 {
+        send(&mut sim, seq, u32::from(seq) * 160, 0);
+    }
+    // DTX: seq 6 comes one second of media later.
+    send(&mut sim, 6, 5 * 160 + 8000 + 160, 0);
+    // Five telephone-events, then audio again 960 ticks after frame 6.
+    for seq in 7..=11u16 {
+        send(&mut sim, seq, 6 * 160 + 8000 + 160, 101);
+    }
+    send(&mut sim, 12, 6 * 160 + 8000 + 160 + 800, 0);
+    sim.run_for(ms(50)).unwrap();
+    let got = rtp_of(&sim, b);
+    assert_eq!(
+        got.len(),
+        7,
+        "six audio frames before the events, one after"
+    );
+    let steps: Vec<u32> = got
+        .windows(2)
+        .map(|w| w[1].ts.wrapping_sub(w[0].ts))
+        .collect();
+    assert_eq!(steps, [160, 160, 160, 160, 8160, 960]);
+    let markers: Vec<bool> = got.iter().map(|g| g.marker).collect();
+    assert_eq!(markers[5..], [true, true]);
+    assert!(got.windows(2).all(|w| w[1].seq == w[0].seq.wrapping_add(1)));
+    assert_eq!(stats(&mut sim, 1).rx_concealed, 0);
+    assert_clean(&sim);
+}

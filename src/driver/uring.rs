@@ -344,6 +344,8 @@ struct Uring {
     wake_buf: Box<u64>,
     timer_buf: Box<u64>,
     read_errors: u32,
+    /// Wake/timer reads that could not be queued, retried each turn.
+    unarmed_reads: Vec<(RawFd, Op)>,
     cqes: Vec<cqueue::Entry>,
 }
 
@@ -371,12 +373,14 @@ impl Uring {
             wake_buf: Box::new(0),
             timer_buf: Box::new(0),
             read_errors: 0,
+            unarmed_reads: Vec::new(),
             cqes: Vec::with_capacity(CQE_BATCH),
         })
     }
 
-    /// Queues `entry`, submitting first when the submission queue is full.
-    fn push(&mut self, entry: squeue::Entry) {
+    /// Queues `entry`, submitting first when the submission queue is full;
+    /// false when it could not be queued (the caller undoes its side).
+    fn push(&mut self, entry: squeue::Entry) -> bool {
         for _ in 0..64 {
             // SAFETY: every entry we build points only at memory that stays
             // valid until its completion: the boxed wake/timer counters, the
@@ -385,13 +389,14 @@ impl Uring {
             // send slots and pool buffers kept until the send completes.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 self.inflight += 1;
-                return;
+                return true;
             }
             if self.ring.submit().is_err() {
                 break;
             }
         }
         tracing::error!("io_uring submission queue stayed full: operation dropped");
+        false
     }
 
     fn arm_read(&mut self, fd: RawFd, op: Op) {
@@ -402,7 +407,11 @@ impl Uring {
         let entry = opcode::Read::new(types::Fd(fd), buf.cast(), 8)
             .build()
             .user_data(op.encode());
-        self.push(entry);
+        if !self.push(entry) {
+            // Retried at the end of the turn: without it the shard would
+            // never hear of commands (or time) again.
+            self.unarmed_reads.push((fd, op));
+        }
     }
 
     /// A wake or timer read completed with `result`: re-arm, pausing after
@@ -444,7 +453,10 @@ impl Uring {
             let entry = opcode::RecvMsgMulti::new(types::Fd(fd), &*self.bufs.multi_msg, BGID)
                 .build()
                 .user_data(op.encode());
-            self.push(entry);
+            if !self.push(entry) {
+                self.starved.push((leg, port));
+                return;
+            }
             op.encode()
         } else {
             let Some(bid) = self.bufs.free.pop() else {
@@ -470,7 +482,14 @@ impl Uring {
             let entry = opcode::RecvMsg::new(types::Fd(fd), &mut slot.msg)
                 .build()
                 .user_data(op.encode());
-            self.push(entry);
+            if !self.push(entry) {
+                if let Some(slot) = self.bufs.recv.get_mut(usize::from(bid)) {
+                    slot.owner = None;
+                }
+                self.bufs.free.push(bid);
+                self.starved.push((leg, port));
+                return;
+            }
             op.encode()
         };
         Self::slot_entry(&mut self.armed, leg.slot())[port_index(port)] = Some(user_data);
@@ -505,9 +524,11 @@ impl Uring {
                 }
                 let entry = &mut self.tx[id as usize];
                 if let Some(old) = entry.take() {
-                    // Cannot happen (a pool buffer is in one send at a time);
-                    // keep the pool whole if it does.
-                    shard.core.release_tx(old.buf);
+                    // Cannot happen (a pool buffer is in one send at a time).
+                    // If it did, the old send may still be in flight: its
+                    // buffer and message must not be reused or freed.
+                    tracing::error!(id, "pool buffer sent while its previous send is in flight");
+                    std::mem::forget(old);
                 }
                 let fly = entry.insert(Box::new(TxInFlight {
                     buf,
@@ -534,7 +555,31 @@ impl Uring {
             slot.msg.msg_iovlen = 1;
             opcode::SendMsg::new(types::Fd(fd), &slot.msg).build()
         };
-        self.push(entry.user_data(op.encode()));
+        if !self.push(entry.user_data(op.encode())) {
+            // Not queued: give the buffer back and count the failed send.
+            shard.core.send_failed(t.leg);
+            match op {
+                Op::SendRx { bid } => {
+                    if let Some(s) = self.bufs.sends.get_mut(usize::from(bid)) {
+                        s.leg = None;
+                    }
+                    if let Some(token) = self
+                        .bufs
+                        .tokens
+                        .get_mut(usize::from(bid))
+                        .and_then(Option::take)
+                    {
+                        self.bufs.recycle(token.id() as u16);
+                    }
+                }
+                Op::SendTx { id } => {
+                    if let Some(fly) = self.tx.get_mut(id as usize).and_then(Option::take) {
+                        shard.core.release_tx(fly.buf);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     fn drop_transmit(&mut self, shard: &mut Shard, t: Transmit) {
@@ -933,6 +978,9 @@ fn serve(
         }
         io.bufs.publish();
         io.rearm_all(shard);
+        for (fd, op) in std::mem::take(&mut io.unarmed_reads) {
+            io.arm_read(fd, op);
+        }
         timer.set(shard.next_wake(now), now);
     }
 }

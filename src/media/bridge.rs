@@ -178,7 +178,12 @@ impl Bridges {
                         Mode::Transcode(path)
                     }
                     _ => match Transcoder::new(leg.format, to_format) {
-                        Ok(tc) => Mode::Transcode(Box::new(TranscodePath { to, tc, last: None })),
+                        Ok(tc) => Mode::Transcode(Box::new(TranscodePath {
+                            to,
+                            tc,
+                            last: None,
+                            next_ts: None,
+                        })),
                         Err(e) => {
                             tracing::warn!("transcoder: {e}");
                             Mode::Drop

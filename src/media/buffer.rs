@@ -33,7 +33,7 @@ pub struct RxBuf(u32);
 impl RxBuf {
     /// The token of the driver's buffer `id`. Only a driver makes these, for
     /// buffers it owns and lends to the core.
-    pub fn lend(id: u32) -> RxBuf {
+    pub(crate) fn lend(id: u32) -> RxBuf {
         RxBuf(id)
     }
 

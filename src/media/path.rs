@@ -46,7 +46,7 @@ use std::time::Instant;
 use super::buffer::{self, Lent, Outbox, Packet, TxPool};
 use super::leg::{Leg, LegKind, LegRef, LegTable, Port};
 use crate::codec::Transcoder;
-use crate::rtp::{Pt, RtpPacket, RtpPacketMut, SeqNo, Ssrc};
+use crate::rtp::{Pt, RtpPacket, RtpPacketMut, RtpTimestamp, SeqNo, Ssrc};
 
 /// Longest chain of Local pair halves a packet may cross.
 pub(super) const MAX_HOPS: usize = 4;
@@ -59,6 +59,16 @@ pub(super) const HEADER_LEN: usize = 12;
 /// A jump in input sequence numbers longer than this is a new stream, not
 /// loss: the output timestamp is not advanced for it.
 const MAX_GAP: i16 = 50;
+/// Longest input silence (s) carried into the output timestamps; a longer
+/// jump is a restarted clock, not time.
+const MAX_IDLE_S: i32 = 60;
+
+/// `samples` of `format`'s audio in its RTP clock's ticks.
+fn in_clock_ticks(format: crate::media::Format, samples: usize) -> u32 {
+    (samples as u64 * u64::from(format.clock_rate()) / u64::from(format.sample_rate().max(1)))
+        as u32
+}
+
 /// Lost frames in a row the transcode path conceals (60 ms of 20 ms frames;
 /// the concealment is silent by then); a longer gap is left as a gap.
 pub(super) const MAX_CONCEALED: usize = 3;
@@ -70,6 +80,9 @@ pub(super) struct TranscodePath {
     pub tc: Transcoder,
     /// The stream last transcoded: its SSRC and last sequence number.
     pub last: Option<(Ssrc, SeqNo)>,
+    /// The input timestamp that frame (or the last concealed one) ended
+    /// at, to carry silences (DTX) and losses into the output timestamps.
+    pub next_ts: Option<RtpTimestamp>,
 }
 
 /// What a leg does with the media it receives.
@@ -269,20 +282,29 @@ impl Media {
         let Ok(p) = RtpPacket::parse(data) else {
             return 0;
         };
-        let (ssrc, seq) = (p.ssrc(), p.seq());
+        let (ssrc, seq, pt) = (p.ssrc(), p.seq(), p.pt().0);
         let Some(Leg {
             mode: Mode::Transcode(path),
+            format,
             ..
         }) = self.legs.get(from)
         else {
             return 0;
         };
+        if pt != format.payload_type() {
+            return 0; // CN and telephone-events are no audio lost.
+        }
+        let frame_in = in_clock_ticks(*format, path.tc.last_samples());
         match path.last {
             Some((s, last)) if s == ssrc && path.tc.last_samples() > 0 => {
                 let gap = seq.delta(last);
                 if gap >= 2 && gap as usize <= MAX_CONCEALED + 1 {
+                    let lost = gap as usize - 1;
                     path.last = Some((ssrc, SeqNo(seq.0.wrapping_sub(1))));
-                    gap as usize - 1
+                    path.next_ts = path
+                        .next_ts
+                        .map(|t| t.wrapping_add(frame_in.wrapping_mul(lost as u32)));
+                    lost
                 } else {
                     0
                 }
@@ -299,19 +321,16 @@ impl Media {
         };
         let mut out = self.pool.lift(&buf);
         let produced = match self.legs.get(from) {
-            Some(sender) => {
-                sender.stats.rx_concealed += 1;
-                match &mut sender.mode {
-                    Mode::Transcode(path) => {
-                        let samples = path.tc.last_samples();
-                        match path.tc.conceal(samples, &mut out[HEADER_LEN..]) {
-                            Ok(n) if n > 0 => Some((n, path.tc.last_out_ticks())),
-                            _ => None,
-                        }
+            Some(sender) => match &mut sender.mode {
+                Mode::Transcode(path) => {
+                    let samples = path.tc.last_samples();
+                    match path.tc.conceal(samples, &mut out[HEADER_LEN..]) {
+                        Ok(n) if n > 0 => Some((n, path.tc.last_out_ticks())),
+                        _ => None,
                     }
-                    _ => None,
                 }
-            }
+                _ => None,
+            },
             None => None,
         };
         let written = match (produced, self.legs.get(to)) {
@@ -323,6 +342,11 @@ impl Media {
             _ => None,
         };
         self.pool.restore(&buf, out);
+        if written.is_some() {
+            if let Some(sender) = self.legs.get(from) {
+                sender.stats.rx_concealed += 1;
+            }
+        }
         match written {
             Some(len) => {
                 let mut lent = Lent::none();
@@ -400,36 +424,65 @@ impl Media {
                 {
                     None // Late or duplicate.
                 } else {
+                    // Input time not covered by frames (silence suppressed,
+                    // frames lost beyond concealment), in input clock ticks;
+                    // a new stream (gap 0) starts afresh.
+                    let idle = match path.next_ts {
+                        Some(next) if gap > 0 => {
+                            let d = p.timestamp().delta(next);
+                            if d > 0 && d <= MAX_IDLE_S * from_format.clock_rate() as i32 {
+                                d as u32
+                            } else {
+                                0
+                            }
+                        }
+                        _ => 0,
+                    };
                     match path.tc.transcode(p.payload(), &mut out[HEADER_LEN..]) {
                         Ok(n) => {
                             path.last = Some((p.ssrc(), p.seq()));
-                            Some((n, path.tc.last_samples(), path.tc.last_out_ticks(), gap))
+                            let frame_in = in_clock_ticks(from_format, path.tc.last_samples());
+                            path.next_ts = Some(p.timestamp().wrapping_add(frame_in));
+                            Some((n, idle, path.tc.last_out_ticks(), p.marker() || idle > 0))
                         }
                         Err(_) => None,
                     }
                 }
             }
+            (Mode::Transcode(path), Ok(p)) => {
+                // CN or a telephone-event of the stream: not audio, but it
+                // fills its sequence numbers (no loss to conceal).
+                if path
+                    .last
+                    .is_some_and(|(s, l)| s == p.ssrc() && p.seq().is_newer_than(l))
+                {
+                    path.last = Some((p.ssrc(), p.seq()));
+                }
+                None
+            }
             _ => None,
         };
         let result = match produced {
-            Some((n, samples, out_ticks, gap)) => match self.legs.get(to) {
+            Some((n, idle, out_ticks, marker)) => match self.legs.get(to) {
                 Some(target) => {
-                    // A lost input frame leaves its duration as a gap.
-                    let in_ticks = (samples as u64 * u64::from(to_format.clock_rate())
-                        / u64::from(from_format.sample_rate().max(1)))
-                        as u32;
-                    if gap > 1 && gap <= MAX_GAP {
-                        target.out.skip(in_ticks.wrapping_mul((gap - 1) as u32));
+                    // Idle input time leaves the same gap in the output.
+                    if idle > 0 {
+                        target.out.skip(
+                            (u64::from(idle) * u64::from(to_format.clock_rate())
+                                / u64::from(from_format.clock_rate().max(1)))
+                                as u32,
+                        );
                     }
                     // n = 0: repacketising, nothing whole to send yet.
                     (n > 0)
                         .then(|| {
-                            let header = target.out.next_local(
+                            let mut header = target.out.next_local(
                                 now,
                                 Pt(to_format.payload_type()),
                                 out_ticks,
                                 n,
                             );
+                            header.marker |= marker;
                             header.write(&mut out[..]).map(|h| h + n)
                         })
                         .flatten()
@@ -452,8 +505,9 @@ impl Media {
                 Next::Sent
             }
         };
-        // A repacketising path may have a further whole packet ready.
-        for _ in 0..MAX_CONCEALED {
+        // A repacketising path may have further whole packets ready (a
+        // 120 ms input makes six 20 ms outputs).
+        for _ in 0..8 {
             if !self.send_pending(now, from, to) {
                 break;
             }
