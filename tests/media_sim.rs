@@ -2246,7 +2246,7 @@ fn transcode_carries_silences_and_events_without_concealing() {
     sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
     sim.add_rtp_leg(2, b, Format::Alaw).unwrap();
     sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap();
-    let mut send = |sim: &mut Sim, seq: u16, ts: u32, pt: u8| {
+    let send = |sim: &mut Sim, seq: u16, ts: u32, pt: u8| {
         sim.send(a, Port::Rtp, raw_rtp(1, seq, ts, pt, &[0x55; 160]))
             .unwrap();
         sim.run_for(ms(20)).unwrap();
