@@ -77,6 +77,8 @@ struct MixMember {
     /// Decoded audio of the member not mixed yet (packets longer than a
     /// tick are mixed over several ticks).
     fifo_in: PcmFifo,
+    /// Packets in a row of length `packet`.
+    packet_streak: u8,
     /// Samples of the packets sent to the member: one tick, or its own
     /// packet time once known (repacketised through `fifo_out`).
     out_samples: usize,
@@ -119,6 +121,9 @@ pub(super) struct MixState {
 
 /// The longest packet time a member may send or be sent, ms.
 pub(super) const MAX_PTIME_MS: u32 = 60;
+/// Packets of one new length in a row before a member is sent packets of
+/// that length.
+const PTIME_SETTLE: u8 = 3;
 /// Jitter-buffer frames a member's turn may take in one tick (10 ms
 /// packets take two).
 const MAX_PULLS: usize = 6;
@@ -289,6 +294,7 @@ impl MixState {
                     silence_code: silence_code(m.format),
                     in_samples: tick_samples(m.format.sample_rate(), tick_ms),
                     packet: 0,
+                    packet_streak: 0,
                     fifo_in: PcmFifo::new(3 * tick_samples(m.format.sample_rate(), MAX_PTIME_MS)),
                     out_samples: tick_samples(m.format.sample_rate(), tick_ms),
                     fifo_out: PcmFifo::new(3 * tick_samples(m.format.sample_rate(), MAX_PTIME_MS)),
@@ -365,10 +371,10 @@ impl MixState {
                             // G.711 silence: one byte a sample, not decoded.
                             m.decoder.silence(payload.len());
                             m.fifo_in.push_silence(payload.len());
-                            m.packet = payload.len();
+                            m.note_packet(payload.len());
                         } else if let Ok(n) = m.decoder.decode(payload, &mut self.decoded) {
                             m.fifo_in.push(&self.decoded[..n]);
-                            m.packet = n;
+                            m.note_packet(n);
                         }
                     }
                     // A talker's packet is missing: conceal it (a member
@@ -386,8 +392,13 @@ impl MixState {
                     Tick::Missing { .. } | Tick::Idle => break,
                 }
             }
-            // Send the member packets as long as the ones it sends.
-            if m.packet != m.out_samples && valid_packet(m.format, m.packet) {
+            // Send the member packets as long as the ones it sends, once it
+            // has kept to a new length for a few packets (a sender that
+            // alternates does not make its mix start over each time).
+            if m.packet != m.out_samples
+                && m.packet_streak >= PTIME_SETTLE
+                && valid_packet(m.format, m.packet)
+            {
                 m.out_samples = m.packet;
                 m.fifo_out.clear();
             }
@@ -550,6 +561,16 @@ impl MixState {
 }
 
 impl MixMember {
+    /// A packet of `samples` arrived from the member.
+    fn note_packet(&mut self, samples: usize) {
+        if samples == self.packet {
+            self.packet_streak = self.packet_streak.saturating_add(1);
+        } else {
+            self.packet = samples;
+            self.packet_streak = 1;
+        }
+    }
+
     /// `samples` at the member's sample rate in its RTP clock's ticks.
     fn clock_ticks(&self, samples: usize) -> u32 {
         (samples as u64 * u64::from(self.clock_num) / u64::from(self.clock_den.max(1))) as u32
