@@ -316,22 +316,36 @@ impl Media {
     /// Sends one concealed frame (the transcoder's stand-in for a lost
     /// input frame, as long as the last one) from `from`'s path to `to`.
     fn send_concealed(&mut self, now: Instant, from: LegRef, to: LegRef) {
+        let sent = self.send_transcoded(now, from, to, |tc, out| {
+            let samples = tc.last_samples();
+            tc.conceal(samples, out).ok()
+        });
+        if sent {
+            if let Some(sender) = self.legs.get(from) {
+                sender.stats.rx_concealed += 1;
+            }
+        }
+    }
+
+    /// Sends one frame `produce` writes with `from`'s transcoder (a
+    /// concealed or a repacketised one) to `to`, as a produced frame; false
+    /// when it produced nothing.
+    fn send_transcoded(
+        &mut self,
+        now: Instant,
+        from: LegRef,
+        to: LegRef,
+        produce: impl FnOnce(&mut Transcoder, &mut [u8]) -> Option<usize>,
+    ) -> bool {
         let Some(buf) = self.pool.take() else {
-            return;
+            return false;
         };
         let mut out = self.pool.lift(&buf);
-        let produced = match self.legs.get(from) {
-            Some(sender) => match &mut sender.mode {
-                Mode::Transcode(path) => {
-                    let samples = path.tc.last_samples();
-                    match path.tc.conceal(samples, &mut out[HEADER_LEN..]) {
-                        Ok(n) if n > 0 => Some((n, path.tc.last_out_ticks())),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            },
-            None => None,
+        let produced = match self.legs.get(from).map(|l| &mut l.mode) {
+            Some(Mode::Transcode(path)) => produce(&mut path.tc, &mut out[HEADER_LEN..])
+                .filter(|&n| n > 0)
+                .map(|n| (n, path.tc.last_out_ticks())),
+            _ => None,
         };
         let written = match (produced, self.legs.get(to)) {
             (Some((n, ticks)), Some(target)) => {
@@ -342,21 +356,15 @@ impl Media {
             _ => None,
         };
         self.pool.restore(&buf, out);
-        if written.is_some() {
-            if let Some(sender) = self.legs.get(from) {
-                sender.stats.rx_concealed += 1;
-            }
-        }
         match written {
             Some(len) => {
-                let mut lent = Lent::none();
-                match self.deliver(&mut lent, now, to, Packet::Tx { buf, len }, false) {
-                    Next::Sent => {}
-                    Next::Hop { leg, packet } => self.ingest(&mut lent, now, leg, packet),
-                    Next::Stop(packet) => self.release(packet),
-                }
+                self.send_produced(now, to, Packet::Tx { buf, len });
+                true
             }
-            None => self.pool.release(buf),
+            None => {
+                self.pool.release(buf);
+                false
+            }
         }
     }
 
@@ -518,36 +526,6 @@ impl Media {
     /// Sends one more repacketised packet of `from`'s transcode path to `to`,
     /// if one is ready; false when none was.
     fn send_pending(&mut self, now: Instant, from: LegRef, to: LegRef) -> bool {
-        let Some(buf) = self.pool.take() else {
-            return false;
-        };
-        let mut out = self.pool.lift(&buf);
-        let produced = match self.legs.get(from).map(|l| &mut l.mode) {
-            Some(Mode::Transcode(path)) => match path.tc.next(&mut out[HEADER_LEN..]) {
-                Some(Ok(n)) if n > 0 => Some((n, path.tc.last_out_ticks())),
-                _ => None,
-            },
-            _ => None,
-        };
-        let written = match (produced, self.legs.get(to)) {
-            (Some((n, ticks)), Some(target)) => {
-                let pt = Pt(target.format.payload_type());
-                let header = target.out.next_local(now, pt, ticks, n);
-                header.write(&mut out[..]).map(|h| h + n)
-            }
-            _ => None,
-        };
-        self.pool.restore(&buf, out);
-        let Some(len) = written else {
-            self.pool.release(buf);
-            return false;
-        };
-        let mut lent = Lent::none();
-        match self.deliver(&mut lent, now, to, Packet::Tx { buf, len }, false) {
-            Next::Sent => {}
-            Next::Hop { leg, packet } => self.ingest(&mut lent, now, leg, packet),
-            Next::Stop(packet) => self.release(packet),
-        }
-        true
+        self.send_transcoded(now, from, to, |tc, out| tc.next(out).and_then(Result::ok))
     }
 }
