@@ -622,3 +622,59 @@ fn a_websocket_that_stops_reading_is_closed_not_the_node() {
     }
     assert!(matches!(code, Some(1008) | Some(0)), "{code:?}");
 }
+
+/// Dialplan parameters (crossbar has no dialplan) and externalMedia's
+/// transport_data (RTP over UDP takes none) cannot act: refused with the
+/// reason, nothing created, and absent from the api-docs; every format
+/// named in `formats` must be known.
+#[test]
+fn parameters_that_cannot_act_are_400_and_not_documented() {
+    let s = Server::start();
+    let _ws = s.ws("A");
+    for (query, param, op) in [
+        (
+            "/ari/channels?endpoint=Local/x@A&app=A&extension=100",
+            "extension",
+            "originate",
+        ),
+        (
+            "/ari/channels/o1?endpoint=Local/x@A&app=A&context=default",
+            "context",
+            "originateWithId",
+        ),
+    ] {
+        s.post(query).assert_error(
+            400,
+            &format!(
+                "Parameter '{param}' of {op} is not supported by crossbar: crossbar has no dialplan (name the Stasis application with app)"
+            ),
+        );
+    }
+    s.post("/ari/channels/externalMedia?app=A&external_host=127.0.0.1:40000&format=ulaw&transport_data=x")
+        .assert_error_prefix(400, "Parameter 'transport_data' of externalMedia is not supported by crossbar: ");
+    s.post("/ari/channels?endpoint=Local/x@A&app=A&formats=ulaw,nonsense")
+        .assert_error_prefix(400, "");
+    assert_eq!(s.get("/ari/channels").ok(), &serde_json::json!([]));
+    let ch = s.external_media("A", "");
+    let id = ch["id"].as_str().unwrap();
+    s.post(&format!("/ari/channels/{id}/continue?priority=1"))
+        .assert_error_prefix(
+            400,
+            "Parameter 'priority' of continueInDialplan is not supported by crossbar: ",
+        );
+    let docs = s.get("/ari/api-docs/channels.json").ok().to_string();
+    for name in [
+        "extension",
+        "context",
+        "priority",
+        "label",
+        "transport_data",
+    ] {
+        let param = format!("\"name\":\"{name}\"");
+        assert!(!docs.contains(&param), "{name} still documented");
+    }
+    assert!(
+        docs.contains("\"name\":\"endpoint\""),
+        "the check sees parameters"
+    );
+}

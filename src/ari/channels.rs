@@ -162,8 +162,14 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
             "Originator and formats can't both be specified",
         ));
     }
+    // Every format named must be one crossbar has; the pair takes the first.
     let formats = match args.non_empty("formats") {
-        Some(list) => Some(parse_format(list.split(',').next().unwrap_or(list).trim())?),
+        Some(list) => {
+            let mut parsed = list.split(',').map(|f| parse_format(f.trim()));
+            let first = parsed.next().transpose()?;
+            parsed.try_for_each(|f| f.map(drop))?;
+            first
+        }
         None => None,
     };
     let caller_id = parse_caller_id(args.str("callerId").unwrap_or(""));

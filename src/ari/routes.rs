@@ -66,11 +66,16 @@ const ENDPOINT: Param = Param::query(
 )
 .required()
 .missing("Endpoint must be specified");
-const NO_DIALPLAN: &str = "Accepted for compatibility; crossbar has no dialplan.";
-const EXTENSION: Param = Param::query("extension", NO_DIALPLAN);
-const CONTEXT: Param = Param::query("context", NO_DIALPLAN);
-const PRIORITY: Param = Param::query("priority", NO_DIALPLAN).typed(DataType::Long);
-const LABEL: Param = Param::query("label", NO_DIALPLAN);
+/// Dialplan parameters of Asterisk's: crossbar has no dialplan, so they
+/// cannot act; refused with a 400 that says so, and absent from the
+/// api-docs.
+const NO_DIALPLAN: &str = "crossbar has no dialplan (name the Stasis application with app)";
+const DIALPLAN_REFUSED: &[(&str, &str)] = &[
+    ("extension", NO_DIALPLAN),
+    ("context", NO_DIALPLAN),
+    ("priority", NO_DIALPLAN),
+    ("label", NO_DIALPLAN),
+];
 const ORIGINATE_APP: Param = Param::query(
     "app",
     "The Stasis application the ;1 half enters once answered.",
@@ -100,15 +105,11 @@ const ORIGINATOR: Param = Param::query(
 );
 const FORMATS: Param = Param::query(
     "formats",
-    "Comma-separated formats for the channel (ulaw, alaw, slin, slin16, slin48, g722, opus).",
+    "Comma-separated formats for the channel (ulaw, alaw, slin, slin16, slin48, g722, opus); each must be known, the Local pair takes the first.",
 );
 
 const ORIGINATE_PARAMS: &[Param] = &[
     ENDPOINT,
-    EXTENSION,
-    CONTEXT,
-    PRIORITY,
-    LABEL,
     ORIGINATE_APP,
     APP_ARGS,
     CALLER_ID,
@@ -123,10 +124,6 @@ const ORIGINATE_PARAMS: &[Param] = &[
 const ORIGINATE_WITH_ID_PARAMS: &[Param] = &[
     CHANNEL_ID,
     ENDPOINT,
-    EXTENSION,
-    CONTEXT,
-    PRIORITY,
-    LABEL,
     ORIGINATE_APP,
     APP_ARGS,
     CALLER_ID,
@@ -187,10 +184,6 @@ const EXTERNAL_MEDIA_PARAMS: &[Param] = &[
         "data",
         "Comma-separated arguments passed to the application (StasisStart args).",
     ),
-    Param::query(
-        "transport_data",
-        "Transport-specific data; unused for RTP over UDP.",
-    ),
 ];
 
 const HANGUP_PARAMS: &[Param] = &[
@@ -216,26 +209,7 @@ const MOVE_PARAMS: &[Param] = &[
     ),
 ];
 
-const CONTINUE_PARAMS: &[Param] = &[
-    CHANNEL_ID,
-    Param::query(
-        "context",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-    Param::query(
-        "extension",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-    Param::query(
-        "priority",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    )
-    .typed(DataType::Int),
-    Param::query(
-        "label",
-        "Accepted for compatibility; crossbar has no dialplan.",
-    ),
-];
+const CONTINUE_PARAMS: &[Param] = &[CHANNEL_ID];
 
 const MUTE_PARAMS: &[Param] = &[
     CHANNEL_ID,
@@ -296,7 +270,8 @@ const CHANNELS: &[Api] = &[
                 ORIGINATE_PARAMS,
                 ORIGINATE_ERRORS,
                 handler!(channels::originate),
-            ),
+            )
+            .refusing(DIALPLAN_REFUSED),
         ],
     },
     Api {
@@ -327,7 +302,11 @@ const CHANNELS: &[Api] = &[
                 (409, "Channel with given unique ID already exists."),
             ],
             handler!(channels::external_media),
-        )],
+        )
+        .refusing(&[(
+            "transport_data",
+            "its externalMedia legs are RTP over UDP, which takes no transport data",
+        )])],
     },
     Api {
         path: "/channels/{channelId}",
@@ -350,7 +329,8 @@ const CHANNELS: &[Api] = &[
                 ORIGINATE_WITH_ID_PARAMS,
                 ORIGINATE_ERRORS,
                 handler!(channels::originate),
-            ),
+            )
+            .refusing(DIALPLAN_REFUSED),
             op(
                 Method::Delete,
                 "hangup",
@@ -374,7 +354,8 @@ const CHANNELS: &[Api] = &[
             CONTINUE_PARAMS,
             STASIS_ERRORS,
             handler!(channels::continue_in_dialplan),
-        )],
+        )
+        .refusing(DIALPLAN_REFUSED)],
     },
     Api {
         path: "/channels/{channelId}/move",
