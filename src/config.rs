@@ -74,6 +74,32 @@ rtcp_interval_ms = 5000
 # idle shard wakes at least every quarter of it. 100 to 60000.
 shard_stall_ms = 2000
 
+[sip]
+# Where SIP listens, on UDP and on TCP at the same address ("off" to take no
+# SIP at all). Calls to sip:APP@... enter the Stasis application APP.
+bind = "127.0.0.1:5060"
+# Networks (CIDR, comma separated) trusted as a proxy's: their requests are
+# taken from any caller. A request from elsewhere that matches no endpoint's
+# `match` is refused with 403.
+trusted = "127.0.0.0/8"
+# Codecs offered and accepted by calls that match no endpoint, best first
+# (ARI format names).
+codecs = "ulaw,alaw,g722"
+# Largest SIP message taken, in bytes (larger: 413 on TCP, dropped on UDP).
+max_message = 65535
+# Requests one source address may send per second; beyond, they are dropped
+# and counted (crossbar_sip_dropped_total{reason="rate"}).
+source_rate = 200
+# Transactions (calls being set up, requests in flight) at once; beyond,
+# new requests get 503.
+max_transactions = 20000
+# Session timers (RFC 4028): the interval asked for and the shortest
+# accepted (a shorter Session-Expires gets 422), in seconds.
+session_expires = 1800
+min_se = 90
+# Endpoints: [[sip.endpoint]] tables (see the README's SIP section).
+endpoint = []
+
 [log]
 # error, warn, info, debug or trace.
 level = "info"
@@ -86,7 +112,146 @@ pub struct Config {
     pub ari: AriConfig,
     pub rtp: RtpConfig,
     pub dataplane: DataplaneConfig,
+    pub sip: SipConfig,
     pub log: LogConfig,
+}
+
+/// `[sip]`: the SIP listener, who may call, and the endpoints.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// `"off"` or a socket address.
+    pub bind: String,
+    pub trusted: String,
+    pub codecs: String,
+    pub max_message: usize,
+    pub source_rate: u32,
+    pub max_transactions: usize,
+    pub session_expires: u32,
+    pub min_se: u32,
+    pub endpoint: Vec<SipEndpointConfig>,
+}
+
+/// One `[[sip.endpoint]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipEndpointConfig {
+    /// The endpoint's name (`PJSIP/name`, `SIP/name`, channel names).
+    pub name: String,
+    /// Networks (CIDR) whose requests are this endpoint's.
+    #[serde(default)]
+    pub r#match: Vec<String>,
+    /// Where it is dialed: `sip:user@ip:port` (no DNS), or empty if it is
+    /// never dialed.
+    #[serde(default)]
+    pub contact: String,
+    /// Codecs, best first; empty: `sip.codecs`.
+    #[serde(default)]
+    pub codecs: String,
+    /// The application its calls enter; empty: the request-URI's user.
+    #[serde(default)]
+    pub app: String,
+    /// The `dialplan.context` its channels show.
+    #[serde(default = "default_context")]
+    pub context: String,
+    /// Whether its calls may send media directly to another endpoint's.
+    #[serde(default)]
+    pub direct_media: bool,
+}
+
+fn default_context() -> String {
+    "default".to_string()
+}
+
+/// A network in CIDR form (`127.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{text}' is not an address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{text}': prefix must be 0 to {max}"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// A comma-separated list (empty: none).
+    pub fn parse_list(text: &str) -> Result<Vec<Cidr>, String> {
+        text.split(',')
+            .filter(|t| !t.trim().is_empty())
+            .map(Cidr::parse)
+            .collect()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A comma-separated list of ARI format names.
+pub fn parse_codecs(text: &str) -> Result<Vec<crate::media::Format>, String> {
+    let mut out = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let format = crate::media::Format::from_name(name)
+            .ok_or_else(|| format!("unknown codec '{name}'"))?;
+        if !format.is_available() {
+            return Err(format!("codec '{name}' is not in this build"));
+        }
+        if !out.contains(&format) {
+            out.push(format);
+        }
+    }
+    if out.is_empty() {
+        return Err("no codec".to_string());
+    }
+    Ok(out)
+}
+
+impl SipConfig {
+    /// The listening address, or `None` when SIP is off.
+    pub fn bind_addr(&self) -> Option<SocketAddr> {
+        if self.bind == "off" {
+            None
+        } else {
+            self.bind.parse().ok()
+        }
+    }
 }
 
 /// `[ari]`: the control socket.
@@ -298,6 +463,7 @@ impl Config {
         if !(100..=60_000).contains(&self.dataplane.shard_stall_ms) {
             return bad("dataplane.shard_stall_ms", "must be 100 to 60000");
         }
+        self.validate_sip()?;
         if !matches!(
             self.log.level.as_str(),
             "error" | "warn" | "info" | "debug" | "trace"
@@ -336,6 +502,69 @@ fn keyed_message(e: &toml::de::Error) -> String {
 }
 
 /// Overlays `src` onto `dst`, refusing keys the defaults do not have.
+impl Config {
+    fn validate_sip(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let sip = &self.sip;
+        if sip.bind != "off" && sip.bind.parse::<SocketAddr>().is_err() {
+            return bad("sip.bind", "must be \"off\" or an address:port");
+        }
+        if let Err(e) = Cidr::parse_list(&sip.trusted) {
+            return bad("sip.trusted", &e);
+        }
+        if let Err(e) = parse_codecs(&sip.codecs) {
+            return bad("sip.codecs", &e);
+        }
+        if !(1024..=crate::sip::message::MAX_MESSAGE).contains(&sip.max_message) {
+            return bad("sip.max_message", "must be 1024 to 65535");
+        }
+        if !(1..=1_000_000).contains(&sip.source_rate) {
+            return bad("sip.source_rate", "must be 1 to 1000000");
+        }
+        if !(1..=1_000_000).contains(&sip.max_transactions) {
+            return bad("sip.max_transactions", "must be 1 to 1000000");
+        }
+        if sip.min_se < 90 || sip.session_expires < sip.min_se {
+            return bad(
+                "sip.min_se",
+                "must be at least 90 and at most sip.session_expires",
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, e) in sip.endpoint.iter().enumerate() {
+            let key = |k: &str| format!("sip.endpoint[{i}].{k}");
+            let name_ok = !e.name.is_empty()
+                && e.name.len() <= 64
+                && e
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !name_ok {
+                return bad(&key("name"), "1 to 64 of A-Z a-z 0-9 - _ .");
+            }
+            if !names.insert(e.name.as_str()) {
+                return bad(&key("name"), "another endpoint has this name");
+            }
+            for m in &e.r#match {
+                if let Err(why) = Cidr::parse(m) {
+                    return bad(&key("match"), &why);
+                }
+            }
+            if !e.contact.is_empty() {
+                if let Err(why) = crate::sip::uri::Target::parse(&e.contact) {
+                    return bad(&key("contact"), &why);
+                }
+            }
+            if !e.codecs.is_empty() {
+                if let Err(why) = parse_codecs(&e.codecs) {
+                    return bad(&key("codecs"), &why);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn merge(dst: &mut toml::Table, src: toml::Table, path: &str) -> Result<(), ConfigError> {
     for (key, value) in src {
         let full = if path.is_empty() {
