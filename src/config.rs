@@ -210,7 +210,9 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -535,8 +537,7 @@ impl Config {
             let key = |k: &str| format!("sip.endpoint[{i}].{k}");
             let name_ok = !e.name.is_empty()
                 && e.name.len() <= 64
-                && e
-                    .name
+                && e.name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !name_ok {
