@@ -5,6 +5,7 @@
 //! yet. The host will own the UDP socket and the clock and feed these state
 //! machines bytes and instants; they never read either themselves.
 
+pub mod cause;
 pub mod message;
 pub mod transaction;
 pub mod uri;
