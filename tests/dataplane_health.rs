@@ -43,6 +43,7 @@ fn spec() -> LegSpec {
     LegSpec {
         remote: "127.0.0.1:9".parse().unwrap(),
         format: Format::Ulaw,
+        symmetric: false,
     }
 }
 

@@ -78,6 +78,7 @@ async fn peer(dp: &Dataplane, id: u64, format: Format) -> Peer {
             LegSpec {
                 remote: socket.local_addr().unwrap(),
                 format,
+                symmetric: false,
             },
         )
         .await

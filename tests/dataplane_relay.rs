@@ -94,6 +94,7 @@ async fn leg(dp: &Dataplane, id: u64, remote: SocketAddr) -> SocketAddr {
         LegSpec {
             remote,
             format: Format::Ulaw,
+            symmetric: false,
         },
     )
     .await
@@ -267,6 +268,7 @@ async fn technology_follows_membership_and_flags() {
         LegSpec {
             remote: c.local_addr().unwrap(),
             format: Format::Alaw,
+            symmetric: false,
         },
     )
     .await

@@ -74,6 +74,7 @@ async fn peer(dp: &Dataplane, id: u64, format: Format, endpoint_port: u16) -> Pe
             LegSpec {
                 remote: rtp.local_addr().unwrap(),
                 format,
+                symmetric: false,
             },
         )
         .await

@@ -86,7 +86,14 @@ pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> 
     let leg = ctl.reg.next_leg();
     let local = node
         .dataplane
-        .create_rtp_leg(leg, LegSpec { remote, format })
+        .create_rtp_leg(
+            leg,
+            LegSpec {
+                remote,
+                format,
+                symmetric: false,
+            },
+        )
         .await
         .map_err(ops::dataplane_error)?;
     let name = format!("UnicastRTP/{remote}-{}", ctl.reg.next_name_suffix());

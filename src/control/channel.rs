@@ -219,6 +219,15 @@ impl Cause {
         text: "Network out of order",
     };
 
+    /// Any Q.850 code, with Asterisk's text for it ("Unknown" for codes it
+    /// does not name).
+    pub fn of(code: u16) -> Cause {
+        Cause {
+            code,
+            text: crate::sip::cause::cause_text(code),
+        }
+    }
+
     /// The cause for a `DELETE /channels/{id}?reason=` value.
     pub fn from_reason(reason: &str) -> Option<Cause> {
         let code = match reason {

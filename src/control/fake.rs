@@ -41,6 +41,7 @@ pub enum Op {
     SetBridge,
     DestroyBridge,
     SetMute,
+    SetRemote,
     SetHold,
     RtpStats,
 }
@@ -73,6 +74,10 @@ pub enum Call {
         direction: Direction,
         on: bool,
     },
+    SetRemote {
+        leg: LegId,
+        remote: Option<SocketAddr>,
+    },
     SetHold {
         leg: LegId,
         on: bool,
@@ -92,6 +97,7 @@ impl Call {
             Call::SetBridge { .. } => Op::SetBridge,
             Call::DestroyBridge { .. } => Op::DestroyBridge,
             Call::SetMute { .. } => Op::SetMute,
+            Call::SetRemote { .. } => Op::SetRemote,
             Call::SetHold { .. } => Op::SetHold,
             Call::RtpStats { .. } => Op::RtpStats,
         }
@@ -341,6 +347,10 @@ impl MediaPlane for FakePlane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         self.handle(Call::SetMute { leg, direction, on }, |s| known(s, leg))
+    }
+
+    fn set_remote(&self, leg: LegId, remote: Option<SocketAddr>) -> PlaneFuture<'_, ()> {
+        self.handle(Call::SetRemote { leg, remote }, |s| known(s, leg))
     }
 
     fn set_hold(&self, leg: LegId, on: bool) -> PlaneFuture<'_, ()> {

@@ -49,6 +49,8 @@ pub trait MediaPlane: Send + Sync {
     fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()>;
     /// Mutes or unmutes a leg in one or both directions.
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()>;
+    /// Points an RTP leg at a new remote (`None`: learn it).
+    fn set_remote(&self, leg: LegId, remote: Option<SocketAddr>) -> PlaneFuture<'_, ()>;
     /// Puts a leg on hold or takes it off.
     fn set_hold(&self, leg: LegId, on: bool) -> PlaneFuture<'_, ()>;
     /// A leg's counters.
@@ -92,6 +94,10 @@ impl MediaPlane for Dataplane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         Box::pin(Dataplane::set_mute(self, leg, direction, on))
+    }
+
+    fn set_remote(&self, leg: LegId, remote: Option<SocketAddr>) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::set_remote(self, leg, remote))
     }
 
     fn set_hold(&self, leg: LegId, on: bool) -> PlaneFuture<'_, ()> {
@@ -148,6 +154,10 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         (**self).set_mute(leg, direction, on)
+    }
+
+    fn set_remote(&self, leg: LegId, remote: Option<SocketAddr>) -> PlaneFuture<'_, ()> {
+        (**self).set_remote(leg, remote)
     }
 
     fn set_hold(&self, leg: LegId, on: bool) -> PlaneFuture<'_, ()> {

@@ -407,7 +407,7 @@ impl Shard {
                         (!crate::media::is_unspecified(&spec.remote)).then_some(spec.remote);
                     let r = self
                         .core
-                        .add_rtp_leg(leg, local, remote, spec.format)
+                        .add_rtp_leg(leg, local, remote, spec.format, spec.symmetric)
                         .map_err(core_error)?;
                     self.put_sockets(r, sockets, io);
                     Ok(Some(local))
@@ -451,6 +451,9 @@ impl Shard {
                 reply,
             } => {
                 let _ = reply.send(self.core.set_mute(leg, direction, on).map_err(core_error));
+            }
+            Command::SetRemote { leg, remote, reply } => {
+                let _ = reply.send(self.core.set_remote(leg, remote).map_err(core_error));
             }
             Command::SetHold { leg, on, reply } => {
                 let _ = reply.send(self.core.set_hold(leg, on).map_err(core_error));

@@ -133,14 +133,16 @@ impl Core {
     // ---- legs and bridges (the control path) ----
 
     /// Adds an RTP leg whose sockets the driver bound at `local` (RTP; RTCP
-    /// on the next port); `remote` is where media goes (fixed), or `None` to
-    /// learn it (see `source`).
+    /// on the next port); `remote` is where media goes first (`None`: nowhere
+    /// until learned); `learns` lets received RTP move it (symmetric RTP,
+    /// see `source`; always so without a remote).
     pub fn add_rtp_leg(
         &mut self,
         id: LegId,
         local: SocketAddr,
         remote: Option<SocketAddr>,
         format: Format,
+        learns: bool,
     ) -> Result<LegRef, CoreError> {
         if self.media.legs.contains(id) {
             return Err(CoreError::InUse);
@@ -148,7 +150,7 @@ impl Core {
         let kind = LegKind::Rtp {
             local,
             remote,
-            guard: SourceGuard::new(remote.is_none()),
+            guard: SourceGuard::new(learns || remote.is_none()),
         };
         let mut leg = self.new_leg(id, kind, format);
         leg.rtcp = Some(RtcpLeg::default());
@@ -242,6 +244,27 @@ impl Core {
         }
         if matches!(direction, Direction::Out | Direction::Both) {
             l.mute_out = on;
+        }
+        Ok(())
+    }
+
+    /// Points an RTP leg's media at a new remote (a SIP peer's new SDP);
+    /// `None` stops sending until a source is learned. RTCP follows on the
+    /// next port until the peer's RTCP is seen.
+    pub fn set_remote(&mut self, id: LegId, to: Option<SocketAddr>) -> Result<(), CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        let LegKind::Rtp { remote, guard, .. } = &mut l.kind else {
+            return Err(CoreError::Unknown);
+        };
+        if *remote != to {
+            *remote = to;
+            if to.is_none() {
+                *guard = SourceGuard::new(true);
+            }
+            if let Some(rtcp) = l.rtcp.as_mut() {
+                rtcp.remote = None;
+                rtcp.mux = false;
+            }
         }
         Ok(())
     }

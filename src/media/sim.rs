@@ -1119,7 +1119,7 @@ impl Sim {
         let local = SocketAddr::new(IpAddr::V4(NODE_IP), self.next_port);
         let r = self
             .core
-            .add_rtp_leg(id, local, (!learn).then_some(remote), format)?;
+            .add_rtp_leg(id, local, (!learn).then_some(remote), format, learn)?;
         self.next_port += 2;
         self.leg_addrs.insert(local, (id, Port::Rtp));
         self.leg_addrs

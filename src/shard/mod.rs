@@ -83,6 +83,9 @@ pub struct LegSpec {
     pub remote: SocketAddr,
     /// The leg's audio format.
     pub format: Format,
+    /// Whether received RTP may move `remote` (symmetric RTP for SIP peers
+    /// behind NAT); a leg without a remote always learns.
+    pub symmetric: bool,
 }
 
 /// Why the data plane refused a command.
@@ -166,6 +169,11 @@ pub enum Command {
         leg: LegId,
         direction: Direction,
         on: bool,
+        reply: Reply<()>,
+    },
+    SetRemote {
+        leg: LegId,
+        remote: Option<SocketAddr>,
         reply: Reply<()>,
     },
     SetHold {
@@ -843,6 +851,17 @@ impl Dataplane {
             reply,
         })
         .await
+    }
+
+    /// Points an RTP leg at a new remote (`None`: learn it).
+    pub async fn set_remote(
+        &self,
+        leg: LegId,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), DataplaneError> {
+        let shard = self.leg_shard(leg)?;
+        self.call(shard, |reply| Command::SetRemote { leg, remote, reply })
+            .await
     }
 
     /// Puts a leg on hold (its media is not passed on) or takes it off.
