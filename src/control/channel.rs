@@ -39,6 +39,14 @@ pub enum ChannelKind {
     },
     /// One half of a Local pair; `peer` is the other half's id.
     Local { peer: String, half: u8 },
+    /// A SIP call (incoming or outgoing): `call` is the SIP agent's handle,
+    /// `local` our RTP address, `endpoint` the configured endpoint it belongs
+    /// to, if any.
+    Sip {
+        call: Option<crate::sip::agent::CallKey>,
+        local: SocketAddr,
+        endpoint: Option<String>,
+    },
 }
 
 /// Where the channel sits in (our absent) dialplan, for the `dialplan` field.
@@ -177,7 +185,15 @@ impl Channel {
     pub fn local_peer(&self) -> Option<&str> {
         match &self.kind {
             ChannelKind::Local { peer, .. } => Some(peer),
-            ChannelKind::UnicastRtp { .. } => None,
+            ChannelKind::UnicastRtp { .. } | ChannelKind::Sip { .. } => None,
+        }
+    }
+
+    /// The SIP endpoint a SIP channel belongs to.
+    pub fn sip_endpoint(&self) -> Option<&str> {
+        match &self.kind {
+            ChannelKind::Sip { endpoint, .. } => endpoint.as_deref(),
+            _ => None,
         }
     }
 }
