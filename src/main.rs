@@ -92,6 +92,11 @@ fn main() {
         };
         tracing::info!("ARI listening on http://{bind}/ari (events: ws://{bind}/ari/events)");
         let node = Node::new(config, Box::new(dataplane));
+        match crossbar::host::sip::start(&node).await {
+            Ok(Some(addr)) => tracing::info!("SIP listening on {addr} (UDP and TCP)"),
+            Ok(None) => tracing::info!("SIP is off (sip.bind = \"off\")"),
+            Err(e) => fail(&e),
+        }
         tokio::spawn(crossbar::host::watch_shards(std::sync::Arc::downgrade(
             &node,
         )));

@@ -109,12 +109,28 @@ pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> 
 
 /// `POST /channels` and `POST /channels/{channelId}`.
 pub async fn originate(node: &Node, args: Args) -> Result<Reply, AriError> {
+    if is_sip(args.str("endpoint")) {
+        return super::sip::originate(node, args, false).await;
+    }
     start_local(node, args, false).await
 }
 
 /// `POST /channels/create`.
 pub async fn create(node: &Node, args: Args) -> Result<Reply, AriError> {
+    if is_sip(args.str("endpoint")) {
+        return super::sip::originate(node, args, true).await;
+    }
     start_local(node, args, true).await
+}
+
+/// Whether an endpoint names the SIP technology (`SIP/…`, or Asterisk's
+/// `PJSIP/…`).
+fn is_sip(endpoint: Option<&str>) -> bool {
+    endpoint
+        .and_then(|e| e.split_once('/'))
+        .is_some_and(|(tech, _)| {
+            tech.eq_ignore_ascii_case("sip") || tech.eq_ignore_ascii_case("pjsip")
+        })
 }
 
 /// The parts of `Local/EXTEN@CONTEXT`.
@@ -138,7 +154,7 @@ fn parse_endpoint(endpoint: &str) -> Result<LocalTarget, AriError> {
     }
     if !tech.eq_ignore_ascii_case("local") {
         return Err(AriError::bad_request(format!(
-            "Endpoint technology '{tech}' is not supported: crossbar originates Local/EXTEN@APP channels"
+            "Endpoint technology '{tech}' is not supported: crossbar originates Local/EXTEN@APP and SIP/… (PJSIP/…) channels"
         )));
     }
     let resource = resource.split('/').next().unwrap_or(resource);
@@ -282,7 +298,7 @@ async fn start_local(node: &Node, args: Args, create_only: bool) -> Result<Reply
 /// An originate's `timeout` as Asterisk reads it
 /// (ari_channels_handle_originate_with_id): seconds when positive, -1 for no
 /// timeout, 30 seconds otherwise.
-fn originate_timeout(timeout: i64) -> Option<u64> {
+pub(super) fn originate_timeout(timeout: i64) -> Option<u64> {
     match timeout {
         t if t > 0 => Some(t as u64),
         -1 => None,
@@ -339,7 +355,7 @@ async fn call_local(
 
 /// Which unanswered wait timed out.
 #[derive(Clone, Copy, Debug)]
-enum NoAnswer {
+pub(super) enum NoAnswer {
     /// An originated pair's `;2` half was not answered: both halves end with
     /// cause 19, `;1` never having entered its application.
     Originate,
@@ -352,7 +368,7 @@ enum NoAnswer {
 /// Hangs up `id` with cause 19 if it is still unanswered after `seconds`.
 /// `leg` identifies the channel: by then the id may name another channel
 /// (hung up, then reused).
-fn schedule_no_answer(node: &Node, id: &str, leg: LegId, seconds: u64, kind: NoAnswer) {
+pub(super) fn schedule_no_answer(node: &Node, id: &str, leg: LegId, seconds: u64, kind: NoAnswer) {
     let Some(node) = node.handle() else {
         return;
     };
@@ -394,6 +410,15 @@ pub async fn dial(node: &Node, args: Args) -> Result<Reply, AriError> {
     let timeout = args.int("timeout").unwrap_or(0);
     let now = node.now();
     let mut ctl = node.lock().await;
+    let ch = ctl
+        .reg
+        .channel(id)
+        .ok_or_else(|| AriError::not_found("Channel cannot be found."))?;
+    if ch.awaiting_dial && args.non_empty("caller").is_none() {
+        if let Some(result) = super::sip::dial(node, &mut ctl, now, id, timeout).await {
+            return result;
+        }
+    }
     let ch = ctl
         .reg
         .channel(id)
@@ -498,6 +523,7 @@ pub async fn answer(node: &Node, args: Args) -> Result<Reply, AriError> {
     let now = node.now();
     let mut ctl = node.lock().await;
     ctl.reg.in_stasis(id)?;
+    super::sip::answer(&mut ctl, id);
     ops::answer(&mut ctl, now, id);
     Ok(Reply::NoContent)
 }
@@ -510,6 +536,7 @@ pub async fn ring(node: &Node, args: Args) -> Result<Reply, AriError> {
     let mut ctl = node.lock().await;
     let ch = ctl.reg.in_stasis(id)?;
     let peer = ch.local_peer().map(str::to_string);
+    super::sip::ring(&mut ctl, id);
     if let Some(peer) = peer {
         if ctl
             .reg
@@ -522,11 +549,21 @@ pub async fn ring(node: &Node, args: Args) -> Result<Reply, AriError> {
     Ok(Reply::NoContent)
 }
 
-/// `DELETE /channels/{channelId}/ring` and `POST /channels/{channelId}/progress`:
-/// indications with no state change on the channel itself.
+/// `DELETE /channels/{channelId}/ring`: an indication with no state change
+/// on the channel itself (crossbar generates no ringback tone to stop).
 pub async fn indicate(node: &Node, args: Args) -> Result<Reply, AriError> {
     let ctl = node.lock().await;
     ctl.reg.in_stasis(args.path("channelId"))?;
+    Ok(Reply::NoContent)
+}
+
+/// `POST /channels/{channelId}/progress`: 183 with SDP on an incoming SIP
+/// call (early media); nothing to signal on other channels.
+pub async fn progress(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let mut ctl = node.lock().await;
+    ctl.reg.in_stasis(id)?;
+    super::sip::progress(&mut ctl, id);
     Ok(Reply::NoContent)
 }
 
@@ -835,7 +872,7 @@ fn rtp_stat(stats: &RtpStats, channel_id: &str, clock_rate: u32) -> Value {
 }
 
 /// A format this build carries, or 400.
-fn parse_format(name: &str) -> Result<Format, AriError> {
+pub(super) fn parse_format(name: &str) -> Result<Format, AriError> {
     let available = || {
         Format::available()
             .map(Format::name)
@@ -855,7 +892,7 @@ fn parse_format(name: &str) -> Result<Format, AriError> {
     }
 }
 
-fn require_app(ctl: &Control, app: &str) -> Result<(), AriError> {
+pub(super) fn require_app(ctl: &Control, app: &str) -> Result<(), AriError> {
     if ctl.reg.has_app(app) {
         Ok(())
     } else {
@@ -909,7 +946,7 @@ fn parse_external_host(host: &str) -> Result<SocketAddr, AriError> {
 }
 
 /// Application args: a comma-separated list, as Stasis() takes them.
-fn split_args(s: Option<&str>) -> Vec<String> {
+pub(super) fn split_args(s: Option<&str>) -> Vec<String> {
     match s {
         None | Some("") => Vec::new(),
         Some(s) => s.split(',').map(str::to_string).collect(),
@@ -917,7 +954,7 @@ fn split_args(s: Option<&str>) -> Vec<String> {
 }
 
 /// `"Name" <number>` or a bare number.
-fn parse_caller_id(s: &str) -> (String, String) {
+pub(super) fn parse_caller_id(s: &str) -> (String, String) {
     let s = s.trim();
     if let (Some(open), Some(close)) = (s.find('<'), s.rfind('>')) {
         if open < close {

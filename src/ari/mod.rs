@@ -21,4 +21,5 @@ pub mod events;
 pub mod models;
 pub mod ops;
 pub mod routes;
+pub mod sip;
 pub mod spec;

@@ -126,6 +126,7 @@ pub async fn hangup(
             leave_bridge(node, ctl, now, &bridge, &id).await?;
         }
         ctl.reg.leave_stasis(now, &id);
+        super::sip::hangup_signal(ctl, &id, cause);
         match node.dataplane.destroy_leg(leg).await {
             Ok(()) | Err(DataplaneError::Unknown) => {}
             Err(e) => return Err(dataplane_error(e)),
@@ -241,6 +242,7 @@ pub async fn hangup_lost(
             }
         }
         ctl.reg.leave_stasis(now, id);
+        super::sip::hangup_signal(ctl, id, cause);
         match node.dataplane.destroy_leg(leg).await {
             Ok(()) | Err(DataplaneError::Unknown) => {}
             Err(e) => tracing::warn!(channel = %id, "leg of a dead shard not forgotten: {e}"),

@@ -404,8 +404,8 @@ const CHANNELS: &[Api] = &[
         operations: &[on_channel(
             Method::Post,
             "progress",
-            "Indicate progress to a channel.",
-            handler!(channels::indicate),
+            "Indicate progress to a channel. On an incoming SIP call: 183 Session Progress with crossbar's SDP answer, and media flows before the answer.",
+            handler!(channels::progress),
         )],
     },
     Api {

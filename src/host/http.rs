@@ -307,6 +307,13 @@ pub(super) async fn render_metrics(node: &Node) -> String {
     let channels = ctl.reg.channels_sorted().len() as u64;
     let bridges = ctl.reg.bridges_sorted().len() as u64;
     let apps = ctl.reg.app_names().len() as u64;
+    let sip = ctl.sip.as_ref().map(|s| {
+        (
+            s.agent.counters().clone(),
+            s.agent.call_count(),
+            s.agent.transaction_count(),
+        )
+    });
     drop(ctl);
     let mut text = node.metrics.render(&[
         ("crossbar_channels", "Channels that exist now", channels),
@@ -323,6 +330,60 @@ pub(super) async fn render_metrics(node: &Node) -> String {
         ),
     ]);
     text.push_str(&shard_metrics(&node.dataplane.shards_up()));
+    if let Some((counters, calls, transactions)) = sip {
+        text.push_str(&sip_metrics(&counters, calls, transactions));
+    }
+    text
+}
+
+/// The SIP agent's counters: messages taken, dropped (by reason), responses
+/// sent (by status), requests sent, calls and transactions alive.
+fn sip_metrics(
+    counters: &std::collections::BTreeMap<&'static str, u64>,
+    calls: usize,
+    transactions: usize,
+) -> String {
+    let mut text = String::from(
+        "# HELP crossbar_sip_received_total SIP messages received and parsed
+         # TYPE crossbar_sip_received_total counter
+",
+    );
+    text.push_str(&format!(
+        "crossbar_sip_received_total {}
+",
+        counters.get("rx_messages").copied().unwrap_or(0)
+    ));
+    text.push_str(
+        "# HELP crossbar_sip_dropped_total SIP input dropped or refused before a transaction, by reason
+         # TYPE crossbar_sip_dropped_total counter
+",
+    );
+    for (name, n) in counters
+        .iter()
+        .filter(|(k, _)| k.starts_with("rx_") && **k != "rx_messages")
+    {
+        text.push_str(&format!(
+            "crossbar_sip_dropped_total{{reason=\"{name}\"}} {n}\n"
+        ));
+    }
+    text.push_str(
+        "# HELP crossbar_sip_responses_total SIP responses sent, by status
+         # TYPE crossbar_sip_responses_total counter
+",
+    );
+    for (name, n) in counters.iter() {
+        if let Some(status) = name
+            .strip_prefix("tx_")
+            .filter(|s| s.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            text.push_str(&format!(
+                "crossbar_sip_responses_total{{status=\"{status}\"}} {n}\n"
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "# HELP crossbar_sip_calls SIP calls alive\n# TYPE crossbar_sip_calls gauge\ncrossbar_sip_calls {calls}\n         # HELP crossbar_sip_transactions SIP transactions alive\n# TYPE crossbar_sip_transactions gauge\ncrossbar_sip_transactions {transactions}\n"
+    ));
     text
 }
 

@@ -24,6 +24,7 @@
 mod http;
 mod metrics;
 mod session;
+pub mod sip;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,7 @@ use crate::control::Registry;
 
 pub use http::serve;
 pub use metrics::Metrics;
+pub use sip::SipOut;
 
 /// A WebSocket's outgoing queue of event texts, and the signal that ends the
 /// session when the queue overflows.
@@ -83,6 +85,8 @@ impl EventSink {
 /// replaces the first: the old one gets `ApplicationReplaced` and no more events.
 pub struct Control {
     pub reg: Registry,
+    /// The SIP agent and calls, when SIP is on (`sip.bind`).
+    pub sip: Option<crate::ari::sip::SipState>,
     sinks: HashMap<String, (u64, EventSink)>,
     next_session: u64,
 }
@@ -177,6 +181,9 @@ impl DerefMut for ControlGuard<'_> {
 impl Drop for ControlGuard<'_> {
     fn drop(&mut self) {
         self.guard.flush(self.metrics);
+        if let Some(sip) = self.guard.sip.as_mut() {
+            sip.flush();
+        }
     }
 }
 
@@ -214,6 +221,7 @@ impl Node {
             started,
             control: Mutex::new(Control {
                 reg,
+                sip: None,
                 sinks: HashMap::new(),
                 next_session: 0,
             }),

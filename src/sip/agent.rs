@@ -296,6 +296,36 @@ impl Agent {
         self.drain(now);
     }
 
+    /// A message the host will not parse: larger than `sip.max_message`
+    /// (`code` 413) or a stream message without Content-Length (400).
+    /// Answered `code` when its head is a request that can be answered;
+    /// counted either way.
+    pub fn refuse_raw(&mut self, transport: TransportId, from: SocketAddr, head: &[u8], code: u16) {
+        self.count(if code == 413 {
+            "rx_too_large"
+        } else {
+            "rx_unframed"
+        });
+        let why = if code == 413 {
+            "message too large"
+        } else {
+            "no Content-Length on a stream"
+        };
+        if let Some(bytes) = raw_response(head, code, why) {
+            self.count(tx_counter(code));
+            self.transmits.push_back(Transmit {
+                transport,
+                to: from,
+                bytes,
+            });
+        }
+    }
+
+    /// Counts a message the host dropped before the agent saw it.
+    pub fn count_dropped(&mut self, why: &'static str) {
+        self.count(why);
+    }
+
     /// A message that does not parse: a request whose Via, CSeq, Call-ID,
     /// From and To can still be read gets 400 (or 413) statelessly; anything
     /// else is dropped. Counted either way.
@@ -652,8 +682,7 @@ impl Agent {
             },
         );
         self.dialogs.insert((call_id, local_tag), call);
-        self.server_invites.insert(key.clone(), call);
-        self.respond_code(now, key, &request, 100);
+        self.server_invites.insert(key, call);
         self.events.push_back(CallEvent::Incoming {
             call,
             transport,
@@ -1724,13 +1753,7 @@ fn raw_response(bytes: &[u8], code: u16, why: &str) -> Option<Vec<u8>> {
     if have.contains(&false) {
         return None;
     }
-    let reason = match code {
-        400 => "Bad Request",
-        413 => "Request Entity Too Large",
-        501 => "Not Implemented",
-        505 => "Version Not Supported",
-        _ => "Error",
-    };
+    let reason = message::reason_phrase(code);
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     for line in copied {
         out.push_str(line);

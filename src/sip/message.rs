@@ -121,6 +121,47 @@ fn fit_body(m: &mut SipMessage) -> Result<(), MessageError> {
     Ok(())
 }
 
+/// Why a stream (TCP) holds no next message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The head, or head and declared body, exceed `max` bytes.
+    TooLarge,
+    /// The head has no usable Content-Length (RFC 3261 18.3: required on
+    /// streams).
+    NoLength,
+}
+
+/// The length of the first complete message in a stream buffer
+/// (RFC 3261 18.3), after skipping the CRLF keep-alives before it (their
+/// count is the first value); `Ok(None)` until it is complete.
+pub fn frame(buf: &[u8], max: usize) -> Result<Option<(usize, usize)>, FrameError> {
+    let skip = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
+    let rest = &buf[skip..];
+    let Some(head_end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if rest.len() > max {
+            Err(FrameError::TooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    let head = String::from_utf8_lossy(&rest[..head_end]);
+    let length = head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l"))
+            .then(|| value.trim().parse::<usize>().ok())
+    });
+    let length = length.flatten().ok_or(FrameError::NoLength)?;
+    let total = head_end + 4 + length;
+    if total > max {
+        return Err(FrameError::TooLarge);
+    }
+    Ok((rest.len() >= total).then_some((skip, total)))
+}
+
 /// Which side of a transaction a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -262,7 +303,7 @@ pub fn response_to(request: &Request, code: u16, to_tag: Option<&str>) -> Respon
     }
     headers.push(Header::ContentLength(Default::default()));
     Response {
-        status_code: StatusCode::from(code),
+        status_code: StatusCode::Other(code, reason_phrase(code).to_string()),
         version: request.version.clone(),
         headers,
         body: Vec::new(),
@@ -304,6 +345,62 @@ pub fn ack_for(invite: &Request, response: &Response) -> Request {
     }
 }
 
+/// The reason phrase of a status code (RFC 3261 21, RFC 4028, RFC 6026).
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "Unknown",
+    }
+}
+
 /// The bytes of a message as it goes on the wire.
 pub fn to_bytes(message: &SipMessage) -> Vec<u8> {
     message.to_string().into_bytes()
@@ -327,6 +424,28 @@ pub fn header_value<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
         };
         Some(text)
     })
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_is_cut_where_content_length_says() {
+        let one = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nContent-Length: 3\r\n\r\nabc";
+        let mut stream = b"\r\n\r\n".to_vec();
+        stream.extend_from_slice(one);
+        stream.extend_from_slice(b"INV");
+        assert_eq!(frame(&stream, 1000), Ok(Some((4, one.len()))));
+        assert_eq!(frame(&stream[..10], 1000), Ok(None));
+        let compact = b"BYE sip:a@127.0.0.1 SIP/2.0\r\nl: 0\r\n\r\n";
+        assert_eq!(frame(compact, 1000), Ok(Some((0, compact.len()))));
+        let none = b"BYE sip:a@127.0.0.1 SIP/2.0\r\nVia: x\r\n\r\n";
+        assert_eq!(frame(none, 1000), Err(FrameError::NoLength));
+        let huge = b"BYE sip:a SIP/2.0\r\nContent-Length: 99999\r\n\r\n";
+        assert_eq!(frame(huge, 1000), Err(FrameError::TooLarge));
+        assert_eq!(frame(&[b'x'; 2000], 1000), Err(FrameError::TooLarge));
+    }
 }
 
 #[cfg(test)]

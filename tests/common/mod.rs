@@ -172,6 +172,9 @@ impl Server {
             .env("CROSSBAR_DATAPLANE_SHARDS", "1")
             .env("CROSSBAR_DATAPLANE_PIN", "false")
             .env("CROSSBAR_LOG_LEVEL", "warn")
+            // SIP is off unless a test gives it an address (tests run in
+            // parallel: no two may take 127.0.0.1:5060).
+            .env("CROSSBAR_SIP_BIND", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file));

@@ -56,6 +56,7 @@ async function startServer() {
   const env = {
     ...inherited,
     CROSSBAR_ARI_BIND: `${HOST}:${PORT}`,
+    CROSSBAR_SIP_BIND: 'off',
     CROSSBAR_RTP_BIND_IP: HOST,
     CROSSBAR_RTP_PORT_MIN: String(RTP_MIN),
     CROSSBAR_RTP_PORT_MAX: String(RTP_MAX),

@@ -58,6 +58,7 @@ def crossbar():
     }
     env.update(
         CROSSBAR_ARI_BIND=f"{HOST}:{PORT}",
+        CROSSBAR_SIP_BIND="off",
         CROSSBAR_RTP_BIND_IP=HOST,
         CROSSBAR_RTP_PORT_MIN=str(RTP_MIN),
         CROSSBAR_RTP_PORT_MAX=str(RTP_MAX),
