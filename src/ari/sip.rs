@@ -636,7 +636,7 @@ async fn offer(node: &Node, ctl: &mut Control, now: Timestamp, call: CallKey, te
     };
     let holds = {
         let m = &offer.media[negotiated.media_index];
-        !offer.direction_of(m).sends()
+        !offer.direction_of(m).receives()
     };
     let was_held = std::mem::replace(&mut c.held, holds);
     let (id, leg) = (c.channel.clone(), c.leg);
