@@ -1,7 +1,8 @@
 //! ARI, the external contract of the control plane: the route table
 //! ([`routes`]), its api-docs ([`docs`], [`models`]), request arguments
 //! ([`args`]), errors ([`error`]) and the operations per resource
-//! ([`channels`], [`bridges`], [`applications`], [`asterisk`], [`events`]).
+//! ([`channels`], [`bridges`], [`applications`], [`asterisk`], [`endpoints`],
+//! [`events`]).
 //!
 //! Handlers translate an ARI request into registry mutations and data-plane
 //! calls (through the node's `control::plane::MediaPlane`); they hold the
@@ -16,6 +17,7 @@ pub mod asterisk;
 pub mod bridges;
 pub mod channels;
 pub mod docs;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod models;

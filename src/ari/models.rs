@@ -88,6 +88,7 @@ pub fn models_of(resource: &str) -> &'static [Model] {
         "channels" => CHANNELS,
         "bridges" => BRIDGES,
         "applications" => APPLICATIONS,
+        "endpoints" => ENDPOINTS,
         "events" => EVENTS,
         _ => &[],
     }
@@ -471,6 +472,33 @@ const BRIDGES: &[Model] = &[
         ("video_mode", "string", false, "The video mode the bridge uses."),
     ]},
 ];
+
+const ENDPOINTS: &[Model] = &[Model {
+    id: "Endpoint",
+    description: "An external device that may offer/accept calls to/from the node.\n\nUnlike most resources, which have a single unique identifier, an endpoint is uniquely identified by the technology/resource pair.",
+    sub_types: &[],
+    props: &[
+        ("technology", "string", true, "Technology of the endpoint (SIP)."),
+        (
+            "resource",
+            "string",
+            true,
+            "Identifier of the endpoint, specific to the given technology.",
+        ),
+        (
+            "state",
+            "string",
+            false,
+            "Endpoint's state: unknown, offline or online (online with a static contact, offline without).",
+        ),
+        (
+            "channel_ids",
+            "List[string]",
+            true,
+            "Id's of channels associated with this endpoint",
+        ),
+    ],
+}];
 
 const APPLICATIONS: &[Model] = &[Model {
     id: "Application",

@@ -3,7 +3,7 @@
 //! generated from it, so the docs list exactly what is served.
 
 use super::spec::{Api, DataType, Method, Operation, Param, Resource};
-use super::{applications, asterisk, bridges, channels, events};
+use super::{applications, asterisk, bridges, channels, endpoints, events};
 use crate::handler;
 
 const CHANNEL_ID: Param = Param::path("channelId", "Channel's id");
@@ -852,12 +852,65 @@ const EVENTS: &[Api] = &[
     },
 ];
 
+const TECH: Param = Param::path(
+    "tech",
+    "Technology of the endpoints: SIP (PJSIP is an alias: it answers the same endpoints, whose technology is SIP).",
+);
+const RESOURCE: Param = Param::path("resource", "ID of the endpoint (its [[sip.endpoint]] name)");
+
+const ENDPOINTS: &[Api] = &[
+    Api {
+        path: "/endpoints",
+        description: "Asterisk endpoints",
+        operations: &[op(
+            Method::Get,
+            "list",
+            "List all endpoints: the configured SIP endpoints.",
+            "List[Endpoint]",
+            &[],
+            &[],
+            handler!(endpoints::list),
+        )],
+    },
+    Api {
+        path: "/endpoints/{tech}",
+        description: "Asterisk endpoints",
+        operations: &[op(
+            Method::Get,
+            "listByTech",
+            "List available endpoints for a given endpoint technology: SIP, or PJSIP as an alias of SIP for Asterisk applications (both list the same endpoints, with technology SIP). The technology is matched case-sensitively, and is unknown while no endpoint is configured, as in Asterisk.",
+            "List[Endpoint]",
+            &[TECH],
+            &[(404, "Endpoints not found")],
+            handler!(endpoints::list_by_tech),
+        )],
+    },
+    Api {
+        path: "/endpoints/{tech}/{resource}",
+        description: "Single endpoint",
+        operations: &[op(
+            Method::Get,
+            "get",
+            "Details for an endpoint. tech is SIP, or PJSIP as an alias of SIP for Asterisk applications (the endpoint's technology is SIP either way); its case does not matter.",
+            "Endpoint",
+            &[TECH, RESOURCE],
+            &[(404, "Endpoint not found")],
+            handler!(endpoints::get),
+        )],
+    },
+];
+
 /// Every resource crossbar serves, in api-docs order.
 pub static RESOURCES: &[Resource] = &[
     Resource {
         name: "asterisk",
         description: "Node resources",
         apis: ASTERISK,
+    },
+    Resource {
+        name: "endpoints",
+        description: "Endpoint resources",
+        apis: ENDPOINTS,
     },
     Resource {
         name: "channels",

@@ -153,19 +153,36 @@ impl Server {
     /// Starts the binary with extra environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let port = free_port();
-        Server::launch(port, rtp_range(port), env)
+        Server::launch(port, rtp_range(port), env, None)
     }
 
     /// Starts the binary on the RTP ports `rtp.0..=rtp.1` (instead of
     /// [`rtp_range`]) with extra environment variables.
     pub fn start_with_rtp(rtp: (u16, u16), env: &[(&str, &str)]) -> Server {
-        Server::launch(free_port(), rtp, env)
+        Server::launch(free_port(), rtp, env, None)
     }
 
-    fn launch(port: u16, rtp: (u16, u16), env: &[(&str, &str)]) -> Server {
+    /// Starts the binary with `--config FILE`, FILE holding `toml` (for what
+    /// environment variables cannot say, such as `[[sip.endpoint]]` tables).
+    pub fn start_with_config(toml: &str) -> Server {
+        let file = temp_path("config.toml");
+        std::fs::write(&file, toml).expect("write config file");
+        let port = free_port();
+        Server::launch(port, rtp_range(port), &[], Some(&file))
+    }
+
+    fn launch(
+        port: u16,
+        rtp: (u16, u16),
+        env: &[(&str, &str)],
+        config: Option<&std::path::Path>,
+    ) -> Server {
         let log = temp_path("server.log");
         let log_file = std::fs::File::create(&log).expect("create server log");
         let mut cmd = crossbar_command();
+        if let Some(file) = config {
+            cmd.arg("--config").arg(file);
+        }
         cmd.env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{port}"))
             .env("CROSSBAR_RTP_PORT_MIN", rtp.0.to_string())
             .env("CROSSBAR_RTP_PORT_MAX", rtp.1.to_string())
