@@ -12,6 +12,8 @@ pub mod codec;
 pub mod config;
 pub mod control;
 pub mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod jitter;
 pub mod media;
