@@ -457,3 +457,28 @@ fn a_burst_of_50_calls_is_answered() {
     sipp.success();
     assert!(s.get("/ari/channels").ok().as_array().unwrap().is_empty());
 }
+
+#[test]
+fn redirect_answers_302_with_the_new_contact() {
+    let (s, sip) = node(&[]);
+    let mut ws = s.ws("myapp");
+    let (sipp, _) = Sipp::start(
+        "uac_redirected.xml",
+        &["-s", "myapp", "-m", "1", &target(sip)],
+    );
+    let id = sip_stasis_start(&mut ws)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.post(&format!("/ari/channels/{id}/redirect?endpoint=Local/x@y"));
+    r.assert_error(
+        422,
+        "Endpoint technology 'Local' does not match channel technology 'SIP'",
+    );
+    s.post(&format!(
+        "/ari/channels/{id}/redirect?endpoint=PJSIP/sip:elsewhere@127.0.0.9:5099"
+    ))
+    .no_content();
+    assert_eq!(cause_of_destroyed(&mut ws), 23);
+    sipp.success();
+}

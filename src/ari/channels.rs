@@ -517,6 +517,35 @@ pub async fn hangup(node: &Node, args: Args) -> Result<Reply, AriError> {
     Ok(Reply::NoContent)
 }
 
+/// `POST /channels/{channelId}/redirect`, as Asterisk's
+/// ast_ari_channels_redirect checks it (the endpoint's technology must be the
+/// channel's); the redirect itself is SIP's 302 (`ari::sip::redirect`).
+pub async fn redirect(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let endpoint = args.str("endpoint").unwrap_or("");
+    let now = node.now();
+    let mut ctl = node.lock().await;
+    let ch = ctl.reg.in_stasis(id)?;
+    let (tech, resource) = endpoint
+        .split_once('/')
+        .filter(|(_, r)| !r.is_empty())
+        .ok_or_else(|| {
+            AriError::bad_request(format!(
+                "Endpoint parameter '{endpoint}' does not contain tech/resource"
+            ))
+        })?;
+    let chan_tech = ch.name.split('/').next().unwrap_or("");
+    let same = tech.eq_ignore_ascii_case(chan_tech)
+        || (chan_tech == "SIP" && tech.eq_ignore_ascii_case("pjsip"));
+    if !same {
+        return Err(AriError::unprocessable(format!(
+            "Endpoint technology '{tech}' does not match channel technology '{chan_tech}'"
+        )));
+    }
+    super::sip::redirect(node, &mut ctl, now, id, resource).await?;
+    Ok(Reply::NoContent)
+}
+
 /// `POST /channels/{channelId}/answer`.
 pub async fn answer(node: &Node, args: Args) -> Result<Reply, AriError> {
     let id = args.path("channelId");

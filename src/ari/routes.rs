@@ -211,6 +211,16 @@ const MOVE_PARAMS: &[Param] = &[
 
 const CONTINUE_PARAMS: &[Param] = &[CHANNEL_ID];
 
+const REDIRECT_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query(
+        "endpoint",
+        "The endpoint to redirect the channel to: SIP/sip:user@ip:port, or SIP/NAME for a configured endpoint's contact (PJSIP/ alike).",
+    )
+    .required()
+    .missing("Required parameter endpoint not provided"),
+];
+
 const MUTE_PARAMS: &[Param] = &[
     CHANNEL_ID,
     Param::query("direction", "Direction in which to mute audio.")
@@ -368,6 +378,25 @@ const CHANNELS: &[Api] = &[
             MOVE_PARAMS,
             STASIS_ERRORS,
             handler!(channels::move_to),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/redirect",
+        description: "Inform the channel that it should redirect itself to a different location. Note that this will almost certainly cause the channel to exit the application.",
+        operations: &[op(
+            Method::Post,
+            "redirect",
+            "Redirect the channel to a different location: an incoming SIP call not yet answered is answered 302 Moved Temporarily with the endpoint as Contact, and ends.",
+            "void",
+            REDIRECT_PARAMS,
+            &[
+                (400, "Endpoint parameter not provided"),
+                (404, "Channel or endpoint not found"),
+                NOT_IN_STASIS,
+                (422, "Endpoint is not the same type as the channel"),
+                (412, "Channel in invalid state"),
+            ],
+            handler!(channels::redirect),
         )],
     },
     Api {

@@ -706,6 +706,45 @@ pub fn answer(ctl: &mut Control, id: &str) -> bool {
     true
 }
 
+/// `redirect` on an incoming SIP call not yet answered: 302 with `resource`
+/// (a `sip:` URI, or a configured endpoint's name: its contact) as
+/// Contact; the channel then ends with the cause of 302. An answered call
+/// would need REFER, which crossbar does not send: 412.
+pub async fn redirect(
+    node: &Node,
+    ctl: &mut Control,
+    now: Timestamp,
+    id: &str,
+    resource: &str,
+) -> Result<(), AriError> {
+    let call = call_of(ctl, id);
+    let state = ctl.reg.existing(id)?.state;
+    let (Some(call), Some(sip)) = (call, ctl.sip.as_mut()) else {
+        return Err(AriError::precondition("Channel in invalid state"));
+    };
+    let contact = if resource.starts_with("sip:") {
+        Target::parse(resource).map_err(AriError::bad_request)?.uri
+    } else {
+        sip.endpoint(resource)
+            .and_then(|e| e.contact.clone())
+            .ok_or_else(|| {
+                AriError::not_found(format!("Endpoint '{resource}' not found or has no contact"))
+            })?
+            .uri
+    };
+    if state == ChannelState::Up
+        || !sip
+            .agent
+            .reject(now_instant(), call, 302, Some(&format!("<{contact}>")))
+    {
+        return Err(AriError::precondition(
+            "Channel in invalid state: only a call not yet answered is redirected (302); crossbar sends no REFER",
+        ));
+    }
+    sip.calls.remove(&call);
+    ops::hangup(node, ctl, now, id, Cause::of(cause_of_status(302)), false).await
+}
+
 /// Ends a SIP channel's call as its hangup requires: BYE when answered,
 /// CANCEL when dialing, the final status mapped from `cause` when ringing.
 pub fn hangup_signal(ctl: &mut Control, id: &str, cause: Cause) {
