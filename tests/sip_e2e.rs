@@ -30,6 +30,7 @@ fn node(extra: &[(&str, &str)]) -> (Server, u16) {
 struct Sipp {
     child: Child,
     what: String,
+    dir: std::path::PathBuf,
 }
 
 impl Sipp {
@@ -38,6 +39,8 @@ impl Sipp {
     fn start(scenario: &str, args: &[&str]) -> (Sipp, u16) {
         let port = free_port();
         let media = free_port();
+        let dir = temp_path("sipp");
+        std::fs::create_dir_all(&dir).expect("sipp dir");
         let mut cmd = Command::new("sipp");
         cmd.arg("-sf")
             .arg(format!(
@@ -48,7 +51,7 @@ impl Sipp {
             .args(["-p", &port.to_string(), "-mp", &media.to_string()])
             .args(["-timeout", "20s", "-timeout_error"])
             .args(args)
-            .current_dir(std::env::temp_dir())
+            .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -59,13 +62,14 @@ impl Sipp {
             Sipp {
                 child,
                 what: format!("{scenario} {args:?}"),
+                dir,
             },
             port,
         )
     }
 
     /// Waits (at most 30 s) and asserts SIPp's exit code 0.
-    fn success(mut self) {
+    fn success(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait sipp") {
@@ -95,10 +99,28 @@ impl Sipp {
     }
 }
 
+impl Sipp {
+    /// What `-trace_msg` logged (the messages SIPp sent and received).
+    fn messages(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with("_messages.log")
+            {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+}
+
 impl Drop for Sipp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -125,7 +147,7 @@ fn cause_of_destroyed(ws: &mut Ws) -> u64 {
 fn an_inbound_call_enters_its_app_and_its_audio_reaches_a_bridged_external_media_leg() {
     let (s, sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, _) = Sipp::start(
+    let (mut sipp, _) = Sipp::start(
         "uac_answered.xml",
         &["-s", "myapp", "-m", "1", "-key", "pcap", PCAP, &target(sip)],
     );
@@ -189,7 +211,7 @@ fn an_inbound_call_enters_its_app_and_its_audio_reaches_a_bridged_external_media
 fn the_app_hangs_up_with_bye() {
     let (s, sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, _) = Sipp::start(
+    let (mut sipp, _) = Sipp::start(
         "uac_wait_bye.xml",
         &["-s", "myapp", "-m", "1", &target(sip)],
     );
@@ -208,7 +230,7 @@ fn the_app_hangs_up_with_bye() {
 fn cancel_before_answer_ends_the_channel_as_asterisk_does() {
     let (s, sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, _) = Sipp::start("uac_cancel.xml", &["-s", "myapp", "-m", "1", &target(sip)]);
+    let (mut sipp, _) = Sipp::start("uac_cancel.xml", &["-s", "myapp", "-m", "1", &target(sip)]);
     let id = sip_stasis_start(&mut ws)["id"]
         .as_str()
         .unwrap()
@@ -225,7 +247,7 @@ fn cancel_before_answer_ends_the_channel_as_asterisk_does() {
 fn reinvite_hold_and_unhold_are_channel_hold_events() {
     let (s, sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, _) = Sipp::start("uac_hold.xml", &["-s", "myapp", "-m", "1", &target(sip)]);
+    let (mut sipp, _) = Sipp::start("uac_hold.xml", &["-s", "myapp", "-m", "1", &target(sip)]);
     let id = sip_stasis_start(&mut ws)["id"]
         .as_str()
         .unwrap()
@@ -241,10 +263,10 @@ fn reinvite_hold_and_unhold_are_channel_hold_events() {
 #[test]
 fn options_is_answered_for_a_dispatcher_probe() {
     let (_s, sip) = node(&[]);
-    let (sipp, _) = Sipp::start("uac_options.xml", &["-s", "ping", "-m", "1", &target(sip)]);
+    let (mut sipp, _) = Sipp::start("uac_options.xml", &["-s", "ping", "-m", "1", &target(sip)]);
     sipp.success();
     // The same over TCP.
-    let (sipp, _) = Sipp::start(
+    let (mut sipp, _) = Sipp::start(
         "uac_options.xml",
         &["-s", "ping", "-m", "1", "-t", "t1", &target(sip)],
     );
@@ -255,7 +277,7 @@ fn options_is_answered_for_a_dispatcher_probe() {
 fn ari_dials_out_and_the_channel_enters_the_app_on_answer() {
     let (s, _sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, port) = Sipp::start("uas_answer.xml", &["-m", "1"]);
+    let (mut sipp, port) = Sipp::start("uas_answer.xml", &["-m", "1"]);
     std::thread::sleep(Duration::from_millis(200));
     let r = s.post(&format!(
         "/ari/channels?endpoint=SIP/sip:bob@127.0.0.1:{port}&app=myapp&formats=ulaw&callerId=Crossbar%20%3C100%3E"
@@ -287,7 +309,7 @@ fn ari_dials_out_and_the_channel_enters_the_app_on_answer() {
 fn a_busy_callee_ends_the_dialed_channel_with_cause_17() {
     let (s, _sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, port) = Sipp::start("uas_busy.xml", &["-m", "1"]);
+    let (mut sipp, port) = Sipp::start("uas_busy.xml", &["-m", "1"]);
     std::thread::sleep(Duration::from_millis(200));
     s.post(&format!(
         "/ari/channels?endpoint=PJSIP/sip:bob@127.0.0.1:{port}&app=myapp"
@@ -307,7 +329,7 @@ fn a_busy_callee_ends_the_dialed_channel_with_cause_17() {
 fn an_unanswered_dial_is_cancelled_at_its_timeout() {
     let (s, _sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, port) = Sipp::start("uas_ring_forever.xml", &["-m", "1"]);
+    let (mut sipp, port) = Sipp::start("uas_ring_forever.xml", &["-m", "1"]);
     std::thread::sleep(Duration::from_millis(200));
     s.post(&format!(
         "/ari/channels?endpoint=SIP/sip:bob@127.0.0.1:{port}&app=myapp&timeout=1"
@@ -429,7 +451,7 @@ fn requests_from_untrusted_networks_get_403() {
 fn a_burst_of_50_calls_is_answered() {
     let (s, sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, _) = Sipp::start(
+    let (mut sipp, _) = Sipp::start(
         "uac_wait_bye.xml",
         &[
             "-s",
@@ -462,7 +484,7 @@ fn a_burst_of_50_calls_is_answered() {
 fn redirect_answers_302_with_the_new_contact() {
     let (s, sip) = node(&[]);
     let mut ws = s.ws("myapp");
-    let (sipp, _) = Sipp::start(
+    let (mut sipp, _) = Sipp::start(
         "uac_redirected.xml",
         &["-s", "myapp", "-m", "1", &target(sip)],
     );
@@ -481,4 +503,91 @@ fn redirect_answers_302_with_the_new_contact() {
     .no_content();
     assert_eq!(cause_of_destroyed(&mut ws), 23);
     sipp.success();
+}
+
+/// The `m=audio` ports of the INVITEs SIPp received (re-INVITEs from
+/// crossbar), in order.
+fn reinvite_ports(messages: &str) -> Vec<u16> {
+    let mut seen = Vec::new();
+    let mut ports = Vec::new();
+    for m in messages.split("message received").skip(1) {
+        if !m.contains("\nINVITE sip:") {
+            continue;
+        }
+        // Retransmissions carry the same CSeq: count each request once.
+        let cseq = m.lines().find(|l| l.starts_with("CSeq:")).unwrap_or("");
+        if seen.contains(&cseq) {
+            continue;
+        }
+        seen.push(cseq);
+        let port: Option<u16> = m
+            .lines()
+            .find(|l| l.starts_with("m=audio "))
+            .and_then(|l| l.split(' ').nth(1)?.parse().ok());
+        ports.extend(port);
+    }
+    ports
+}
+
+#[test]
+fn direct_media_moves_rtp_between_two_sip_parties_and_back() {
+    let sip = free_port();
+    let config = "[[sip.endpoint]]\nname = \"phones\"\nmatch = [\"127.0.0.0/8\"]\ncodecs = \"alaw\"\ndirect_media = true\n";
+    let bind = format!("127.0.0.1:{sip}");
+    let s = Server::start_with_config_env(config, &[("CROSSBAR_SIP_BIND", bind.as_str())]);
+    let mut ws = s.ws("myapp");
+    let args = ["-s", "myapp", "-m", "1", "-trace_msg"];
+    let (mut a, _) = Sipp::start(
+        "uac_direct.xml",
+        &[&args[..], &[target(sip).as_str()]].concat(),
+    );
+    let ca = sip_stasis_start(&mut ws);
+    assert!(
+        ca["name"].as_str().unwrap().starts_with("SIP/phones-"),
+        "{ca}"
+    );
+    let (mut b, _) = Sipp::start(
+        "uac_direct.xml",
+        &[&args[..], &[target(sip).as_str()]].concat(),
+    );
+    let cb = sip_stasis_start(&mut ws);
+    let (ida, idb) = (ca["id"].as_str().unwrap(), cb["id"].as_str().unwrap());
+    s.post(&format!("/ari/channels/{ida}/answer")).no_content();
+    s.post(&format!("/ari/channels/{idb}/answer")).no_content();
+    let bridge = s.bridge("?type=mixing");
+    s.add(&bridge, ida);
+    s.add(&bridge, idb);
+    assert_eq!(
+        s.get(&format!("/ari/bridges/{bridge}")).ok()["technology"],
+        "native_rtp"
+    );
+    // A third member: media comes back through crossbar.
+    let em = s.external_media("myapp", "&format=alaw");
+    let em_id = em["id"].as_str().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.add(&bridge, em_id);
+    std::thread::sleep(Duration::from_millis(500));
+    s.delete(&format!("/ari/channels/{ida}")).no_content();
+    s.delete(&format!("/ari/channels/{idb}")).no_content();
+    a.success();
+    b.success();
+    let (ma, mb) = (a.messages(), b.messages());
+    let (pa, pb) = (reinvite_ports(&ma), reinvite_ports(&mb));
+    // Each party's first re-INVITE points it at the other's media port
+    // (the port in the other's INVITE), the second back at crossbar's leg.
+    let offered = |m: &str| -> u16 {
+        let sent = m.split("message sent").nth(1).expect("the INVITE");
+        let line = sent.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(pa.len(), 2, "{ma}");
+    assert_eq!(pb.len(), 2, "{mb}");
+    assert_eq!(pa[0], offered(&mb), "A sends to B directly");
+    assert_eq!(pb[0], offered(&ma), "B sends to A directly");
+    let leg_a: u16 = ca["channelvars"]["UNICASTRTP_LOCAL_PORT"]
+        .as_str()
+        .map_or(0, |p| p.parse().unwrap());
+    let _ = leg_a;
+    assert_ne!(pa[1], offered(&mb), "A's media comes back through crossbar");
+    assert_ne!(pb[1], offered(&ma), "B's media comes back through crossbar");
 }

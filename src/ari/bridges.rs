@@ -84,6 +84,7 @@ pub async fn destroy(node: &Node, args: Args) -> Result<Reply, AriError> {
         .map_err(ops::dataplane_error)?;
     for channel in &members {
         ctl.reg.leave_bridge(now, id, channel, tech);
+        super::sip::direct_media(&mut ctl, id, Some(channel));
     }
     ctl.reg.remove_bridge(now, id, targets);
     Ok(Reply::NoContent)

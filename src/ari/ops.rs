@@ -55,6 +55,7 @@ pub async fn join_bridge(
     members.push(member.clone());
     let tech = set_membership(node, ctl, bridge_id, &members).await?;
     ctl.reg.join_bridge(now, bridge_id, member, tech);
+    super::sip::direct_media(ctl, bridge_id, None);
     Ok(())
 }
 
@@ -76,6 +77,7 @@ pub async fn leave_bridge(
         .collect();
     let tech = set_membership(node, ctl, bridge_id, &members).await?;
     ctl.reg.leave_bridge(now, bridge_id, channel, tech);
+    super::sip::direct_media(ctl, bridge_id, Some(channel));
     Ok(())
 }
 
@@ -122,11 +124,13 @@ pub async fn hangup(
         let leg = ch.leg;
         ctl.reg
             .hangup_request(now, &id, if soft { 32 } else { cause.code }, soft);
+        // The call ends first, so that leaving the bridge moves no media of
+        // a call that is going (direct media).
+        super::sip::hangup_signal(ctl, &id, cause);
         if let Some(bridge) = bridge {
             leave_bridge(node, ctl, now, &bridge, &id).await?;
         }
         ctl.reg.leave_stasis(now, &id);
-        super::sip::hangup_signal(ctl, &id, cause);
         match node.dataplane.destroy_leg(leg).await {
             Ok(()) | Err(DataplaneError::Unknown) => {}
             Err(e) => return Err(dataplane_error(e)),

@@ -70,6 +70,7 @@ pub struct Endpoint {
     codecs: Vec<Format>,
     app: Option<String>,
     context: String,
+    direct_media: bool,
 }
 
 /// What the control plane keeps of one SIP call.
@@ -87,6 +88,13 @@ struct SipCall {
     held: bool,
     /// The dial string, for `Dial` events of outgoing calls.
     dialstring: Option<String>,
+    /// Where the peer receives RTP (its SDP).
+    remote_media: Option<SocketAddr>,
+    /// The endpoint allows direct media.
+    direct_allowed: bool,
+    /// The peer was re-INVITEd to send its media here, directly to the
+    /// other member of a two-party bridge, instead of to crossbar.
+    direct: Option<SocketAddr>,
 }
 
 /// An outgoing call made by `/channels/create`, waiting for `/dial`.
@@ -96,6 +104,7 @@ struct PendingDial {
     dialstring: String,
     offer: SessionDescription,
     local: LocalMedia,
+    direct_allowed: bool,
 }
 
 /// The SIP side of the control state.
@@ -139,6 +148,7 @@ impl SipState {
                 },
                 app: (!e.app.is_empty()).then(|| e.app.clone()),
                 context: e.context.clone(),
+                direct_media: e.direct_media,
             });
         }
         let seed = Timestamp::now().0;
@@ -316,6 +326,7 @@ async fn admit(
         })?),
         Err(_) => return Err(400),
     };
+    let direct_allowed = endpoint.as_ref().is_some_and(|e| e.direct_media);
     let (format, remote) = match &offer {
         Some(offer) => {
             let Some((answer, negotiated)) = answer_offer(offer, &mut local) else {
@@ -390,6 +401,9 @@ async fn admit(
                 offer: our_offer,
                 held: false,
                 dialstring: None,
+                remote_media: remote,
+                direct_allowed,
+                direct: None,
             },
         );
     }
@@ -543,6 +557,9 @@ async fn outgoing_answered(
     if let Err(e) = node.dataplane.set_remote(leg, n.remote).await {
         tracing::warn!(channel = %id, "SIP answer: media not redirected: {e}");
     }
+    if let Some(c) = ctl.sip.as_mut().and_then(|s| s.calls.get_mut(&call)) {
+        c.remote_media = n.remote;
+    }
     ctl.reg.set_state(now, &id, ChannelState::Up);
     ctl.reg.dial_event(now, &id, "", "ANSWER");
     let pending = ctl
@@ -619,10 +636,18 @@ async fn offer(node: &Node, ctl: &mut Control, now: Timestamp, call: CallKey, te
     c.local.formats = vec![format];
     c.local.preferred = vec![format];
     c.local.session_version += 1;
+    // While media goes directly to the other member, the answer keeps
+    // pointing there.
+    let ours = (c.local.address, c.local.port);
+    if let Some(direct) = c.direct {
+        c.local.address = direct.ip();
+        c.local.port = direct.port();
+    }
     let Some(text) = text else {
         // An offerless re-INVITE: we offer what we have.
-        let ours = sdp::offer(&c.local).ok().map(|o| o.write());
-        let result = ours.as_deref().ok_or(500);
+        let offer = sdp::offer(&c.local).ok().map(|o| o.write());
+        (c.local.address, c.local.port) = ours;
+        let result = offer.as_deref().ok_or(500);
         sip.agent.answer_offer(now_instant(), call, result);
         return;
     };
@@ -630,6 +655,7 @@ async fn offer(node: &Node, ctl: &mut Control, now: Timestamp, call: CallKey, te
     let settled = parsed
         .as_ref()
         .and_then(|o| answer_offer(o, &mut c.local).map(|(a, n)| (a, n, o.clone())));
+    (c.local.address, c.local.port) = ours;
     let Some((answer, negotiated, offer)) = settled else {
         sip.agent.answer_offer(now_instant(), call, Err(488));
         return;
@@ -642,6 +668,9 @@ async fn offer(node: &Node, ctl: &mut Control, now: Timestamp, call: CallKey, te
     let (id, leg) = (c.channel.clone(), c.leg);
     let written = answer.sdp.write();
     c.answer = Some(written.clone());
+    if negotiated.remote.is_some() {
+        c.remote_media = negotiated.remote;
+    }
     sip.agent.answer_offer(now_instant(), call, Ok(&written));
     if negotiated.remote.is_some() {
         if let Err(e) = node.dataplane.set_remote(leg, negotiated.remote).await {
@@ -704,6 +733,98 @@ pub fn answer(ctl: &mut Control, id: &str) -> bool {
         }
     }
     true
+}
+
+/// Direct media: when the two members of `bridge_id` are SIP calls whose
+/// endpoints allow it (`direct_media`), answered, of one codec, in a bridge
+/// without `dtmf_events` or `proxy_media`, each is re-INVITEd to send its
+/// RTP to the other's address; as soon as that no longer holds (a third
+/// member, one leaves, the bridge goes), each is re-INVITEd back to its
+/// crossbar leg. `left` is a channel that has just left the bridge.
+pub fn direct_media(ctl: &mut Control, bridge_id: &str, left: Option<&str>) {
+    let Some(sip) = ctl.sip.as_mut() else {
+        return;
+    };
+    let mut wanted: Vec<(CallKey, Option<SocketAddr>)> = Vec::new();
+    if let Some(left) = left {
+        if let Some(call) = ctl.reg.channel(left).and_then(|c| match &c.kind {
+            ChannelKind::Sip { call, .. } => *call,
+            _ => None,
+        }) {
+            wanted.push((call, None));
+        }
+    }
+    let members: Vec<(CallKey, Format, ChannelState)> = ctl
+        .reg
+        .bridge(bridge_id)
+        .map(|b| {
+            b.members
+                .iter()
+                .filter_map(|m| {
+                    let ch = ctl.reg.channel(&m.channel)?;
+                    match &ch.kind {
+                        ChannelKind::Sip {
+                            call: Some(call), ..
+                        } => Some((*call, ch.format, ch.state)),
+                        _ => None,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let flags_allow = ctl
+        .reg
+        .bridge(bridge_id)
+        .is_some_and(|b| !b.flags.dtmf_events && !b.flags.proxy_media && !b.flags.holding);
+    let all_members = ctl.reg.bridge(bridge_id).map_or(0, |b| b.members.len());
+    let eligible = flags_allow
+        && all_members == 2
+        && members.len() == 2
+        && members[0].1 == members[1].1
+        && members.iter().all(|(call, _, state)| {
+            *state == ChannelState::Up
+                && sip
+                    .calls
+                    .get(call)
+                    .is_some_and(|c| c.direct_allowed && c.remote_media.is_some())
+        });
+    for (i, (call, _, _)) in members.iter().enumerate() {
+        let other = members.get(1 - i.min(1)).map(|m| m.0);
+        let target = if eligible {
+            other
+                .and_then(|o| sip.calls.get(&o))
+                .and_then(|c| c.remote_media)
+        } else {
+            None
+        };
+        wanted.push((*call, target));
+    }
+    for (call, target) in wanted {
+        let Some(c) = sip.calls.get_mut(&call) else {
+            continue;
+        };
+        if c.direct == target {
+            continue;
+        }
+        let mut local = c.local.clone();
+        if let Some(t) = target {
+            local.address = t.ip();
+            local.port = t.port();
+        }
+        c.local.session_version += 1;
+        local.session_version = c.local.session_version;
+        let Ok(offer) = sdp::offer(&local) else {
+            continue;
+        };
+        if sip.agent.reinvite(now_instant(), call, &offer.write()) {
+            c.direct = target;
+            tracing::info!(
+                channel = %c.channel,
+                "direct media: {}",
+                target.map_or("back through crossbar".to_string(), |t| format!("RTP to {t}"))
+            );
+        }
+    }
 }
 
 /// `redirect` on an incoming SIP call not yet answered: 302 with `resource`
@@ -900,6 +1021,7 @@ pub async fn originate(node: &Node, args: Args, create_only: bool) -> Result<Rep
         .or_else(|| formats.as_ref().and_then(|f| f.first().copied()))
         .unwrap_or(codecs[0]);
     let mut local = sip.local_media(vec![format]);
+    let direct_allowed = dial.endpoint.as_ref().is_some_and(|e| e.direct_media);
     let id = ctl.reg.claim_channel_id(args.str("channelId"))?;
     let leg = ctl.reg.next_leg();
     let spec = LegSpec {
@@ -935,6 +1057,7 @@ pub async fn originate(node: &Node, args: Args, create_only: bool) -> Result<Rep
                     dialstring: dial.dialstring,
                     offer: our_offer,
                     local,
+                    direct_allowed,
                 },
             );
         }
@@ -953,6 +1076,7 @@ pub async fn originate(node: &Node, args: Args, create_only: bool) -> Result<Rep
         dialstring: dial.dialstring,
         offer: our_offer,
         local,
+        direct_allowed,
     };
     send_invite(node, &mut ctl, now, &id, pending).await?;
     if let Some(seconds) = timeout {
@@ -998,6 +1122,9 @@ async fn send_invite(
                     offer: Some(pending.offer),
                     held: false,
                     dialstring: Some(pending.dialstring.clone()),
+                    remote_media: None,
+                    direct_allowed: pending.direct_allowed,
+                    direct: None,
                 },
             );
             if let Some(ch) = ctl.reg.channel_mut(id) {

@@ -165,10 +165,16 @@ impl Server {
     /// Starts the binary with `--config FILE`, FILE holding `toml` (for what
     /// environment variables cannot say, such as `[[sip.endpoint]]` tables).
     pub fn start_with_config(toml: &str) -> Server {
+        Server::start_with_config_env(toml, &[])
+    }
+
+    /// Starts the binary with a config file and environment variables
+    /// (which override the file).
+    pub fn start_with_config_env(toml: &str, env: &[(&str, &str)]) -> Server {
         let file = temp_path("config.toml");
         std::fs::write(&file, toml).expect("write config file");
         let port = free_port();
-        Server::launch(port, rtp_range(port), &[], Some(&file))
+        Server::launch(port, rtp_range(port), env, Some(&file))
     }
 
     fn launch(
