@@ -2282,3 +2282,58 @@ fn transcode_carries_silences_and_events_without_concealing() {
     assert_eq!(stats(&mut sim, 1).rx_concealed, 0);
     assert_clean(&sim);
 }
+
+/// A SIP peer's new codec: a relay between two PCMU legs becomes a
+/// transcode when one leg changes to PCMA, the changed leg's stream keeps
+/// its SSRC and continues its sequence numbers, and the tone still crosses;
+/// changing back makes it a relay again.
+#[test]
+fn a_leg_that_changes_codec_rechooses_its_bridge_technology() {
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    assert_eq!(
+        sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap(),
+        Technology::NativeRtp
+    );
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 1000.0))
+        .unwrap();
+    sim.run_for(ms(500)).unwrap();
+    let before = rtp_of(&sim, b).len();
+    assert!(before > 10);
+    // b's peer now speaks PCMA.
+    assert_eq!(
+        sim.set_format(2, Format::Alaw).unwrap(),
+        Some(Technology::SimpleBridge)
+    );
+    sim.run_for(ms(1000)).unwrap();
+    let got = rtp_of(&sim, b);
+    let after: Vec<RtpRecv> = got[before..].to_vec();
+    assert!(
+        after.len() >= 40,
+        "{} packets after the change",
+        after.len()
+    );
+    assert!(after.iter().all(|p| p.pt == Format::Alaw.payload_type()));
+    assert_eq!(
+        after[0].ssrc,
+        got[before - 1].ssrc,
+        "one SSRC across the change"
+    );
+    assert_eq!(after[0].seq, got[before - 1].seq.wrapping_add(1));
+    let pcm = decode(Format::Alaw, &after[5..]).unwrap();
+    assert!(
+        goertzel_energy(&pcm, 1000.0, 8000) > 100.0 * goertzel_energy(&pcm, 1600.0, 8000).max(1.0)
+    );
+    assert_eq!(
+        sim.set_format(2, Format::Ulaw).unwrap(),
+        Some(Technology::NativeRtp)
+    );
+    assert_eq!(
+        sim.set_format(2, Format::Ulaw).unwrap(),
+        Some(Technology::NativeRtp)
+    );
+    assert_clean(&sim);
+}

@@ -86,6 +86,8 @@ struct SipCall {
     offer: Option<SessionDescription>,
     /// The peer holds us (its last offer was sendonly or inactive).
     held: bool,
+    /// The codecs this call may use (its endpoint's, or `sip.codecs`).
+    codecs: Vec<Format>,
     /// The dial string, for `Dial` events of outgoing calls.
     dialstring: Option<String>,
     /// Where the peer receives RTP (its SDP).
@@ -105,6 +107,7 @@ struct PendingDial {
     offer: SessionDescription,
     local: LocalMedia,
     direct_allowed: bool,
+    codecs: Vec<Format>,
 }
 
 /// The SIP side of the control state.
@@ -315,6 +318,7 @@ async fn admit(
         .as_ref()
         .map(|e| e.codecs.clone())
         .unwrap_or_else(|| sip.codecs.clone());
+    let codecs_kept = codecs.clone();
     let mut local = sip.local_media(codecs);
     // The offer, and our answer's codec (on a placeholder port until the
     // leg has one).
@@ -400,6 +404,7 @@ async fn admit(
                 answer,
                 offer: our_offer,
                 held: false,
+                codecs: codecs_kept,
                 dialstring: None,
                 remote_media: remote,
                 direct_allowed,
@@ -633,7 +638,11 @@ async fn offer(node: &Node, ctl: &mut Control, now: Timestamp, call: CallKey, te
         .channel(&c.channel)
         .map(|ch| ch.format)
         .unwrap_or(Format::Ulaw);
-    c.local.formats = vec![format];
+    // The current codec first (no change unless the peer drops it), then
+    // the others this call may use.
+    c.local.formats = std::iter::once(format)
+        .chain(c.codecs.iter().copied().filter(|f| *f != format))
+        .collect();
     c.local.preferred = vec![format];
     c.local.session_version += 1;
     // While media goes directly to the other member, the answer keeps
@@ -645,6 +654,7 @@ async fn offer(node: &Node, ctl: &mut Control, now: Timestamp, call: CallKey, te
     }
     let Some(text) = text else {
         // An offerless re-INVITE: we offer what we have.
+        c.local.formats = vec![format];
         let offer = sdp::offer(&c.local).ok().map(|o| o.write());
         (c.local.address, c.local.port) = ours;
         let result = offer.as_deref().ok_or(500);
@@ -671,7 +681,25 @@ async fn offer(node: &Node, ctl: &mut Control, now: Timestamp, call: CallKey, te
     if negotiated.remote.is_some() {
         c.remote_media = negotiated.remote;
     }
+    c.local.formats = vec![answer.format];
     sip.agent.answer_offer(now_instant(), call, Ok(&written));
+    if answer.format != format {
+        // A new codec: the leg changes format and its bridge re-chooses
+        // its technology.
+        match node.dataplane.set_format(leg, answer.format).await {
+            Ok(technology) => {
+                if let Some(ch) = ctl.reg.channel_mut(&id) {
+                    ch.format = answer.format;
+                }
+                let bridge = ctl.reg.channel(&id).and_then(|c| c.bridge.clone());
+                if let (Some(bridge), Some(t)) = (bridge, technology) {
+                    ctl.reg.set_technology(&bridge, t.name());
+                }
+                tracing::info!(channel = %id, "re-INVITE: codec {format} → {}", answer.format);
+            }
+            Err(e) => tracing::warn!(channel = %id, "re-INVITE: codec not changed: {e}"),
+        }
+    }
     if negotiated.remote.is_some() {
         if let Err(e) = node.dataplane.set_remote(leg, negotiated.remote).await {
             tracing::warn!(channel = %id, "re-INVITE: media not redirected: {e}");
@@ -1058,6 +1086,7 @@ pub async fn originate(node: &Node, args: Args, create_only: bool) -> Result<Rep
                     offer: our_offer,
                     local,
                     direct_allowed,
+                    codecs,
                 },
             );
         }
@@ -1077,6 +1106,7 @@ pub async fn originate(node: &Node, args: Args, create_only: bool) -> Result<Rep
         offer: our_offer,
         local,
         direct_allowed,
+        codecs,
     };
     send_invite(node, &mut ctl, now, &id, pending).await?;
     if let Some(seconds) = timeout {
@@ -1121,6 +1151,7 @@ async fn send_invite(
                     answer: None,
                     offer: Some(pending.offer),
                     held: false,
+                    codecs: pending.codecs,
                     dialstring: Some(pending.dialstring.clone()),
                     remote_media: None,
                     direct_allowed: pending.direct_allowed,

@@ -41,6 +41,7 @@ pub enum Op {
     SetBridge,
     DestroyBridge,
     SetMute,
+    SetFormat,
     SetRemote,
     SetHold,
     RtpStats,
@@ -74,6 +75,10 @@ pub enum Call {
         direction: Direction,
         on: bool,
     },
+    SetFormat {
+        leg: LegId,
+        format: Format,
+    },
     SetRemote {
         leg: LegId,
         remote: Option<SocketAddr>,
@@ -97,6 +102,7 @@ impl Call {
             Call::SetBridge { .. } => Op::SetBridge,
             Call::DestroyBridge { .. } => Op::DestroyBridge,
             Call::SetMute { .. } => Op::SetMute,
+            Call::SetFormat { .. } => Op::SetFormat,
             Call::SetRemote { .. } => Op::SetRemote,
             Call::SetHold { .. } => Op::SetHold,
             Call::RtpStats { .. } => Op::RtpStats,
@@ -347,6 +353,13 @@ impl MediaPlane for FakePlane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         self.handle(Call::SetMute { leg, direction, on }, |s| known(s, leg))
+    }
+
+    fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {
+        self.handle(Call::SetFormat { leg, format }, |s| {
+            known(s, leg)?;
+            Ok(None)
+        })
     }
 
     fn set_remote(&self, leg: LegId, remote: Option<SocketAddr>) -> PlaneFuture<'_, ()> {

@@ -800,6 +800,15 @@ impl Registry {
         self.announce_bridgepeers(now, bridge_id, Some(channel_id));
     }
 
+    /// The data plane chose `technology` anew for a bridge whose membership
+    /// did not change (a member's new codec). Asterisk publishes no event
+    /// for it; the bridge's snapshot shows it.
+    pub fn set_technology(&mut self, id: &str, technology: &'static str) {
+        if let Some(b) = self.bridges.get_mut(id) {
+            b.technology = technology;
+        }
+    }
+
     /// Removes an empty bridge (`BridgeDestroyed` to its subscribers).
     /// `targets` are the subscribers computed while its members were still in it.
     pub fn remove_bridge(&mut self, now: Timestamp, id: &str, mut targets: Vec<String>) {

@@ -49,6 +49,9 @@ pub trait MediaPlane: Send + Sync {
     fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()>;
     /// Mutes or unmutes a leg in one or both directions.
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()>;
+    /// Changes a leg's format; answers its bridge's technology, chosen
+    /// anew (`None` outside a bridge).
+    fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>>;
     /// Points an RTP leg at a new remote (`None`: learn it).
     fn set_remote(&self, leg: LegId, remote: Option<SocketAddr>) -> PlaneFuture<'_, ()>;
     /// Puts a leg on hold or takes it off.
@@ -94,6 +97,10 @@ impl MediaPlane for Dataplane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         Box::pin(Dataplane::set_mute(self, leg, direction, on))
+    }
+
+    fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {
+        Box::pin(Dataplane::set_format(self, leg, format))
     }
 
     fn set_remote(&self, leg: LegId, remote: Option<SocketAddr>) -> PlaneFuture<'_, ()> {
@@ -154,6 +161,10 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         (**self).set_mute(leg, direction, on)
+    }
+
+    fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {
+        (**self).set_format(leg, format)
     }
 
     fn set_remote(&self, leg: LegId, remote: Option<SocketAddr>) -> PlaneFuture<'_, ()> {

@@ -452,6 +452,9 @@ impl Shard {
             } => {
                 let _ = reply.send(self.core.set_mute(leg, direction, on).map_err(core_error));
             }
+            Command::SetFormat { leg, format, reply } => {
+                let _ = reply.send(self.core.set_format(leg, format).map_err(core_error));
+            }
             Command::SetRemote { leg, remote, reply } => {
                 let _ = reply.send(self.core.set_remote(leg, remote).map_err(core_error));
             }

@@ -97,6 +97,16 @@ pub(super) struct Bridges {
 }
 
 impl Bridges {
+    /// A bridge's current technology.
+    pub(super) fn technology(&self, key: BridgeKey) -> Option<Technology> {
+        self.map.get(&key).map(|b| b.technology)
+    }
+
+    /// A bridge's current spec.
+    pub(super) fn spec(&self, key: BridgeKey) -> Option<BridgeSpec> {
+        self.map.get(&key).map(|b| b.spec.clone())
+    }
+
     /// True when some bridge mixes (the core then needs its tick).
     pub(super) fn any_mixing(&self) -> bool {
         !self.mixing.is_empty()

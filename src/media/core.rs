@@ -269,6 +269,53 @@ impl Core {
         Ok(())
     }
 
+    /// Changes a leg's format (a SIP peer's new codec). Its outgoing stream
+    /// keeps its SSRC and sequence numbers, with timestamps on the new clock;
+    /// its bridge, if any, is set again without it and then with it, so the
+    /// technology is chosen anew for the new format. Answers the bridge's
+    /// technology (`None` outside a bridge).
+    pub fn set_format(
+        &mut self,
+        id: LegId,
+        format: Format,
+    ) -> Result<Option<Technology>, CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        if l.format == format {
+            return Ok(l.bridge.and_then(|b| self.bridges.technology(b)));
+        }
+        let bridge = l.bridge;
+        let spec = bridge.and_then(|b| self.bridges.spec(b));
+        if let (Some(b), Some(spec)) = (bridge, &spec) {
+            let mut without = spec.clone();
+            without.members.retain(|m| m.leg != id);
+            self.bridges
+                .set(&mut self.media, b, without, self.config.tick_ms)?;
+        }
+        let next_ts = RtpTimestamp(self.rng.next_u32());
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        let next_seq = l
+            .out
+            .last_sent()
+            .map_or(SeqNo(self.rng.next_u32() as u16), |(seq, _)| {
+                SeqNo(seq.0.wrapping_add(1))
+            });
+        l.out = OutStream::new(l.out.ssrc(), next_seq, next_ts, format.clock_rate());
+        l.format = format;
+        l.jitter = None;
+        l.mix_ssrc = None;
+        let technology = match (bridge, spec) {
+            (Some(b), Some(spec)) => {
+                Some(
+                    self.bridges
+                        .set(&mut self.media, b, spec, self.config.tick_ms)?,
+                )
+            }
+            _ => None,
+        };
+        self.forget_idle_schedule();
+        Ok(technology)
+    }
+
     /// Puts a leg on hold (its media is not passed on) or takes it off.
     pub fn set_hold(&mut self, id: LegId, on: bool) -> Result<(), CoreError> {
         let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;

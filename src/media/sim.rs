@@ -1193,6 +1193,17 @@ impl Sim {
         Ok(t)
     }
 
+    /// Changes a leg's format (see [`Core::set_format`]).
+    pub fn set_format(
+        &mut self,
+        leg: impl Into<LegId>,
+        format: Format,
+    ) -> Result<Option<Technology>, SimError> {
+        let t = self.core.set_format(leg.into(), format)?;
+        self.settle();
+        Ok(t)
+    }
+
     /// Removes a bridge.
     pub fn destroy_bridge(&mut self, key: impl Into<BridgeKey>) -> Result<(), SimError> {
         let key = key.into();

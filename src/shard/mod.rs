@@ -171,6 +171,11 @@ pub enum Command {
         on: bool,
         reply: Reply<()>,
     },
+    SetFormat {
+        leg: LegId,
+        format: Format,
+        reply: Reply<Option<Technology>>,
+    },
     SetRemote {
         leg: LegId,
         remote: Option<SocketAddr>,
@@ -851,6 +856,17 @@ impl Dataplane {
             reply,
         })
         .await
+    }
+
+    /// Changes a leg's format; answers its bridge's technology, chosen anew.
+    pub async fn set_format(
+        &self,
+        leg: LegId,
+        format: Format,
+    ) -> Result<Option<Technology>, DataplaneError> {
+        let shard = self.leg_shard(leg)?;
+        self.call(shard, |reply| Command::SetFormat { leg, format, reply })
+            .await
     }
 
     /// Points an RTP leg at a new remote (`None`: learn it).
