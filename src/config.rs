@@ -87,8 +87,9 @@ trusted = "127.0.0.0/8"
 codecs = "ulaw,alaw,g722"
 # Largest SIP message taken, in bytes (larger: 413 on TCP, dropped on UDP).
 max_message = 65535
-# Requests one source address may send per second; beyond, they are dropped
-# and counted (crossbar_sip_dropped_total{reason="rate"}).
+# Messages one source address may send per second; beyond, they are dropped
+# and counted (crossbar_sip_dropped_total{reason="rx_rate"}). Sources in
+# sip.trusted (a proxy carrying everybody's calls) are not limited.
 source_rate = 200
 # Transactions (calls being set up, requests in flight) at once; beyond,
 # new requests get 503.

@@ -343,47 +343,57 @@ fn sip_metrics(
     calls: usize,
     transactions: usize,
 ) -> String {
-    let mut text = String::from(
-        "# HELP crossbar_sip_received_total SIP messages received and parsed
-         # TYPE crossbar_sip_received_total counter
-",
+    use std::fmt::Write;
+    fn family(text: &mut String, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    let mut text = String::new();
+    family(
+        &mut text,
+        "crossbar_sip_received_total",
+        "counter",
+        "SIP messages received and parsed",
     );
-    text.push_str(&format!(
-        "crossbar_sip_received_total {}
-",
-        counters.get("rx_messages").copied().unwrap_or(0)
-    ));
-    text.push_str(
-        "# HELP crossbar_sip_dropped_total SIP input dropped or refused before a transaction, by reason
-         # TYPE crossbar_sip_dropped_total counter
-",
+    let received = counters.get("rx_messages").copied().unwrap_or(0);
+    let _ = writeln!(text, "crossbar_sip_received_total {received}");
+    family(
+        &mut text,
+        "crossbar_sip_dropped_total",
+        "counter",
+        "SIP input dropped or refused before a transaction, by reason",
     );
     for (name, n) in counters
         .iter()
         .filter(|(k, _)| k.starts_with("rx_") && **k != "rx_messages")
     {
-        text.push_str(&format!(
-            "crossbar_sip_dropped_total{{reason=\"{name}\"}} {n}\n"
-        ));
+        let _ = writeln!(text, "crossbar_sip_dropped_total{{reason=\"{name}\"}} {n}");
     }
-    text.push_str(
-        "# HELP crossbar_sip_responses_total SIP responses sent, by status
-         # TYPE crossbar_sip_responses_total counter
-",
+    family(
+        &mut text,
+        "crossbar_sip_responses_total",
+        "counter",
+        "SIP responses sent, by status (2xx and 3xx by class)",
     );
     for (name, n) in counters.iter() {
         if let Some(status) = name
             .strip_prefix("tx_")
             .filter(|s| s.starts_with(|c: char| c.is_ascii_digit()))
         {
-            text.push_str(&format!(
-                "crossbar_sip_responses_total{{status=\"{status}\"}} {n}\n"
-            ));
+            let _ = writeln!(
+                text,
+                "crossbar_sip_responses_total{{status=\"{status}\"}} {n}"
+            );
         }
     }
-    text.push_str(&format!(
-        "# HELP crossbar_sip_calls SIP calls alive\n# TYPE crossbar_sip_calls gauge\ncrossbar_sip_calls {calls}\n         # HELP crossbar_sip_transactions SIP transactions alive\n# TYPE crossbar_sip_transactions gauge\ncrossbar_sip_transactions {transactions}\n"
-    ));
+    family(&mut text, "crossbar_sip_calls", "gauge", "SIP calls alive");
+    let _ = writeln!(text, "crossbar_sip_calls {calls}");
+    family(
+        &mut text,
+        "crossbar_sip_transactions",
+        "gauge",
+        "SIP transactions alive",
+    );
+    let _ = writeln!(text, "crossbar_sip_transactions {transactions}");
     text
 }
 

@@ -14,7 +14,8 @@
 //! - A message larger than `sip.max_message` is answered 413 (when it is a
 //!   request whose head can be read) and never parsed.
 //! - A source IP sending more than `sip.source_rate` messages in a second
-//!   has the excess dropped and counted (`crossbar_sip_dropped_total`).
+//!   has the excess dropped and counted (`crossbar_sip_dropped_total`),
+//!   unless it is in `sip.trusted`: a proxy carries everybody's calls.
 //! - At most [`MAX_TCP`] TCP connections; one whose writer queue is full
 //!   ([`TCP_QUEUE`] messages) loses messages rather than blocking the node;
 //!   a connection idle for [`TCP_IDLE`] is closed.
@@ -30,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Notify};
 
 use super::Node;
+use crate::config::Cidr;
 use crate::sip::message::{frame, FrameError};
 use crate::sip::transaction::{Transmit, TransportId};
 
@@ -162,11 +164,16 @@ struct Inbound {
 struct RateLimit {
     per_second: u32,
     sources: HashMap<IpAddr, (Instant, u32)>,
+    /// Sources not limited (`sip.trusted`).
+    exempt: Vec<Cidr>,
 }
 
 impl RateLimit {
     /// Whether a message from `ip` is taken.
     fn admit(&mut self, now: Instant, ip: IpAddr) -> bool {
+        if self.exempt.iter().any(|c| c.contains(ip)) {
+            return true;
+        }
         if self.sources.len() > 65_536 {
             // Forget sources whose window ended (bounded memory).
             self.sources
@@ -187,6 +194,7 @@ pub async fn run(node: Arc<Node>, sockets: SipSockets) {
     let mut limit = RateLimit {
         per_second: node.config.sip.source_rate,
         sources: HashMap::new(),
+        exempt: Cidr::parse_list(&node.config.sip.trusted).unwrap_or_default(),
     };
     let (inbox_tx, mut inbox) = mpsc::channel::<Inbound>(1024);
     let mut next_tcp: u32 = 1;
