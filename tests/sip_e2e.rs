@@ -591,3 +591,36 @@ fn direct_media_moves_rtp_between_two_sip_parties_and_back() {
     assert_ne!(pa[1], offered(&mb), "A's media comes back through crossbar");
     assert_ne!(pb[1], offered(&ma), "B's media comes back through crossbar");
 }
+
+#[test]
+fn a_new_codec_in_a_reinvite_changes_the_bridge_technology() {
+    let (s, sip) = node(&[]);
+    let mut ws = s.ws("myapp");
+    let (mut sipp, _) = Sipp::start("uac_recodec.xml", &["-s", "myapp", "-m", "1", &target(sip)]);
+    let id = sip_stasis_start(&mut ws)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let em = s.external_media("myapp", "&format=ulaw");
+    let bridge = s.bridge("?type=mixing");
+    s.add(&bridge, &id);
+    s.add(&bridge, em["id"].as_str().unwrap());
+    assert_eq!(
+        s.get(&format!("/ari/bridges/{bridge}")).ok()["technology"],
+        "simple_bridge",
+        "A-law (the call) meets μ-law: transcoded"
+    );
+    s.post(&format!("/ari/channels/{id}/answer")).no_content();
+    // The caller moves to PCMU: the bridge relays natively.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tech = s.get(&format!("/ari/bridges/{bridge}")).ok()["technology"].clone();
+        if tech == "native_rtp" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {tech}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.delete(&format!("/ari/channels/{id}")).no_content();
+    sipp.success();
+}
