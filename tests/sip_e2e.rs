@@ -624,3 +624,78 @@ fn a_new_codec_in_a_reinvite_changes_the_bridge_technology() {
     s.delete(&format!("/ari/channels/{id}")).no_content();
     sipp.success();
 }
+
+#[test]
+fn a_call_over_tcp_is_answered_and_hung_up_on_its_connection() {
+    let (s, sip) = node(&[]);
+    let mut ws = s.ws("myapp");
+    let (mut sipp, _) = Sipp::start(
+        "uac_wait_bye.xml",
+        &["-s", "myapp", "-m", "1", "-t", "t1", &target(sip)],
+    );
+    let id = sip_stasis_start(&mut ws)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.post(&format!("/ari/channels/{id}/answer")).no_content();
+    std::thread::sleep(Duration::from_millis(300));
+    s.delete(&format!("/ari/channels/{id}")).no_content();
+    sipp.success();
+    assert_eq!(cause_of_destroyed(&mut ws), 16);
+}
+
+#[test]
+fn an_offerless_invite_gets_our_offer_and_its_answer_comes_in_the_ack() {
+    let (s, sip) = node(&[]);
+    let mut ws = s.ws("myapp");
+    let to: SocketAddr = target(sip).parse().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let me = sock.local_addr().unwrap().port();
+    sock.send_to(raw_invite("myapp", "o1", me, "", "").as_bytes(), to)
+        .unwrap();
+    let id = sip_stasis_start(&mut ws)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.post(&format!("/ari/channels/{id}/answer")).no_content();
+    let mut buf = [0u8; 65_536];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let ok = loop {
+        assert!(Instant::now() < deadline, "no 200");
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if text.starts_with("SIP/2.0 200") {
+                break text;
+            }
+        }
+    };
+    assert!(ok.contains("m=audio "), "the 200 carries our offer: {ok}");
+    let tag = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split("tag=").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.7\r\ns=-\r\nc=IN IP4 127.0.0.7\r\nt=0 0\r\nm=audio 4242 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let ack = format!(
+        "ACK sip:crossbar@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKo1ack\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:raw@127.0.0.1>;tag=ro1\r\nTo: <sip:myapp@127.0.0.1>;tag={tag}\r\n\
+         Call-ID: o1@raw\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    sock.send_to(ack.as_bytes(), to).unwrap();
+    // The leg now sends to the address of the answer in the ACK.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let stats = s.get(&format!("/ari/channels/{id}/rtp_statistics"));
+        if stats.ok()["remote_address"] == "127.0.0.7:4242" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", stats.ok());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.delete(&format!("/ari/channels/{id}")).no_content();
+}
