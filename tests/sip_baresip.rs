@@ -259,7 +259,7 @@ fn levels(ua: &Baresip) -> (f64, f64) {
 /// (1600 Hz, `b_codecs`) with `formats`, bridges both and answers A. Returns
 /// the bridge technology and the encoders A and B used.
 fn call(a_codecs: &str, b_codecs: &str, formats: &str) -> (String, String, String) {
-    let sip = free_port();
+    let sip = sip_port();
     let bind = format!("127.0.0.1:{sip}");
     let s = Server::start_with(&[
         ("CROSSBAR_SIP_BIND", bind.as_str()),
@@ -267,11 +267,11 @@ fn call(a_codecs: &str, b_codecs: &str, formats: &str) -> (String, String, Strin
     ]);
     let mut ws = s.ws("myapp");
 
-    let b_port = free_port();
+    let b_port = sip_port();
     let mut b = Baresip::start("b", b_port, 1600.0, "auto", b_codecs, None);
     let mut a = Baresip::start(
         "a",
-        free_port(),
+        sip_port(),
         1000.0,
         "manual",
         a_codecs,

@@ -16,7 +16,7 @@ const PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
 
 /// A node with SIP on a free port (codecs: A-law first, the pcap's codec).
 fn node(extra: &[(&str, &str)]) -> (Server, u16) {
-    let sip = free_port();
+    let sip = sip_port();
     let bind = format!("127.0.0.1:{sip}");
     let mut env: Vec<(&str, &str)> = vec![
         ("CROSSBAR_SIP_BIND", bind.as_str()),
@@ -37,8 +37,8 @@ impl Sipp {
     /// `sipp -sf tests/sipp/SCENARIO ARGS…` on a free port, bounded at 20 s
     /// of call time.
     fn start(scenario: &str, args: &[&str]) -> (Sipp, u16) {
-        let port = free_port();
-        let media = free_port();
+        let port = sip_port();
+        let media = sip_port();
         let dir = temp_path("sipp");
         std::fs::create_dir_all(&dir).expect("sipp dir");
         let mut cmd = Command::new("sipp");
@@ -531,7 +531,7 @@ fn reinvite_ports(messages: &str) -> Vec<u16> {
 
 #[test]
 fn direct_media_moves_rtp_between_two_sip_parties_and_back() {
-    let sip = free_port();
+    let sip = sip_port();
     let config = "[[sip.endpoint]]\nname = \"phones\"\nmatch = [\"127.0.0.0/8\"]\ncodecs = \"alaw\"\ndirect_media = true\n";
     let bind = format!("127.0.0.1:{sip}");
     let s = Server::start_with_config_env(config, &[("CROSSBAR_SIP_BIND", bind.as_str())]);

@@ -19,7 +19,7 @@ const PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
 
 /// A node with SIP on a free port (codecs: A-law first, the pcap's codec).
 fn node() -> (Server, u16) {
-    let sip = free_port();
+    let sip = sip_port();
     let bind = format!("127.0.0.1:{sip}");
     let env = [
         ("CROSSBAR_SIP_BIND", bind.as_str()),
@@ -46,7 +46,7 @@ impl Kamailio {
             .map(|p| format!("1 sip:127.0.0.1:{p}\n"))
             .collect();
         std::fs::write(&list, text).expect("dispatcher.list");
-        let port = free_port();
+        let port = sip_port();
         let log = File::create(dir.join("kamailio.log")).expect("kamailio log");
         let child = Command::new("kamailio")
             .args(["-DD", "-E", "-f"])
@@ -172,8 +172,8 @@ struct Sipp {
 
 impl Sipp {
     fn start(scenario: &str, args: &[&str]) -> Sipp {
-        let port = free_port();
-        let media = free_port();
+        let port = sip_port();
+        let media = sip_port();
         let child = Command::new("sipp")
             .arg("-sf")
             .arg(format!(

@@ -248,7 +248,11 @@ impl Agent {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().flat_map(|c| {
             let two_xx = c.two_xx.as_ref().and_then(|(_, r)| r.poll_timeout());
-            let session = c.session.as_ref().map(|s| s.due);
+            let session = c
+                .session
+                .as_ref()
+                .filter(|_| c.phase == Phase::Established)
+                .map(|s| s.due);
             two_xx.into_iter().chain(session)
         });
         self.txs.poll_timeout().into_iter().chain(calls).min()
@@ -403,7 +407,9 @@ impl Agent {
                         no_ack = true;
                     }
                 }
-                session_due = call.session.as_ref().is_some_and(|s| s.due <= now);
+                // A session timer runs once the call is established.
+                session_due = call.phase == Phase::Established
+                    && call.session.as_ref().is_some_and(|s| s.due <= now);
             }
             if no_ack {
                 self.end_with_bye(now, key, EndReason::NoAck);
@@ -677,7 +683,7 @@ impl Agent {
                 session: session.map(|(interval, uac_refreshes)| SessionTimer {
                     interval,
                     we_refresh: !uac_refreshes,
-                    due: now, // armed on accept
+                    due: now, // armed by `accept`; idle until then
                 }),
             },
         );

@@ -35,15 +35,29 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
+/// A port for SIP (a node's `sip.bind`, a SIPp or baresip agent, a proxy)
+/// or for a SIP agent's media, from 32000–32767: below the ephemeral range
+/// (so it never meets a port the kernel hands out while the test runs) and
+/// above the RTP slots of [`rtp_range`]. Successive calls in one test
+/// process step by 4 (SIPp takes its media port and the one two above it),
+/// offset by the process id; test binaries run one after another.
+pub fn sip_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let slot = (u64::from(std::process::id()) * 4 + n * 4) % 764;
+    32_000 + slot as u16
+}
+
 /// An RTP port range of 100 ports for one test server, below the ephemeral
 /// range (so it never meets the ARI ports of parallel tests) and distinct for
 /// every server this test process starts (a counter, offset by the process id
-/// so consecutive test binaries do not start on the same slot). The ARI port
-/// is mixed in only to spread processes further.
-pub fn rtp_range(ari_port: u16) -> (u16, u16) {
+/// so consecutive test binaries do not start on the same slot; the counter
+/// alone decides within a process, so no two servers of one test binary
+/// share a slot). `_ari_port` is not used.
+pub fn rtp_range(_ari_port: u16) -> (u16, u16) {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let slot = (u64::from(std::process::id()) * 37 + u64::from(ari_port % 7) + n) % 220;
+    let slot = (u64::from(std::process::id()) * 37 + n) % 220;
     let min = 10_000 + slot as u16 * 100;
     (min, min + 99)
 }

@@ -567,3 +567,20 @@ fn we_refresh_when_the_caller_cannot() {
     assert!(refresh.contains("v=0"), "the refresh carries our SDP");
     assert!(events(&mut a).is_empty());
 }
+
+#[test]
+fn a_session_timer_waits_for_the_answer() {
+    let mut a = agent();
+    let mut clock = Clock(Instant::now());
+    let call = incoming(
+        &mut a,
+        clock.0,
+        "s3",
+        "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+    );
+    // Ringing for a while: no BYE, no event, the call still answerable.
+    clock.advance(&mut a, Duration::from_secs(5));
+    assert!(events(&mut a).is_empty());
+    assert!(!sent(&mut a).iter().any(|m| m.starts_with("BYE ")));
+    assert!(a.accept(clock.0, call, "v=0\r\n"));
+}
