@@ -219,7 +219,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
 
 /// The app exists once the server has registered the socket (which may be
 /// just after the handshake's reply): poll for it, bounded.
-fn wait_for_app(client: &Client, app: &str, timeout: Duration) -> Result<(), String> {
+pub(crate) fn wait_for_app(client: &Client, app: &str, timeout: Duration) -> Result<(), String> {
     let path = format!("/ari/applications/{}", encode(app));
     let start = Instant::now();
     loop {

@@ -64,25 +64,7 @@ impl EventCounter {
         app: &str,
         timeout: Duration,
     ) -> Result<EventCounter, String> {
-        let addr = target.socket_addr()?;
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("events socket: cannot connect to {addr}: {e}"))?;
-        let io = |e: std::io::Error| format!("events socket: {e}");
-        stream.set_read_timeout(Some(timeout)).map_err(io)?;
-        stream.set_write_timeout(Some(timeout)).map_err(io)?;
-        let _ = stream.set_nodelay(true);
-        let url = format!(
-            "ws://{}/ari/events?app={}&api_key={}",
-            target.base.trim_start_matches("http://"),
-            encode(app),
-            encode(&format!("{user}:{password}")),
-        );
-        let (ws, _) = tungstenite::client::client(url.as_str(), stream).map_err(|e| {
-            format!(
-                "events socket: handshake failed (check credentials and that ARI is enabled): {e}"
-            )
-        })?;
-        ws.get_ref().set_read_timeout(Some(POLL)).map_err(io)?;
+        let ws = open_socket(target, user, password, app, timeout)?;
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -153,6 +135,35 @@ impl Drop for EventCounter {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Opens the events WebSocket for `app` (handshake done); reads time out
+/// every [`POLL`] so a reader can look at its stop flag.
+pub fn open_socket(
+    target: &Target,
+    user: &str,
+    password: &str,
+    app: &str,
+    timeout: Duration,
+) -> Result<tungstenite::WebSocket<TcpStream>, String> {
+    let addr = target.socket_addr()?;
+    let stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("events socket: cannot connect to {addr}: {e}"))?;
+    let io = |e: std::io::Error| format!("events socket: {e}");
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let _ = stream.set_nodelay(true);
+    let url = format!(
+        "ws://{}/ari/events?app={}&api_key={}",
+        target.base.trim_start_matches("http://"),
+        encode(app),
+        encode(&format!("{user}:{password}")),
+    );
+    let (ws, _) = tungstenite::client::client(url.as_str(), stream).map_err(|e| {
+        format!("events socket: handshake failed (check credentials and that ARI is enabled): {e}")
+    })?;
+    ws.get_ref().set_read_timeout(Some(POLL)).map_err(io)?;
+    Ok(ws)
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {

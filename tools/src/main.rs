@@ -52,6 +52,9 @@
 //! calls through rtpengine, set up over its ng protocol (`ng.rs`); with
 //! `--url URL` as well (or `--compare URL ng://HOST:PORT`) it runs the ARI
 //! server first, then rtpengine, then the reflector, and prints both ratios.
+//! `sip` — SIP call setup (`sip.rs`): the tool calls the node's `sip.bind`
+//! with crossbar's own SIP agent and answers the calls as the ARI app;
+//! reports setup rate, setup latency and server CPU per call with media.
 //! Module by module: `traffic` (senders,
 //! receivers, the window), `net` (sockets, recvmmsg/sendmmsg, epoll),
 //! `audio` (tones, the marker detector), `server` (ARI session, teardown,
@@ -75,6 +78,7 @@ mod relay;
 mod report;
 mod server;
 mod signal;
+mod sip;
 mod traffic;
 mod transcode;
 
@@ -90,6 +94,8 @@ scenarios:
   transcode  --calls N --pair pcmu-pcma|pcmu-opus: two-party calls across formats (simple_bridge)
   mix        --participants N [--bridges M] [--talkers F]: softmix conferences
   churn      --rate R --duration D: calls set up, carrying media, torn down at R per second
+  sip        --sip IP:PORT --calls N --rate R --hold D: SIP calls into the node, answered by the
+             tool as the ARI app; setup rate, setup latency, server CPU per call with media
 
 control options:
   --url URL          ARI server (default http://127.0.0.1:8088); loopback only unless --allow-remote
@@ -124,6 +130,18 @@ media scenario options (relay, reflector, transcode, mix, churn):
   --participants N --bridges M --talkers F   mix (defaults 10, 1, 1.0)
   --rate R --call-time D   churn: calls per second (default 5), media time per call (default 500ms)
   --json             one JSON line per run instead of the tables
+
+sip options:
+  --url, --user, --password, --app, --timeout-ms, --pid, --json, --allow-remote   as for control
+                     (the app is also the INVITE's user: sip:APP@IP:PORT)
+  --sip IP:PORT      the node's sip.bind, UDP (default 127.0.0.1:5060)
+  --calls N          calls in all (default 100, at most 100000)
+  --rate R           new calls per second (default 20, at most 5000)
+  --hold D           how long each answered call lasts before the tool's BYE (default 2s)
+  --no-media         no RTP (default: 20 ms PCMU from the caller to crossbar for the whole hold)
+  --answer-timeout D an unanswered call is CANCELled after D (default 10s)
+  --answerers N      threads answering StasisStart over ARI (default 2)
+  --session-timers   keep Session-Expires/Min-SE in the INVITEs (default: stripped; see sip.rs)
 ";
 
 fn main() -> ExitCode {
@@ -136,6 +154,29 @@ fn main() -> ExitCode {
             };
             signal::install();
             match control::run(&options) {
+                Ok(report) => {
+                    if options.json {
+                        println!("{}", report.to_json());
+                    } else {
+                        print!("{}", report.to_table());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(_) if signal::interrupted() => finish(),
+                Err(e) => {
+                    eprintln!("crossbar-load: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Some("sip") => {
+            let options = match sip::Options::parse(&args[1..]) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            signal::install();
+            net::raise_fd_limit();
+            match sip::run(&options) {
                 Ok(report) => {
                     if options.json {
                         println!("{}", report.to_json());
