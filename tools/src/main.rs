@@ -141,7 +141,6 @@ sip options:
   --no-media         no RTP (default: 20 ms PCMU from the caller to crossbar for the whole hold)
   --answer-timeout D an unanswered call is CANCELled after D (default 10s)
   --answerers N      threads answering StasisStart over ARI (default 2)
-  --session-timers   keep Session-Expires/Min-SE in the INVITEs (default: stripped; see sip.rs)
 ";
 
 fn main() -> ExitCode {

@@ -78,8 +78,6 @@ pub struct Options {
     pub timeout: Duration,
     pub answer_timeout: Duration,
     pub answerers: usize,
-    /// Send the agent's `Session-Expires`/`Min-SE` (RFC 4028) in INVITEs.
-    pub session_timers: bool,
     pub allow_remote: bool,
 }
 
@@ -101,7 +99,6 @@ impl Options {
             timeout: Duration::from_secs(5),
             answer_timeout: Duration::from_secs(10),
             answerers: 2,
-            session_timers: false,
             allow_remote: false,
         };
         let mut it = args.iter();
@@ -113,7 +110,6 @@ impl Options {
             let flag = match name {
                 "--json" => Some(&mut o.json),
                 "--allow-remote" => Some(&mut o.allow_remote),
-                "--session-timers" => Some(&mut o.session_timers),
                 "--help" | "-h" => return Err("help requested".into()),
                 "--no-media" => {
                     if inline.is_some() {
@@ -617,7 +613,6 @@ struct Caller {
     interval: Duration,
     hold: Duration,
     media: bool,
-    session_timers: bool,
     answer_timeout: Duration,
     pid: Option<u32>,
     // counters
@@ -681,7 +676,6 @@ impl Caller {
             interval: Duration::from_secs_f64(1.0 / o.rate),
             hold: o.hold,
             media: o.media,
-            session_timers: o.session_timers,
             answer_timeout: o.answer_timeout,
             pid,
             attempted: 0,
@@ -890,14 +884,7 @@ impl Caller {
             } else if t.bytes.starts_with(b"ACK ") {
                 self.tx_ack += 1;
             }
-            let stripped;
-            let bytes = if t.bytes.starts_with(b"INVITE ") && !self.session_timers {
-                stripped = strip_session_timer(&t.bytes);
-                &stripped
-            } else {
-                &t.bytes
-            };
-            match self.socket.send_to(bytes, t.to) {
+            match self.socket.send_to(&t.bytes, t.to) {
                 Ok(_) => {}
                 // A full buffer is a lost datagram: SIP retransmits.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -1085,34 +1072,6 @@ impl Caller {
     }
 }
 
-/// An INVITE without its `Session-Expires` and `Min-SE` headers (the body
-/// and Content-Length are untouched). Without `--session-timers` the tool
-/// sends INVITEs this way: crossbar (as of this tool's writing) arms the
-/// session timer of an incoming INVITE at once instead of on answer, so a
-/// call asking for session timers is ended (cause 18) before the app can
-/// answer it.
-fn strip_session_timer(bytes: &[u8]) -> Vec<u8> {
-    let head_end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(bytes.len(), |i| i + 2);
-    let (head, rest) = bytes.split_at(head_end);
-    let mut out = Vec::with_capacity(bytes.len());
-    for line in head.split_inclusive(|&b| b == b'\n') {
-        let name = line.split(|&b| b == b':').next().unwrap_or(b"");
-        let name = name.trim_ascii();
-        if name.eq_ignore_ascii_case(b"session-expires")
-            || name.eq_ignore_ascii_case(b"x")
-            || name.eq_ignore_ascii_case(b"min-se")
-        {
-            continue;
-        }
-        out.extend_from_slice(line);
-    }
-    out.extend_from_slice(rest);
-    out
-}
-
 /// Whether a datagram is a 200 to a BYE (first of its kind per BYE is
 /// what counts; a retransmitted one is rare on loopback).
 fn is_bye_ok(bytes: &[u8]) -> bool {
@@ -1150,15 +1109,6 @@ mod tests {
         assert!(Options::parse(&args("--sip nowhere")).is_err());
         assert!(Options::parse(&args("--calls 100000 --rate 1")).is_err());
         assert!(Options::parse(&args("--no-media=1")).is_err());
-    }
-
-    #[test]
-    fn session_timer_headers_are_stripped() {
-        let invite = b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nSession-Expires: 1800\r\nMin-SE: 90\r\nContent-Length: 4\r\n\r\nv=0\n";
-        assert_eq!(
-            strip_session_timer(invite),
-            b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nContent-Length: 4\r\n\r\nv=0\n".to_vec()
-        );
     }
 
     #[test]
