@@ -2337,3 +2337,151 @@ fn a_leg_that_changes_codec_rechooses_its_bridge_technology() {
     );
     assert_clean(&sim);
 }
+
+// ---- DTMF (RFC 4733) ----
+
+/// A telephone-event packet (PT 101) of event `digit` at `ts`.
+fn dtmf_packet(seq: u16, ts: u32, event: u8, end: bool, duration: u16) -> Vec<u8> {
+    let d = duration.to_be_bytes();
+    crossbar::media::sim::rtp_packet(
+        &Header {
+            marker: seq == 1,
+            pt: Pt(101),
+            seq: SeqNo(seq),
+            timestamp: RtpTimestamp(ts),
+            ssrc: Ssrc(0xd7),
+        },
+        &[event, if end { 0x8a } else { 0x0a }, d[0], d[1]],
+    )
+}
+
+/// A digit sent as 5 packets and 3 end packets, over a link that
+/// duplicates and reorders: reported once, with its duration.
+#[test]
+fn a_received_digit_is_reported_once_with_its_duration() {
+    let mut sim = sim();
+    let rough = LinkConfig {
+        delay: ms(10),
+        jitter: ms(15),
+        duplicate: 0.3,
+        ..LinkConfig::default()
+    };
+    let a = sim.add_peer(rough, clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    // Two digits: '5' (800 ticks = 100 ms) then '#'.
+    let mut seq = 1;
+    for (ts, event) in [(1000u32, 5u8), (9000, 11)] {
+        for k in 1..=5u16 {
+            sim.send(a, Port::Rtp, dtmf_packet(seq, ts, event, false, 160 * k))
+                .unwrap();
+            seq += 1;
+            sim.run_for(ms(20)).unwrap();
+        }
+        for _ in 0..3 {
+            sim.send(a, Port::Rtp, dtmf_packet(seq, ts, event, true, 800))
+                .unwrap();
+            seq += 1;
+            sim.run_for(ms(5)).unwrap();
+        }
+        sim.run_for(ms(100)).unwrap();
+    }
+    let events = sim.take_events();
+    assert_eq!(
+        events,
+        vec![
+            crossbar::media::MediaEvent::Dtmf {
+                leg: LegId(1),
+                digit: '5',
+                duration_ms: 100
+            },
+            crossbar::media::MediaEvent::Dtmf {
+                leg: LegId(1),
+                digit: '#',
+                duration_ms: 100
+            },
+        ]
+    );
+    assert_clean(&sim);
+}
+
+/// In a bridge, digits are reported only when it has `dtmf_events`; they
+/// pass to the other member either way.
+#[test]
+fn digits_in_a_bridge_are_reported_with_dtmf_events_only() {
+    for dtmf_events in [false, true] {
+        let mut sim = sim();
+        let a = sim.add_peer(clean(), clean());
+        let b = sim.add_peer(clean(), clean());
+        sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+        sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+        let mut spec = bridge_spec(&[1, 2]);
+        spec.dtmf_events = dtmf_events;
+        sim.set_bridge(1, spec).unwrap();
+        for (seq, end) in [(1, false), (2, true), (3, true), (4, true)] {
+            sim.send(a, Port::Rtp, dtmf_packet(seq, 500, 7, end, 800))
+                .unwrap();
+            sim.run_for(ms(20)).unwrap();
+        }
+        let reported = sim.take_events().len();
+        assert_eq!(
+            reported,
+            usize::from(dtmf_events),
+            "dtmf_events={dtmf_events}"
+        );
+        let passed = rtp_of(&sim, b).iter().filter(|p| p.pt == 101).count();
+        assert_eq!(passed, 4, "dtmf_events={dtmf_events}");
+    }
+}
+
+/// Digits sent on a leg: each an event of one timestamp, marker on its
+/// first packet, durations growing by the tick, three end packets; no audio
+/// to the leg while a digit plays; audio resumes after.
+#[test]
+fn sent_digits_are_rfc4733_events_and_hold_back_audio() {
+    use crossbar::media::dtmf;
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap();
+    // b talks to a the whole time.
+    sim.start_sender(b, SenderConfig::tone(Format::Ulaw, 0xb, 1000.0))
+        .unwrap();
+    sim.run_for(ms(200)).unwrap();
+    let steps = dtmf::plan("12", ms(0), ms(100), ms(100), ms(0)).unwrap();
+    sim.send_dtmf(1, steps).unwrap();
+    sim.run_for(ms(1000)).unwrap();
+    let got = rtp_of(&sim, a);
+    let events: Vec<&RtpRecv> = got.iter().filter(|p| p.pt == 101).collect();
+    assert_eq!(events.len(), 16, "two digits of 5 + 3 packets");
+    for digit in events.chunks(8) {
+        assert!(digit[0].marker);
+        assert!(digit.iter().all(|p| p.ts == digit[0].ts));
+        let durations: Vec<u16> = digit
+            .iter()
+            .map(|p| u16::from_be_bytes([p.payload[2], p.payload[3]]))
+            .collect();
+        assert_eq!(durations, [160, 320, 480, 640, 800, 800, 800, 800]);
+        assert_eq!(digit.iter().filter(|p| p.payload[1] & 0x80 != 0).count(), 3);
+    }
+    assert_eq!(events[0].payload[0], 1);
+    assert_eq!(events[8].payload[0], 2);
+    // One sequence: seq numbers continue across audio and events.
+    for w in got.windows(2) {
+        assert_eq!(
+            w[1].seq,
+            w[0].seq.wrapping_add(1),
+            "{:?} then {:?}",
+            w[0].pt,
+            w[1].pt
+        );
+    }
+    // No audio between a digit's first and last packet.
+    let first = got.iter().position(|p| p.pt == 101).unwrap();
+    let audio_inside = got[first..first + 8].iter().filter(|p| p.pt == 0).count();
+    assert_eq!(audio_inside, 0);
+    // Audio after the digits.
+    assert!(got.last().is_some_and(|p| p.pt == 0));
+    assert_clean(&sim);
+}

@@ -278,6 +278,7 @@ fn core_error(e: CoreError) -> DataplaneError {
     match e {
         CoreError::Unknown => DataplaneError::Unknown,
         CoreError::InUse => DataplaneError::Io("leg id already in use".into()),
+        CoreError::NoTelephoneEvent => DataplaneError::NoTelephoneEvent,
     }
 }
 

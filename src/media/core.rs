@@ -31,18 +31,21 @@
 //! its schedule: when it needs them again they start afresh, one tick after
 //! the first `handle_timeout`, instead of catching up on the idle time.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::bridge::{Bridges, TX_POOL_BASE};
 use super::buffer::{Lent, Outbox, Packet, RxBuf, Transmit, TxBuf, TxPool};
+use super::dtmf::{self, DtmfRx, DtmfTx, Step};
 use super::leg::{Leg, LegKind, LegRef, LegTable, Port, RtcpLeg};
 use super::mixing;
 use super::path::{Media, Mode, HEADER_LEN, PT_CN, PT_TELEPHONE_EVENT};
 use super::rtcp;
 use super::source::{self, SourceGuard};
-use super::{BridgeKey, BridgeSpec, CoreError, Direction, Format, LegId, RtpStats, Technology};
+use super::{
+    BridgeKey, BridgeSpec, CoreError, Direction, Format, LegId, MediaEvent, RtpStats, Technology,
+};
 use crate::rtp::packet::looks_like_rtcp;
 use crate::rtp::xorshift::XorShift;
 use crate::rtp::{OutStream, Pt, ReceiveState, RtpPacket, RtpTimestamp, SeqNo, Ssrc};
@@ -104,7 +107,16 @@ pub struct Core {
     cname: Box<[u8]>,
     /// The outgoing SSRCs of this core's legs (see `source`, Loops).
     ssrcs: HashSet<u32>,
+    /// Events for the control plane, bounded by [`MAX_EVENTS`].
+    events: VecDeque<MediaEvent>,
+    /// Legs sending digits (they need the tick).
+    dtmf_senders: Vec<LegId>,
 }
+
+/// Events the core keeps for the control plane; beyond, new ones are
+/// dropped (the driver drains them every turn, so only a wedged control
+/// plane fills it).
+pub const MAX_EVENTS: usize = 4096;
 
 impl Core {
     pub fn new(config: CoreConfig) -> Core {
@@ -126,6 +138,8 @@ impl Core {
             next_tick: None,
             cname: config.cname.clone().into_bytes().into_boxed_slice(),
             ssrcs: HashSet::new(),
+            events: VecDeque::new(),
+            dtmf_senders: Vec::new(),
             config: CoreConfig { tick_ms, ..config },
         }
     }
@@ -154,6 +168,7 @@ impl Core {
         };
         let mut leg = self.new_leg(id, kind, format);
         leg.rtcp = Some(RtcpLeg::default());
+        leg.dtmf_pt = Some(dtmf::DEFAULT_PT);
         Ok(self.media.legs.insert(leg))
     }
 
@@ -316,6 +331,103 @@ impl Core {
         Ok(technology)
     }
 
+    /// Sets the telephone-event payload type of an RTP leg (`None`: the leg
+    /// neither reports nor sends digits). New RTP legs have
+    /// [`dtmf::DEFAULT_PT`].
+    pub fn set_telephone_event(&mut self, id: LegId, pt: Option<u8>) -> Result<(), CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        l.dtmf_pt = pt;
+        Ok(())
+    }
+
+    /// Queues digits to send on an RTP leg as RFC 4733 events (see
+    /// [`dtmf`]); they start on the next tick, after any queued before.
+    pub fn send_dtmf(&mut self, id: LegId, steps: Vec<Step>) -> Result<(), CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        if !matches!(l.kind, LegKind::Rtp { .. }) || l.dtmf_pt.is_none() {
+            return Err(CoreError::NoTelephoneEvent);
+        }
+        match l.dtmf_tx.as_mut() {
+            Some(tx) => tx.extend(steps),
+            None => l.dtmf_tx = Some(Box::new(DtmfTx::new(steps))),
+        }
+        if !self.dtmf_senders.contains(&id) {
+            self.dtmf_senders.push(id);
+        }
+        Ok(())
+    }
+
+    /// The next event for the control plane.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    fn event(&mut self, e: MediaEvent) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push_back(e);
+        }
+    }
+
+    /// Sends the due telephone-event packets of the legs sending digits.
+    fn tick_dtmf(&mut self, now: Instant) {
+        let tick = self.tick;
+        let mut finished = Vec::new();
+        for &id in &self.dtmf_senders {
+            let Some(r) = self.media.legs.find(id) else {
+                finished.push(id);
+                continue;
+            };
+            let Some(leg) = self.media.legs.get(r) else {
+                continue;
+            };
+            let (Some(pt), Some(tx)) = (leg.dtmf_pt, leg.dtmf_tx.as_mut()) else {
+                finished.push(id);
+                continue;
+            };
+            let out = tx.tick(tick);
+            if tx.done() {
+                leg.dtmf_tx = None;
+                finished.push(id);
+            }
+            let Some(out) = out else {
+                continue;
+            };
+            let LegKind::Rtp {
+                remote: Some(dest), ..
+            } = leg.kind
+            else {
+                continue;
+            };
+            let Some(buf) = self.media.pool.take() else {
+                continue;
+            };
+            let mut bytes = self.media.pool.lift(&buf);
+            let header = leg.out.event_header(now, Pt(pt), out.marker);
+            let written = header.write(&mut bytes[..]).map(|h| {
+                bytes[h..h + 4].copy_from_slice(&out.payload);
+                h + 4
+            });
+            self.media.pool.restore(&buf, bytes);
+            match written {
+                Some(len) => {
+                    leg.stats.tx_packets += 1;
+                    leg.stats.tx_octets += 4;
+                    let mut lent = Lent::none();
+                    self.media.outbox.send(
+                        &mut lent,
+                        &mut self.media.pool,
+                        r,
+                        Port::Rtp,
+                        dest,
+                        Packet::Tx { buf, len },
+                    );
+                }
+                None => self.media.pool.release(buf),
+            }
+        }
+        self.dtmf_senders.retain(|id| !finished.contains(id));
+    }
+
     /// Puts a leg on hold (its media is not passed on) or takes it off.
     pub fn set_hold(&mut self, id: LegId, on: bool) -> Result<(), CoreError> {
         let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
@@ -443,7 +555,9 @@ impl Core {
     // ---- inside ----
 
     fn wants_ticks(&self) -> bool {
-        self.bridges.any_mixing() || (self.config.rtcp_interval_ms > 0 && self.media.legs.len() > 0)
+        self.bridges.any_mixing()
+            || !self.dtmf_senders.is_empty()
+            || (self.config.rtcp_interval_ms > 0 && self.media.legs.len() > 0)
     }
 
     /// Forgets the tick schedule once nothing needs the tick (called after
@@ -459,6 +573,7 @@ impl Core {
 
     fn tick_once(&mut self, now: Instant) {
         self.bridges.tick(&mut self.media, now);
+        self.tick_dtmf(now);
         let ntp = self.ntp(now);
         rtcp::tick(
             &mut self.media,
@@ -506,6 +621,9 @@ impl Core {
             rx: ReceiveState::new(),
             stats: RtpStats::default(),
             rtcp: None,
+            dtmf_pt: None,
+            dtmf_rx: DtmfRx::default(),
+            dtmf_tx: None,
         })
     }
 
@@ -592,6 +710,34 @@ impl Core {
         leg.stats.rx_packets += 1;
         leg.stats.rx_octets += packet.payload().len() as u64;
         let Pt(pt) = packet.pt();
+        if Some(pt) == leg.dtmf_pt {
+            if let Some(e) = dtmf::Event::parse(packet.payload()) {
+                let digits = leg.dtmf_rx.on_packet(packet.ssrc(), packet.timestamp(), &e);
+                let reported = leg.bridge.is_none_or(|b| self.bridges.dtmf_events(b));
+                if reported {
+                    let id = leg.id;
+                    for (digit, ticks) in digits {
+                        let duration_ms = ticks * 1000 / dtmf::CLOCK_RATE;
+                        self.event(MediaEvent::Dtmf {
+                            leg: id,
+                            digit,
+                            duration_ms,
+                        });
+                    }
+                }
+            }
+            let Some(leg) = self.media.legs.get(r) else {
+                return;
+            };
+            if pt != PT_TELEPHONE_EVENT {
+                // Only crossbar's own number passes through bridges.
+                leg.stats.rx_dropped += 1;
+                return;
+            }
+        }
+        let Some(leg) = self.media.legs.get(r) else {
+            return;
+        };
         if pt != format_pt && pt != PT_CN && pt != PT_TELEPHONE_EVENT {
             leg.stats.rx_bad += 1;
             return;

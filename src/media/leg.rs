@@ -114,6 +114,11 @@ pub(super) struct Leg {
     pub stats: RtpStats,
     /// RTP legs only.
     pub rtcp: Option<RtcpLeg>,
+    /// The telephone-event payload type (RFC 4733), if the leg has one.
+    pub dtmf_pt: Option<u8>,
+    pub dtmf_rx: super::dtmf::DtmfRx,
+    /// Digits being sent.
+    pub dtmf_tx: Option<Box<super::dtmf::DtmfTx>>,
 }
 
 impl Leg {

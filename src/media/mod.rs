@@ -37,6 +37,7 @@
 mod bridge;
 mod buffer;
 mod core;
+pub mod dtmf;
 mod format;
 mod leg;
 mod mixing;
@@ -95,6 +96,18 @@ pub struct MemberSpec {
     pub announcer: bool,
 }
 
+/// What the core tells the control plane about a leg (drained with
+/// [`Core::poll_event`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// An RFC 4733 digit ended (once per event).
+    Dtmf {
+        leg: LegId,
+        digit: char,
+        duration_ms: u32,
+    },
+}
+
 /// The desired state of a bridge; the core chooses the technology.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BridgeSpec {
@@ -140,6 +153,8 @@ pub enum CoreError {
     Unknown,
     /// A leg with this id exists already.
     InUse,
+    /// The leg has no telephone-event payload type to send digits with.
+    NoTelephoneEvent,
 }
 
 /// Counters of one leg.

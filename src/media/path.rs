@@ -239,6 +239,10 @@ impl Media {
             target.stats.tx_dropped += 1;
             return Next::Stop(packet);
         }
+        if target.dtmf_tx.as_ref().is_some_and(|t| t.in_digit()) {
+            // No audio while a digit is sent (as Asterisk).
+            return Next::Stop(packet);
+        }
         match &target.kind {
             LegKind::Rtp { remote, .. } => {
                 let Some(dest) = *remote else {

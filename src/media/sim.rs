@@ -1193,6 +1193,27 @@ impl Sim {
         Ok(t)
     }
 
+    /// Queues digits on a leg (see [`Core::send_dtmf`]).
+    pub fn send_dtmf(
+        &mut self,
+        leg: impl Into<LegId>,
+        steps: Vec<crate::media::dtmf::Step>,
+    ) -> Result<(), SimError> {
+        self.core.send_dtmf(leg.into(), steps)?;
+        self.settle();
+        Ok(())
+    }
+
+    /// The events the core has for the control plane, drained.
+    pub fn take_events(&mut self) -> Vec<crate::media::MediaEvent> {
+        let mut out = Vec::new();
+        // Bounded by the core's queue (MAX_EVENTS).
+        while let Some(e) = self.core.poll_event() {
+            out.push(e);
+        }
+        out
+    }
+
     /// Changes a leg's format (see [`Core::set_format`]).
     pub fn set_format(
         &mut self,

@@ -32,6 +32,8 @@ enum Source {
     Relay(Ssrc),
     /// Produced locally (mixer, player, transcoder), with the next timestamp.
     Local { next_ts: RtpTimestamp },
+    /// A telephone-event (RFC 4733) that started at this timestamp.
+    Event { ts: RtpTimestamp },
 }
 
 /// A relayed sequence number this far behind the newest is a restart, not
@@ -215,6 +217,27 @@ impl OutStream {
             self.source = Some(Source::Local {
                 next_ts: next_ts.wrapping_add(ticks),
             });
+        }
+    }
+
+    /// The header of a telephone-event packet (RFC 4733): every packet of
+    /// one event has the event's start timestamp; `start` begins a new event
+    /// where the stream's clock is now (with the marker bit). Whatever is
+    /// sent after an event re-anchors, as after a change of source.
+    pub fn event_header(&mut self, now: Instant, pt: Pt, start: bool) -> Header {
+        let (seq, ts) = match (self.source, self.last) {
+            (Some(Source::Event { ts }), Some(last)) if !start => (last.seq.next(), ts),
+            _ => self.anchor(now),
+        };
+        self.source = Some(Source::Event { ts });
+        self.last_in = None;
+        self.sent(now, seq, ts, 4);
+        Header {
+            marker: start,
+            pt,
+            seq,
+            timestamp: ts,
+            ssrc: self.ssrc,
         }
     }
 

@@ -103,6 +103,9 @@ pub enum DataplaneError {
     /// The shard did not answer by the deadline (`dataplane.shard_stall_ms`);
     /// it is given up.
     Timeout,
+    /// The leg has no telephone-event payload type (RFC 4733) to send
+    /// digits with.
+    NoTelephoneEvent,
     /// A socket error.
     Io(String),
 }
@@ -115,6 +118,9 @@ impl fmt::Display for DataplaneError {
             DataplaneError::Unknown => f.write_str("unknown leg or bridge"),
             DataplaneError::ShardGone => f.write_str("data plane shard is gone"),
             DataplaneError::Timeout => f.write_str("data plane shard did not answer in time"),
+            DataplaneError::NoTelephoneEvent => {
+                f.write_str("the leg has no telephone-event payload type")
+            }
             DataplaneError::Io(e) => write!(f, "socket error: {e}"),
         }
     }
