@@ -39,6 +39,10 @@ bind_ip = "127.0.0.1"
 # a pair (RTP on an even port, RTCP on the next).
 port_min = 10000
 port_max = 20000
+# The RFC 4733 telephone-event payload type of externalMedia legs (digits
+# received are reported, POST /channels/{id}/dtmf sends them); 0: none.
+# SIP legs use what SDP negotiated.
+telephone_event_pt = 101
 
 [dataplane]
 # Number of data-plane shards; 0 means one per core.
@@ -288,6 +292,14 @@ pub struct RtpConfig {
     pub bind_ip: IpAddr,
     pub port_min: u16,
     pub port_max: u16,
+    pub telephone_event_pt: u8,
+}
+
+impl RtpConfig {
+    /// `rtp.telephone_event_pt`, `None` for 0.
+    pub fn telephone_event(&self) -> Option<u8> {
+        (self.telephone_event_pt != 0).then_some(self.telephone_event_pt)
+    }
 }
 
 /// `[dataplane]`: the shards.
@@ -446,6 +458,13 @@ impl Config {
         }
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
             return bad("rtp.port_min", "must be non-zero and below rtp.port_max");
+        }
+        let te = self.rtp.telephone_event_pt;
+        if te != 0 && !(96..=127).contains(&te) {
+            return bad(
+                "rtp.telephone_event_pt",
+                "must be 0 (none) or a dynamic payload type, 96 to 127",
+            );
         }
         if self.dataplane.shards > 256 {
             return bad("dataplane.shards", "at most 256");

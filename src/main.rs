@@ -100,6 +100,9 @@ fn main() {
         tokio::spawn(crossbar::host::watch_shards(std::sync::Arc::downgrade(
             &node,
         )));
+        tokio::spawn(crossbar::host::watch_media(std::sync::Arc::downgrade(
+            &node,
+        )));
         tokio::select! {
             r = serve(node, listener) => {
                 if let Err(e) = r {

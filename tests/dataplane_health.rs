@@ -44,6 +44,7 @@ fn spec() -> LegSpec {
         remote: "127.0.0.1:9".parse().unwrap(),
         format: Format::Ulaw,
         symmetric: false,
+        dtmf_pt: None,
     }
 }
 

@@ -79,6 +79,7 @@ async fn peer(dp: &Dataplane, id: u64, format: Format) -> Peer {
                 remote: socket.local_addr().unwrap(),
                 format,
                 symmetric: false,
+                dtmf_pt: None,
             },
         )
         .await

@@ -95,6 +95,7 @@ async fn leg(dp: &Dataplane, id: u64, remote: SocketAddr) -> SocketAddr {
             remote,
             format: Format::Ulaw,
             symmetric: false,
+            dtmf_pt: None,
         },
     )
     .await
@@ -269,6 +270,7 @@ async fn technology_follows_membership_and_flags() {
             remote: c.local_addr().unwrap(),
             format: Format::Alaw,
             symmetric: false,
+            dtmf_pt: None,
         },
     )
     .await

@@ -75,6 +75,7 @@ async fn peer(dp: &Dataplane, id: u64, format: Format, endpoint_port: u16) -> Pe
                 remote: rtp.local_addr().unwrap(),
                 format,
                 symmetric: false,
+                dtmf_pt: None,
             },
         )
         .await

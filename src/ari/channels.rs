@@ -92,6 +92,7 @@ pub async fn external_media(node: &Node, args: Args) -> Result<Reply, AriError> 
                 remote,
                 format,
                 symmetric: false,
+                dtmf_pt: node.config.rtp.telephone_event(),
             },
         )
         .await
@@ -544,6 +545,35 @@ pub async fn redirect(node: &Node, args: Args) -> Result<Reply, AriError> {
     }
     super::sip::redirect(node, &mut ctl, now, id, resource).await?;
     Ok(Reply::NoContent)
+}
+
+/// `POST /channels/{channelId}/dtmf`, as Asterisk's ast_ari_channels_send_dtmf
+/// checks it; the digits go out as RFC 4733 events (`media::dtmf`). A
+/// channel without telephone-event (a Local half, a SIP call that did not
+/// negotiate it): 412.
+pub async fn send_dtmf(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("channelId");
+    let dtmf = args
+        .non_empty("dtmf")
+        .ok_or_else(|| AriError::bad_request("DTMF is required"))?;
+    let ms = |name: &str| Duration::from_millis(args.int(name).unwrap_or(0).max(0) as u64);
+    let steps = crate::media::dtmf::plan(
+        dtmf,
+        ms("before"),
+        Duration::from_millis(args.int("between").unwrap_or(100).max(0) as u64),
+        Duration::from_millis(args.int("duration").unwrap_or(100).max(0) as u64),
+        ms("after"),
+    )
+    .map_err(|c| AriError::bad_request(format!("Invalid DTMF character '{c}'")))?;
+    let ctl = node.lock().await;
+    let leg = ctl.reg.in_stasis(id)?.leg;
+    match node.dataplane.send_dtmf(leg, steps).await {
+        Ok(()) => Ok(Reply::NoContent),
+        Err(crate::shard::DataplaneError::NoTelephoneEvent) => Err(AriError::precondition(
+            "Channel in invalid state: it has no telephone-event (RFC 4733) to send digits with",
+        )),
+        Err(e) => Err(ops::dataplane_error(e)),
+    }
 }
 
 /// `POST /channels/{channelId}/answer`.

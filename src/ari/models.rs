@@ -68,6 +68,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "ChannelConnectedLine",
     "ChannelCreated",
     "ChannelDestroyed",
+    "ChannelDtmfReceived",
     "ChannelEnteredBridge",
     "ChannelHangupRequest",
     "ChannelHold",
@@ -736,6 +737,31 @@ const EVENTS: &[Model] = &[
         ],
     },
     Model {
+        id: "ChannelDtmfReceived",
+        description: "DTMF received on a channel. This event is sent when the DTMF ends. There is no notification about the start of DTMF",
+        sub_types: &[],
+        props: &[
+            (
+                "digit",
+                "string",
+                true,
+                "DTMF digit received (0-9, A-E, # or *)",
+            ),
+            (
+                "duration_ms",
+                "int",
+                true,
+                "Number of milliseconds DTMF was received",
+            ),
+            (
+                "channel",
+                "Channel",
+                true,
+                "The channel on which DTMF was received",
+            ),
+        ],
+    },
+    Model {
         id: "ChannelHold",
         description: "A channel initiated a media hold.",
         sub_types: &[],
@@ -1001,6 +1027,7 @@ mod tests {
         reg.set_state(now, "c2", ChannelState::Ringing);
         reg.hangup_request(now, "c2", 32, true);
         reg.leave_bridge(now, "b1", "c2", "simple_bridge");
+        reg.dtmf_received(now, "c2", '5', 100);
         reg.leave_stasis(now, "c2");
         reg.remove_channel(now, "c2", Cause::NORMAL);
         let targets = reg.bridge_targets("b1");

@@ -258,6 +258,40 @@ const DIAL_PARAMS: &[Param] = &[
     .at_least(0),
 ];
 
+const DTMF_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::query(
+        "dtmf",
+        "DTMF To send: 0-9, A-D, * and #; ',' pauses 500 ms.",
+    ),
+    Param::query(
+        "before",
+        "Amount of time to wait before DTMF digits (specified in milliseconds) start.",
+    )
+    .typed(DataType::Int)
+    .at_least(0),
+    Param::query(
+        "between",
+        "Amount of time in between DTMF digits (specified in milliseconds).",
+    )
+    .typed(DataType::Int)
+    .default("100")
+    .at_least(0),
+    Param::query(
+        "duration",
+        "Length of each DTMF digit (specified in milliseconds).",
+    )
+    .typed(DataType::Int)
+    .default("100")
+    .at_least(0),
+    Param::query(
+        "after",
+        "Amount of time to wait after DTMF digits (specified in milliseconds) end.",
+    )
+    .typed(DataType::Int)
+    .at_least(0),
+];
+
 const CHANNELS: &[Api] = &[
     Api {
         path: "/channels",
@@ -378,6 +412,24 @@ const CHANNELS: &[Api] = &[
             MOVE_PARAMS,
             STASIS_ERRORS,
             handler!(channels::move_to),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/dtmf",
+        description: "Send DTMF to a channel",
+        operations: &[op(
+            Method::Post,
+            "sendDTMF",
+            "Send provided DTMF to a given channel: RFC 4733 telephone-events on the channel's RTP leg (externalMedia: rtp.telephone_event_pt; SIP: as negotiated).",
+            "void",
+            DTMF_PARAMS,
+            &[
+                (400, "DTMF is required"),
+                NOT_FOUND,
+                NOT_IN_STASIS,
+                (412, "Channel in invalid state"),
+            ],
+            handler!(channels::send_dtmf),
         )],
     },
     Api {

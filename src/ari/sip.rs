@@ -331,21 +331,22 @@ async fn admit(
         Err(_) => return Err(400),
     };
     let direct_allowed = endpoint.as_ref().is_some_and(|e| e.direct_media);
-    let (format, remote) = match &offer {
+    let (format, remote, dtmf_pt) = match &offer {
         Some(offer) => {
             let Some((answer, negotiated)) = answer_offer(offer, &mut local) else {
                 tracing::info!(%source, "SIP INVITE refused (488): no codec in common");
                 return Err(488);
             };
-            (answer.format, negotiated.remote)
+            (answer.format, negotiated.remote, answer.dtmf_payload_type)
         }
-        None => (local.formats[0], None),
+        None => (local.formats[0], None, Some(sdp::TELEPHONE_EVENT_PT)),
     };
     let leg = ctl.reg.next_leg();
     let spec = LegSpec {
         remote: remote.unwrap_or_else(unspecified),
         format,
         symmetric: true,
+        dtmf_pt,
     };
     let local_addr = match node.dataplane.create_rtp_leg(leg, spec).await {
         Ok(addr) => addr,
@@ -1052,10 +1053,12 @@ pub async fn originate(node: &Node, args: Args, create_only: bool) -> Result<Rep
     let direct_allowed = dial.endpoint.as_ref().is_some_and(|e| e.direct_media);
     let id = ctl.reg.claim_channel_id(args.str("channelId"))?;
     let leg = ctl.reg.next_leg();
+    // Our offer carries telephone-event on crossbar's number.
     let spec = LegSpec {
         remote: unspecified(),
         format,
         symmetric: true,
+        dtmf_pt: Some(sdp::TELEPHONE_EVENT_PT),
     };
     let local_addr = node
         .dataplane

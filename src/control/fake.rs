@@ -41,6 +41,7 @@ pub enum Op {
     SetBridge,
     DestroyBridge,
     SetMute,
+    SendDtmf,
     SetFormat,
     SetRemote,
     SetHold,
@@ -75,6 +76,10 @@ pub enum Call {
         direction: Direction,
         on: bool,
     },
+    SendDtmf {
+        leg: LegId,
+        steps: Vec<crate::media::dtmf::Step>,
+    },
     SetFormat {
         leg: LegId,
         format: Format,
@@ -102,6 +107,7 @@ impl Call {
             Call::SetBridge { .. } => Op::SetBridge,
             Call::DestroyBridge { .. } => Op::DestroyBridge,
             Call::SetMute { .. } => Op::SetMute,
+            Call::SendDtmf { .. } => Op::SendDtmf,
             Call::SetFormat { .. } => Op::SetFormat,
             Call::SetRemote { .. } => Op::SetRemote,
             Call::SetHold { .. } => Op::SetHold,
@@ -353,6 +359,14 @@ impl MediaPlane for FakePlane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         self.handle(Call::SetMute { leg, direction, on }, |s| known(s, leg))
+    }
+
+    fn send_dtmf(&self, leg: LegId, steps: Vec<crate::media::dtmf::Step>) -> PlaneFuture<'_, ()> {
+        self.handle(Call::SendDtmf { leg, steps }, |s| known(s, leg))
+    }
+
+    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<crate::media::MediaEvent>> {
+        None
     }
 
     fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {

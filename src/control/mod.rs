@@ -66,6 +66,8 @@ pub struct Registry {
     entity_id: String,
     bridgepeer: BridgePeerMode,
     channels: HashMap<String, Channel>,
+    /// Channel ids by media leg (for events from the data plane).
+    by_leg: HashMap<crate::media::LegId, String>,
     bridges: HashMap<String, Bridge>,
     apps: BTreeMap<String, Application>,
     global_vars: Map<String, Value>,
@@ -82,6 +84,7 @@ impl Registry {
             entity_id: entity_id.to_string(),
             bridgepeer,
             channels: HashMap::new(),
+            by_leg: HashMap::new(),
             bridges: HashMap::new(),
             apps: BTreeMap::new(),
             global_vars: Map::new(),
@@ -398,6 +401,7 @@ impl Registry {
     pub fn insert_channel(&mut self, now: Timestamp, channel: Channel) {
         let snapshot = channel.snapshot();
         let targets = self.subscribe_all_apps();
+        self.by_leg.insert(channel.leg, channel.id.clone());
         self.channels.insert(channel.id.clone(), channel);
         self.emit(&targets, "ChannelCreated", now, vec![("channel", snapshot)]);
     }
@@ -491,6 +495,9 @@ impl Registry {
     pub fn remove_channel(&mut self, now: Timestamp, id: &str, cause: Cause) -> Option<Channel> {
         let targets = self.channel_targets(id);
         let mut ch = self.channels.remove(id)?;
+        if self.by_leg.get(&ch.leg).is_some_and(|c| c == id) {
+            self.by_leg.remove(&ch.leg);
+        }
         ch.state = ChannelState::Down;
         let snapshot = ch.snapshot();
         self.emit(
@@ -798,6 +805,31 @@ impl Registry {
             vec![("bridge", bsnap), ("channel", csnap)],
         );
         self.announce_bridgepeers(now, bridge_id, Some(channel_id));
+    }
+
+    /// The channel whose media is `leg`.
+    pub fn channel_of_leg(&self, leg: crate::media::LegId) -> Option<&str> {
+        self.by_leg.get(&leg).map(String::as_str)
+    }
+
+    /// A digit ended on channel `id` (`ChannelDtmfReceived`, to the
+    /// channel's subscribers).
+    pub fn dtmf_received(&mut self, now: Timestamp, id: &str, digit: char, duration_ms: u32) {
+        let Some(ch) = self.channels.get(id) else {
+            return;
+        };
+        let snapshot = ch.snapshot();
+        let targets = self.channel_targets(id);
+        self.emit(
+            &targets,
+            "ChannelDtmfReceived",
+            now,
+            vec![
+                ("digit", json!(digit.to_string())),
+                ("duration_ms", json!(duration_ms)),
+                ("channel", snapshot),
+            ],
+        );
     }
 
     /// The data plane chose `technology` anew for a bridge whose membership

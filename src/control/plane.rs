@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::media::Format;
+use crate::media::dtmf::Step;
+use crate::media::{Format, MediaEvent};
 use crate::shard::{
     BridgeKey, BridgeSpec, Dataplane, DataplaneError, Direction, LegId, LegSpec, RtpStats,
     ShardDown, Technology,
@@ -49,6 +50,11 @@ pub trait MediaPlane: Send + Sync {
     fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()>;
     /// Mutes or unmutes a leg in one or both directions.
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()>;
+    /// Sends digits on a leg as RFC 4733 events.
+    fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()>;
+    /// The shards' media events; the first call takes them (`None` after,
+    /// or for a plane without events).
+    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<MediaEvent>>;
     /// Changes a leg's format; answers its bridge's technology, chosen
     /// anew (`None` outside a bridge).
     fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>>;
@@ -97,6 +103,14 @@ impl MediaPlane for Dataplane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         Box::pin(Dataplane::set_mute(self, leg, direction, on))
+    }
+
+    fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::send_dtmf(self, leg, steps))
+    }
+
+    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<MediaEvent>> {
+        Dataplane::take_events(self)
     }
 
     fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {
@@ -161,6 +175,14 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         (**self).set_mute(leg, direction, on)
+    }
+
+    fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()> {
+        (**self).send_dtmf(leg, steps)
+    }
+
+    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<MediaEvent>> {
+        (**self).take_events()
     }
 
     fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {

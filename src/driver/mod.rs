@@ -272,6 +272,10 @@ struct Shard {
     beat_every: Duration,
     /// When the loop must turn at the latest (the next heartbeat).
     beat_due: Instant,
+    /// Where the core's media events go.
+    events: tokio::sync::mpsc::Sender<crate::media::MediaEvent>,
+    /// Events dropped because the control plane's queue was full.
+    events_dropped: u64,
 }
 
 fn core_error(e: CoreError) -> DataplaneError {
@@ -283,7 +287,13 @@ fn core_error(e: CoreError) -> DataplaneError {
 }
 
 impl Shard {
-    fn new(index: usize, config: &Config, pulse: Arc<Pulse>, beat_every: Duration) -> Shard {
+    fn new(
+        index: usize,
+        config: &Config,
+        pulse: Arc<Pulse>,
+        beat_every: Duration,
+        events: tokio::sync::mpsc::Sender<crate::media::MediaEvent>,
+    ) -> Shard {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -306,6 +316,8 @@ impl Shard {
             pulse,
             beat_every,
             beat_due: Instant::now() + beat_every,
+            events,
+            events_dropped: 0,
         }
     }
 
@@ -319,6 +331,7 @@ impl Shard {
     /// When the driver must wake next: the core's deadline or the next
     /// heartbeat, whichever is first (see the module docs, Heartbeat).
     fn next_wake(&mut self, now: Instant) -> Option<Instant> {
+        self.forward_events();
         if now >= self.beat_due {
             self.beat_due = now + self.beat_every;
         }
@@ -327,6 +340,25 @@ impl Shard {
                 .poll_timeout()
                 .map_or(self.beat_due, |due| due.min(self.beat_due)),
         )
+    }
+
+    /// Hands the core's media events to the control plane (never blocks: a
+    /// full queue drops them, logged once per episode).
+    fn forward_events(&mut self) {
+        // Bounded by the core's queue (media::core::MAX_EVENTS).
+        while let Some(e) = self.core.poll_event() {
+            if self.events.try_send(e).is_err() {
+                if self.events_dropped == 0 {
+                    tracing::warn!(
+                        shard = self.index,
+                        "the control plane is not taking media events: dropping them"
+                    );
+                }
+                self.events_dropped += 1;
+            } else {
+                self.events_dropped = 0;
+            }
+        }
     }
 
     /// A test's fault (see the module docs, Faults).
@@ -410,6 +442,9 @@ impl Shard {
                         .core
                         .add_rtp_leg(leg, local, remote, spec.format, spec.symmetric)
                         .map_err(core_error)?;
+                    self.core
+                        .set_telephone_event(leg, spec.dtmf_pt)
+                        .map_err(core_error)?;
                     self.put_sockets(r, sockets, io);
                     Ok(Some(local))
                 });
@@ -452,6 +487,9 @@ impl Shard {
                 reply,
             } => {
                 let _ = reply.send(self.core.set_mute(leg, direction, on).map_err(core_error));
+            }
+            Command::SendDtmf { leg, steps, reply } => {
+                let _ = reply.send(self.core.send_dtmf(leg, steps).map_err(core_error));
             }
             Command::SetFormat { leg, format, reply } => {
                 let _ = reply.send(self.core.set_format(leg, format).map_err(core_error));
@@ -547,6 +585,8 @@ pub struct ShardStart {
     pub beat_every: Duration,
     /// Reports the result of the driver's set-up.
     pub ready: std::sync::mpsc::Sender<io::Result<()>>,
+    /// Where the core's media events go (to the control plane).
+    pub events: tokio::sync::mpsc::Sender<crate::media::MediaEvent>,
 }
 
 /// The body of a shard thread: pins it, builds the core, runs the driver
@@ -556,7 +596,13 @@ pub fn run_shard(config: &Config, start: ShardStart) {
     if config.dataplane.pin {
         pin_to_core(start.index);
     }
-    let shard = Shard::new(start.index, config, start.pulse, start.beat_every);
+    let shard = Shard::new(
+        start.index,
+        config,
+        start.pulse,
+        start.beat_every,
+        start.events,
+    );
     match start.driver {
         DriverKind::IoUring(features) => {
             uring::run(shard, features, start.commands, start.wake, start.ready)

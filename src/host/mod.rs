@@ -247,6 +247,33 @@ impl Node {
     }
 }
 
+/// Turns the data plane's media events into ARI events, for the node's
+/// life (ends when the plane has no events or its shards are gone).
+pub async fn watch_media(node: Weak<Node>) {
+    let Some(mut events) = node.upgrade().and_then(|n| n.dataplane.take_events()) else {
+        return;
+    };
+    // Bounded by the node's life: ends when every shard's sender is gone.
+    while let Some(event) = events.recv().await {
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        let now = node.now();
+        let mut ctl = node.lock().await;
+        match event {
+            crate::media::MediaEvent::Dtmf {
+                leg,
+                digit,
+                duration_ms,
+            } => {
+                if let Some(id) = ctl.reg.channel_of_leg(leg).map(str::to_string) {
+                    ctl.reg.dtmf_received(now, &id, digit, duration_ms);
+                }
+            }
+        }
+    }
+}
+
 /// How often the watchdog looks at the shards.
 pub const WATCH_EVERY: Duration = Duration::from_millis(500);
 

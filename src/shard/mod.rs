@@ -71,7 +71,7 @@ use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::driver::{DriverChoice, Pulse, ShardStart};
-use crate::media::Format;
+use crate::media::{Format, MediaEvent};
 
 pub use crate::media::{BridgeKey, BridgeSpec, Direction, LegId, MemberSpec, RtpStats, Technology};
 
@@ -86,6 +86,9 @@ pub struct LegSpec {
     /// Whether received RTP may move `remote` (symmetric RTP for SIP peers
     /// behind NAT); a leg without a remote always learns.
     pub symmetric: bool,
+    /// The telephone-event payload type (RFC 4733) the leg reports and sends
+    /// digits with; `None`: no digits.
+    pub dtmf_pt: Option<u8>,
 }
 
 /// Why the data plane refused a command.
@@ -175,6 +178,11 @@ pub enum Command {
         leg: LegId,
         direction: Direction,
         on: bool,
+        reply: Reply<()>,
+    },
+    SendDtmf {
+        leg: LegId,
+        steps: Vec<crate::media::dtmf::Step>,
         reply: Reply<()>,
     },
     SetFormat {
@@ -414,7 +422,13 @@ pub struct Dataplane {
     routes: Mutex<Routes>,
     /// `dataplane.shard_stall_ms`.
     stall: Duration,
+    /// The receiving end of the shards' media events, until taken.
+    events: Mutex<Option<tokio::sync::mpsc::Receiver<MediaEvent>>>,
 }
+
+/// Media events waiting for the control plane, all shards together; beyond,
+/// a shard drops new ones (and logs it once).
+pub const EVENT_QUEUE: usize = 65_536;
 
 /// Depth of each shard's command queue.
 const COMMAND_QUEUE: usize = 4096;
@@ -433,6 +447,7 @@ impl Dataplane {
         let driver = crate::driver::choose(config)?;
         let count = config.shard_count();
         let stall = Duration::from_millis(u64::from(config.dataplane.shard_stall_ms));
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let mut this = Dataplane {
             driver: driver.clone(),
             shards: Vec::with_capacity(count),
@@ -446,6 +461,7 @@ impl Dataplane {
                 ports: PortPool::new(config.rtp.port_min, config.rtp.port_max, count),
             }),
             stall,
+            events: Mutex::new(Some(events_rx)),
         };
         for index in 0..count {
             let (tx, rx) = std_mpsc::sync_channel(COMMAND_QUEUE);
@@ -467,6 +483,7 @@ impl Dataplane {
                 pulse: pulse.clone(),
                 beat_every: stall / 4,
                 ready: ready_tx,
+                events: events_tx.clone(),
             };
             let shard_config = config.clone();
             let thread = std::thread::Builder::new()
@@ -862,6 +879,23 @@ impl Dataplane {
             reply,
         })
         .await
+    }
+
+    /// Sends digits on a leg as RFC 4733 events.
+    pub async fn send_dtmf(
+        &self,
+        leg: LegId,
+        steps: Vec<crate::media::dtmf::Step>,
+    ) -> Result<(), DataplaneError> {
+        let shard = self.leg_shard(leg)?;
+        self.call(shard, |reply| Command::SendDtmf { leg, steps, reply })
+            .await
+    }
+
+    /// The media events of every shard (digits, …); the first call takes
+    /// the receiver, later calls get `None`.
+    pub fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<MediaEvent>> {
+        self.events.lock().ok()?.take()
     }
 
     /// Changes a leg's format; answers its bridge's technology, chosen anew.
