@@ -716,9 +716,62 @@ pub async fn set_var(node: &Node, args: Args) -> Result<Reply, AriError> {
             "Variable {name} is read-only"
         )));
     }
-    ctl.reg
-        .set_var(now, id, name, args.str("value").unwrap_or(""));
+    let leg = ch.leg;
+    let value = args.str("value").unwrap_or("");
+    if let Some(call) = talk_detect(name, value) {
+        // TALK_DETECT(set|remove): a function, not a variable (nothing is
+        // stored); as in Asterisk, a value it cannot take fails it.
+        let params = match call {
+            TalkDetectCall::Set(silence, threshold) => Some((silence, threshold)),
+            TalkDetectCall::Remove => None,
+            TalkDetectCall::Refused => {
+                return Err(AriError::bad_request("Failed to execute function"))
+            }
+        };
+        node.dataplane
+            .set_talk_detect(leg, params)
+            .await
+            .map_err(ops::dataplane_error)?;
+        return Ok(Reply::NoContent);
+    }
+    ctl.reg.set_var(now, id, name, value);
     Ok(Reply::NoContent)
+}
+
+/// What a `TALK_DETECT(...)` write asks.
+enum TalkDetectCall {
+    /// Silence (ms) and talking threshold.
+    Set(u32, u32),
+    Remove,
+    /// A value Asterisk's func_talkdetect refuses.
+    Refused,
+}
+
+/// `TALK_DETECT(set)=[silence_ms[,talking_threshold]]` and
+/// `TALK_DETECT(remove)`, as Asterisk's func_talkdetect reads them; `None`
+/// when `name` is not TALK_DETECT.
+fn talk_detect(name: &str, value: &str) -> Option<TalkDetectCall> {
+    let arg = name
+        .strip_prefix("TALK_DETECT(")?
+        .strip_suffix(')')?
+        .to_ascii_lowercase();
+    Some(match arg.as_str() {
+        "remove" => TalkDetectCall::Remove,
+        "set" => {
+            let mut parts = value.split(',').map(str::trim);
+            let mut read = |default: u32| match parts.next().filter(|p| !p.is_empty()) {
+                None => Some(default),
+                Some(p) => p.parse::<u32>().ok().filter(|v| *v >= 1),
+            };
+            let silence = read(crate::media::talk::DEFAULT_SILENCE_MS);
+            let threshold = read(crate::media::talk::DEFAULT_TALKING_THRESHOLD);
+            match silence.zip(threshold) {
+                Some((s, t)) => TalkDetectCall::Set(s, t),
+                None => TalkDetectCall::Refused,
+            }
+        }
+        _ => TalkDetectCall::Refused,
+    })
 }
 
 /// `GET /channels/{channelId}/variables`.

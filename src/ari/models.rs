@@ -74,6 +74,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "ChannelHold",
     "ChannelLeftBridge",
     "ChannelStateChange",
+    "ChannelTalkingFinished",
+    "ChannelTalkingStarted",
     "ChannelUnhold",
     "ChannelUserevent",
     "ChannelVarset",
@@ -762,6 +764,36 @@ const EVENTS: &[Model] = &[
         ],
     },
     Model {
+        id: "ChannelTalkingFinished",
+        description: "Talking is no longer detected on the channel.",
+        sub_types: &[],
+        props: &[
+            (
+                "channel",
+                "Channel",
+                true,
+                "The channel on which talking completed.",
+            ),
+            (
+                "duration",
+                "int",
+                true,
+                "The length of time, in milliseconds, that talking was detected on the channel",
+            ),
+        ],
+    },
+    Model {
+        id: "ChannelTalkingStarted",
+        description: "Talking was detected on the channel.",
+        sub_types: &[],
+        props: &[(
+            "channel",
+            "Channel",
+            true,
+            "The channel on which talking started.",
+        )],
+    },
+    Model {
         id: "ChannelHold",
         description: "A channel initiated a media hold.",
         sub_types: &[],
@@ -1028,6 +1060,8 @@ mod tests {
         reg.hangup_request(now, "c2", 32, true);
         reg.leave_bridge(now, "b1", "c2", "simple_bridge");
         reg.dtmf_received(now, "c2", '5', 100);
+        reg.talking(now, "c2", None);
+        reg.talking(now, "c2", Some(1200));
         reg.leave_stasis(now, "c2");
         reg.remove_channel(now, "c2", Cause::NORMAL);
         let targets = reg.bridge_targets("b1");

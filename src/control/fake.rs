@@ -41,6 +41,7 @@ pub enum Op {
     SetBridge,
     DestroyBridge,
     SetMute,
+    SetTalkDetect,
     SendDtmf,
     SetFormat,
     SetRemote,
@@ -76,6 +77,10 @@ pub enum Call {
         direction: Direction,
         on: bool,
     },
+    SetTalkDetect {
+        leg: LegId,
+        params: Option<(u32, u32)>,
+    },
     SendDtmf {
         leg: LegId,
         steps: Vec<crate::media::dtmf::Step>,
@@ -107,6 +112,7 @@ impl Call {
             Call::SetBridge { .. } => Op::SetBridge,
             Call::DestroyBridge { .. } => Op::DestroyBridge,
             Call::SetMute { .. } => Op::SetMute,
+            Call::SetTalkDetect { .. } => Op::SetTalkDetect,
             Call::SendDtmf { .. } => Op::SendDtmf,
             Call::SetFormat { .. } => Op::SetFormat,
             Call::SetRemote { .. } => Op::SetRemote,
@@ -359,6 +365,10 @@ impl MediaPlane for FakePlane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         self.handle(Call::SetMute { leg, direction, on }, |s| known(s, leg))
+    }
+
+    fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()> {
+        self.handle(Call::SetTalkDetect { leg, params }, |s| known(s, leg))
     }
 
     fn send_dtmf(&self, leg: LegId, steps: Vec<crate::media::dtmf::Step>) -> PlaneFuture<'_, ()> {

@@ -832,6 +832,30 @@ impl Registry {
         );
     }
 
+    /// `ChannelTalkingStarted` (`finished` = `None`) or
+    /// `ChannelTalkingFinished` with the talk's duration in ms.
+    pub fn talking(&mut self, now: Timestamp, id: &str, finished: Option<u32>) {
+        let Some(ch) = self.channels.get(id) else {
+            return;
+        };
+        let snapshot = ch.snapshot();
+        let targets = self.channel_targets(id);
+        match finished {
+            None => self.emit(
+                &targets,
+                "ChannelTalkingStarted",
+                now,
+                vec![("channel", snapshot)],
+            ),
+            Some(duration) => self.emit(
+                &targets,
+                "ChannelTalkingFinished",
+                now,
+                vec![("channel", snapshot), ("duration", json!(duration))],
+            ),
+        }
+    }
+
     /// The data plane chose `technology` anew for a bridge whose membership
     /// did not change (a member's new codec). Asterisk publishes no event
     /// for it; the bridge's snapshot shows it.

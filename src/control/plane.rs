@@ -50,6 +50,8 @@ pub trait MediaPlane: Send + Sync {
     fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()>;
     /// Mutes or unmutes a leg in one or both directions.
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()>;
+    /// Starts (silence ms, threshold) or stops talk detection on a leg.
+    fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()>;
     /// Sends digits on a leg as RFC 4733 events.
     fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()>;
     /// The shards' media events; the first call takes them (`None` after,
@@ -103,6 +105,10 @@ impl MediaPlane for Dataplane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         Box::pin(Dataplane::set_mute(self, leg, direction, on))
+    }
+
+    fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::set_talk_detect(self, leg, params))
     }
 
     fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()> {
@@ -175,6 +181,10 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         (**self).set_mute(leg, direction, on)
+    }
+
+    fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()> {
+        (**self).set_talk_detect(leg, params)
     }
 
     fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()> {

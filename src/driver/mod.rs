@@ -488,6 +488,9 @@ impl Shard {
             } => {
                 let _ = reply.send(self.core.set_mute(leg, direction, on).map_err(core_error));
             }
+            Command::SetTalkDetect { leg, params, reply } => {
+                let _ = reply.send(self.core.set_talk_detect(leg, params).map_err(core_error));
+            }
             Command::SendDtmf { leg, steps, reply } => {
                 let _ = reply.send(self.core.send_dtmf(leg, steps).map_err(core_error));
             }

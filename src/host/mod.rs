@@ -270,6 +270,16 @@ pub async fn watch_media(node: Weak<Node>) {
                     ctl.reg.dtmf_received(now, &id, digit, duration_ms);
                 }
             }
+            crate::media::MediaEvent::TalkingStarted { leg } => {
+                if let Some(id) = ctl.reg.channel_of_leg(leg).map(str::to_string) {
+                    ctl.reg.talking(now, &id, None);
+                }
+            }
+            crate::media::MediaEvent::TalkingFinished { leg, duration_ms } => {
+                if let Some(id) = ctl.reg.channel_of_leg(leg).map(str::to_string) {
+                    ctl.reg.talking(now, &id, Some(duration_ms));
+                }
+            }
         }
     }
 }

@@ -357,6 +357,20 @@ impl Core {
         Ok(())
     }
 
+    /// Starts (`Some((silence_ms, threshold))`) or stops talk detection on
+    /// what a leg receives (see [`talk`](super::talk)).
+    pub fn set_talk_detect(
+        &mut self,
+        id: LegId,
+        params: Option<(u32, u32)>,
+    ) -> Result<(), CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        l.talk = params.map(|(silence, threshold)| {
+            Box::new(super::talk::TalkDetect::new(l.format, silence, threshold))
+        });
+        Ok(())
+    }
+
     /// The next event for the control plane.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.events.pop_front()
@@ -624,6 +638,7 @@ impl Core {
             dtmf_pt: None,
             dtmf_rx: DtmfRx::default(),
             dtmf_tx: None,
+            talk: None,
         })
     }
 
@@ -742,11 +757,25 @@ impl Core {
             leg.stats.rx_bad += 1;
             return;
         }
+        let mut talk = None;
         if pt == format_pt {
             let arrival =
                 (since_epoch * u128::from(leg.format.clock_rate()) / 1_000_000_000) as u32;
             leg.rx
                 .record(packet.ssrc(), packet.seq(), packet.timestamp(), arrival);
+            let rate = leg.format.sample_rate();
+            if let Some(t) = leg.talk.as_mut() {
+                talk = t.on_audio(now, packet.payload(), rate).map(|e| (leg.id, e));
+            }
+        }
+        match talk {
+            Some((leg, super::talk::Talk::Started)) => {
+                self.event(MediaEvent::TalkingStarted { leg })
+            }
+            Some((leg, super::talk::Talk::Finished { duration_ms })) => {
+                self.event(MediaEvent::TalkingFinished { leg, duration_ms })
+            }
+            None => {}
         }
         self.media.ingest(lent, now, r, Packet::Rx { len });
     }

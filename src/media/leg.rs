@@ -119,6 +119,8 @@ pub(super) struct Leg {
     pub dtmf_rx: super::dtmf::DtmfRx,
     /// Digits being sent.
     pub dtmf_tx: Option<Box<super::dtmf::DtmfTx>>,
+    /// Talk detection on what the leg receives, when set.
+    pub talk: Option<Box<super::talk::TalkDetect>>,
 }
 
 impl Leg {

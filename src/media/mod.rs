@@ -45,6 +45,7 @@ mod path;
 mod rtcp;
 pub mod sim;
 mod source;
+pub mod talk;
 
 use std::net::SocketAddr;
 
@@ -106,6 +107,10 @@ pub enum MediaEvent {
         digit: char,
         duration_ms: u32,
     },
+    /// The leg started talking (`TALK_DETECT`).
+    TalkingStarted { leg: LegId },
+    /// The leg stopped talking after `duration_ms` of talk.
+    TalkingFinished { leg: LegId, duration_ms: u32 },
 }
 
 /// The desired state of a bridge; the core chooses the technology.

@@ -180,6 +180,11 @@ pub enum Command {
         on: bool,
         reply: Reply<()>,
     },
+    SetTalkDetect {
+        leg: LegId,
+        params: Option<(u32, u32)>,
+        reply: Reply<()>,
+    },
     SendDtmf {
         leg: LegId,
         steps: Vec<crate::media::dtmf::Step>,
@@ -879,6 +884,17 @@ impl Dataplane {
             reply,
         })
         .await
+    }
+
+    /// Starts (silence ms, threshold) or stops talk detection on a leg.
+    pub async fn set_talk_detect(
+        &self,
+        leg: LegId,
+        params: Option<(u32, u32)>,
+    ) -> Result<(), DataplaneError> {
+        let shard = self.leg_shard(leg)?;
+        self.call(shard, |reply| Command::SetTalkDetect { leg, params, reply })
+            .await
     }
 
     /// Sends digits on a leg as RFC 4733 events.
