@@ -44,6 +44,7 @@ mod path;
 mod rtcp;
 pub mod sim;
 mod source;
+pub mod tones;
 
 use std::net::SocketAddr;
 
