@@ -46,6 +46,7 @@ mod rtcp;
 pub mod sim;
 mod source;
 pub mod talk;
+pub mod tones;
 
 use std::net::SocketAddr;
 
