@@ -105,6 +105,13 @@ min_se = 90
 # Endpoints: [[sip.endpoint]] tables (see the README's SIP section).
 endpoint = []
 
+[sounds]
+# Directories of sound prompts (sound:ID media, GET /sounds), comma separated,
+# each holding one folder per language (en/beep.wav, fr/digits/1.ulaw), as
+# Asterisk's sounds directory. The default is where Debian's
+# asterisk-core-sounds-* packages install theirs.
+path = "/usr/share/asterisk/sounds"
+
 [log]
 # error, warn, info, debug or trace.
 level = "info"
@@ -118,7 +125,29 @@ pub struct Config {
     pub rtp: RtpConfig,
     pub dataplane: DataplaneConfig,
     pub sip: SipConfig,
+    pub sounds: SoundsConfig,
     pub log: LogConfig,
+}
+
+/// `[sounds]`: where sound prompts are found.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoundsConfig {
+    /// Sounds directories, comma separated (a string, so that
+    /// `CROSSBAR_SOUNDS_PATH` overrides it like any other key).
+    pub path: String,
+}
+
+impl SoundsConfig {
+    /// The directories of `path`, in order, empty entries skipped.
+    pub fn paths(&self) -> Vec<std::path::PathBuf> {
+        self.path
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect()
+    }
 }
 
 /// `[sip]`: the SIP listener, who may call, and the endpoints.

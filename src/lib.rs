@@ -22,3 +22,4 @@ pub mod rtp;
 pub mod sdp;
 pub mod shard;
 pub mod sip;
+pub mod sounds;

@@ -24,4 +24,5 @@ pub mod models;
 pub mod ops;
 pub mod routes;
 pub mod sip;
+pub mod sounds;
 pub mod spec;

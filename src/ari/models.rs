@@ -92,6 +92,7 @@ pub fn models_of(resource: &str) -> &'static [Model] {
         "bridges" => BRIDGES,
         "applications" => APPLICATIONS,
         "endpoints" => ENDPOINTS,
+        "sounds" => SOUNDS,
         "events" => EVENTS,
         _ => &[],
     }
@@ -502,6 +503,38 @@ const ENDPOINTS: &[Model] = &[Model {
         ),
     ],
 }];
+
+const SOUNDS: &[Model] = &[
+    Model {
+        id: "FormatLangPair",
+        description: "Identifies the format and language of a sound file",
+        sub_types: &[],
+        props: &[
+            ("language", "string", true, ""),
+            ("format", "string", true, ""),
+        ],
+    },
+    Model {
+        id: "Sound",
+        description: "A media file that may be played back.",
+        sub_types: &[],
+        props: &[
+            ("id", "string", true, "Sound's identifier."),
+            (
+                "text",
+                "string",
+                false,
+                "Text description of the sound, usually the words spoken.",
+            ),
+            (
+                "formats",
+                "List[FormatLangPair]",
+                true,
+                "The formats and languages in which this sound is available.",
+            ),
+        ],
+    },
+];
 
 const APPLICATIONS: &[Model] = &[Model {
     id: "Application",

@@ -3,7 +3,7 @@
 //! generated from it, so the docs list exactly what is served.
 
 use super::spec::{Api, DataType, Method, Operation, Param, Resource};
-use super::{applications, asterisk, bridges, channels, endpoints, events};
+use super::{applications, asterisk, bridges, channels, endpoints, events, sounds};
 use crate::handler;
 
 const CHANNEL_ID: Param = Param::path("channelId", "Channel's id");
@@ -981,6 +981,44 @@ const ENDPOINTS: &[Api] = &[
     },
 ];
 
+const SOUNDS: &[Api] = &[
+    Api {
+        path: "/sounds",
+        description: "Sounds",
+        operations: &[op(
+            Method::Get,
+            "list",
+            "List all sounds: the files under sounds.path, one folder per language.",
+            "List[Sound]",
+            &[
+                Param::query("lang", "Lookup sound for a specific language."),
+                Param::query(
+                    "format",
+                    "Lookup sound in a specific format (as the file is stored: slin, slin16, slin48, ulaw, alaw, g722).",
+                ),
+            ],
+            &[(404, "No sounds found that matched the query")],
+            handler!(sounds::list),
+        )],
+    },
+    Api {
+        path: "/sounds/{soundId}",
+        description: "Individual sound",
+        operations: &[op(
+            Method::Get,
+            "get",
+            "Get a sound's details.",
+            "Sound",
+            &[Param::path(
+                "soundId",
+                "Sound's id (a folder's / percent-encoded: digits%2F1)",
+            )],
+            &[(404, "Sound not found")],
+            handler!(sounds::get),
+        )],
+    },
+];
+
 /// Every resource crossbar serves, in api-docs order.
 pub static RESOURCES: &[Resource] = &[
     Resource {
@@ -1002,6 +1040,11 @@ pub static RESOURCES: &[Resource] = &[
         name: "bridges",
         description: "Bridge resources",
         apis: BRIDGES,
+    },
+    Resource {
+        name: "sounds",
+        description: "Sound resources",
+        apis: SOUNDS,
     },
     Resource {
         name: "events",
