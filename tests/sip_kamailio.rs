@@ -5,6 +5,7 @@
 //! application on the events WebSocket.
 
 mod common;
+mod sip_common;
 
 use std::fs::File;
 use std::net::UdpSocket;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
+use sip_common::Sipp;
 
 const PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
 
@@ -164,70 +166,6 @@ impl Drop for Kamailio {
     }
 }
 
-/// A SIPp run in the background (as in sip_e2e.rs).
-struct Sipp {
-    child: Child,
-    what: String,
-}
-
-impl Sipp {
-    fn start(scenario: &str, args: &[&str]) -> Sipp {
-        let port = sip_port();
-        let media = sip_port();
-        let child = Command::new("sipp")
-            .arg("-sf")
-            .arg(format!(
-                "{}/tests/sipp/{scenario}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-nostdin"])
-            .args(["-p", &port.to_string(), "-mp", &media.to_string()])
-            .args(["-timeout", "20s", "-timeout_error"])
-            .args(args)
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sipp (Debian package sip-tester; tests/run installs it)");
-        Sipp {
-            child,
-            what: format!("{scenario} {args:?}"),
-        }
-    }
-
-    /// Waits (at most 30 s) and asserts SIPp's exit code 0.
-    fn success(mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait sipp") {
-                let out = self.child.stdout.take().map(read_all).unwrap_or_default();
-                let err = self.child.stderr.take().map(read_all).unwrap_or_default();
-                let tail: String = out.lines().rev().take(40).collect::<Vec<_>>().join("\n");
-                assert!(
-                    status.success(),
-                    "sipp {} exited {status}:\n{err}\n{tail}",
-                    self.what
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sipp {} did not finish",
-                self.what
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A counter from `/metrics`, 0 while it is absent.
 fn counter(s: &Server, name: &str) -> u64 {
     s.get("/metrics")
@@ -272,7 +210,7 @@ fn a_call_through_kamailio_is_answered_and_crossbars_bye_follows_the_route_set()
     kam.wait_flags(sip, "AP");
 
     // SIPp calls sip:myapp@kamailio; the dispatcher picks the node.
-    let sipp = Sipp::start(
+    let (mut sipp, _) = Sipp::start(
         "uac_wait_bye.xml",
         &["-s", "myapp", "-m", "1", &kam.target()],
     );
@@ -306,7 +244,7 @@ fn the_callers_bye_goes_through_kamailio() {
     let kam = Kamailio::start(&[sip]);
     wait_probed(&s);
 
-    let sipp = Sipp::start(
+    let (mut sipp, _) = Sipp::start(
         "uac_answered.xml",
         &[
             "-s",
@@ -348,7 +286,7 @@ fn calls_fail_over_from_a_silent_node_to_a_live_one() {
     // Two calls at once: round-robin offers one of them to the silent node
     // unless probing has already marked it down; either way both calls
     // reach crossbar (failover after fr_timer, 2 s).
-    let sipp = Sipp::start(
+    let (mut sipp, _) = Sipp::start(
         "uac_wait_bye.xml",
         &["-s", "myapp", "-m", "2", "-l", "2", &kam.target()],
     );

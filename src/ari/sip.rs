@@ -88,8 +88,6 @@ struct SipCall {
     held: bool,
     /// The codecs this call may use (its endpoint's, or `sip.codecs`).
     codecs: Vec<Format>,
-    /// The dial string, for `Dial` events of outgoing calls.
-    dialstring: Option<String>,
     /// Where the peer receives RTP (its SDP).
     remote_media: Option<SocketAddr>,
     /// The endpoint allows direct media.
@@ -406,7 +404,6 @@ async fn admit(
                 offer: our_offer,
                 held: false,
                 codecs: codecs_kept,
-                dialstring: None,
                 remote_media: remote,
                 direct_allowed,
                 direct: None,
@@ -486,12 +483,16 @@ async fn late_answer(node: &Node, ctl: &mut Control, call: CallKey, text: &str) 
     let Some(c) = ctl.sip.as_ref().and_then(|s| s.calls.get(&call)) else {
         return;
     };
-    let (Some(offer), Ok(answer)) = (&c.offer, sdp::parse(text.as_bytes())) else {
-        return;
-    };
-    if let Ok(n) = sdp::negotiated(offer, &answer, Role::Offerer) {
+    if let Some(n) = settled_by(c.offer.as_ref(), Some(text)) {
         let _ = node.dataplane.set_remote(c.leg, n.remote).await;
     }
+}
+
+/// What our `offer` and the peer's SDP `answer` settled, if both are there
+/// and agree.
+fn settled_by(offer: Option<&SessionDescription>, answer: Option<&str>) -> Option<sdp::Negotiated> {
+    let answer = sdp::parse(answer?.as_bytes()).ok()?;
+    sdp::negotiated(offer?, &answer, Role::Offerer).ok()
 }
 
 /// The Dial status Asterisk reports for a final SIP status.
@@ -516,15 +517,10 @@ async fn outgoing_progress(
         return;
     };
     let (id, leg) = (c.channel.clone(), c.leg);
-    let dialstring = c.dialstring.clone().unwrap_or_default();
-    if let (Some(text), Some(offer)) = (sdp, &c.offer) {
-        if let Ok(answer) = sdp::parse(text.as_bytes()) {
-            if let Ok(n) = sdp::negotiated(offer, &answer, Role::Offerer) {
-                let _ = node.dataplane.set_remote(leg, n.remote).await;
-            }
-        }
+    // Early media: the 183's SDP answer tells where to send.
+    if let Some(n) = settled_by(c.offer.as_ref(), sdp) {
+        let _ = node.dataplane.set_remote(leg, n.remote).await;
     }
-    let _ = dialstring;
     if status == 180 || status == 183 {
         let state = ctl.reg.channel(&id).map(|c| c.state);
         if status == 180 && state == Some(ChannelState::Down) {
@@ -546,13 +542,7 @@ async fn outgoing_answered(
         return;
     };
     let (id, leg) = (c.channel.clone(), c.leg);
-    let settled = match (sdp, &c.offer) {
-        (Some(text), Some(offer)) => sdp::parse(text.as_bytes())
-            .ok()
-            .and_then(|a| sdp::negotiated(offer, &a, Role::Offerer).ok()),
-        _ => None,
-    };
-    let Some(n) = settled else {
+    let Some(n) = settled_by(c.offer.as_ref(), sdp) else {
         // An answer we cannot use: end the call (488 territory).
         tracing::warn!(channel = %id, "SIP answer without a usable SDP answer: hanging up");
         ctl.reg.dial_event(now, &id, "", "ANSWER");
@@ -1155,7 +1145,6 @@ async fn send_invite(
                     offer: Some(pending.offer),
                     held: false,
                     codecs: pending.codecs,
-                    dialstring: Some(pending.dialstring.clone()),
                     remote_media: None,
                     direct_allowed: pending.direct_allowed,
                     direct: None,

@@ -1589,33 +1589,20 @@ fn copy_record_routes(from: &Headers, to: &mut Headers) {
 }
 
 fn to_tag(request: &Request) -> Option<String> {
-    request
-        .to_header()
-        .ok()?
-        .tag()
-        .ok()
-        .flatten()
-        .map(|t| t.to_string())
+    tag_of(request.to_header().ok()?.tag())
 }
 
 fn from_tag(request: &Request) -> Option<String> {
-    request
-        .from_header()
-        .ok()?
-        .tag()
-        .ok()
-        .flatten()
-        .map(|t| t.to_string())
+    tag_of(request.from_header().ok()?.tag())
 }
 
 fn response_to_tag(response: &Response) -> Option<String> {
-    response
-        .to_header()
-        .ok()?
-        .tag()
-        .ok()
-        .flatten()
-        .map(|t| t.to_string())
+    tag_of(response.to_header().ok()?.tag())
+}
+
+/// A From/To header's tag, as text.
+fn tag_of(tag: Result<Option<rsip::param::Tag>, rsip::Error>) -> Option<String> {
+    tag.ok().flatten().map(|t| t.to_string())
 }
 
 /// A header's value by any of its names (case-insensitive; long and compact
