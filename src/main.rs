@@ -91,6 +91,7 @@ fn main() {
             Err(e) => fail(&format!("cannot listen on {bind}: {e}")),
         };
         tracing::info!("ARI listening on http://{bind}/ari (events: ws://{bind}/ari/events)");
+        let events = dataplane.take_events();
         let node = Node::new(config, Box::new(dataplane));
         match crossbar::host::sip::start(&node).await {
             Ok(Some(addr)) => tracing::info!("SIP listening on {addr} (UDP and TCP)"),
@@ -100,9 +101,12 @@ fn main() {
         tokio::spawn(crossbar::host::watch_shards(std::sync::Arc::downgrade(
             &node,
         )));
-        tokio::spawn(crossbar::host::watch_media(std::sync::Arc::downgrade(
-            &node,
-        )));
+        if let Some(events) = events {
+            tokio::spawn(crossbar::host::watch_media(
+                std::sync::Arc::downgrade(&node),
+                events,
+            ));
+        }
         tokio::select! {
             r = serve(node, listener) => {
                 if let Err(e) = r {

@@ -375,10 +375,6 @@ impl MediaPlane for FakePlane {
         self.handle(Call::SendDtmf { leg, steps }, |s| known(s, leg))
     }
 
-    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<crate::media::MediaEvent>> {
-        None
-    }
-
     fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {
         self.handle(Call::SetFormat { leg, format }, |s| {
             known(s, leg)?;

@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::media::dtmf::Step;
-use crate::media::{Format, MediaEvent};
+use crate::media::Format;
 use crate::shard::{
     BridgeKey, BridgeSpec, Dataplane, DataplaneError, Direction, LegId, LegSpec, RtpStats,
     ShardDown, Technology,
@@ -54,9 +54,6 @@ pub trait MediaPlane: Send + Sync {
     fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()>;
     /// Sends digits on a leg as RFC 4733 events.
     fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()>;
-    /// The shards' media events; the first call takes them (`None` after,
-    /// or for a plane without events).
-    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<MediaEvent>>;
     /// Changes a leg's format; answers its bridge's technology, chosen
     /// anew (`None` outside a bridge).
     fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>>;
@@ -113,10 +110,6 @@ impl MediaPlane for Dataplane {
 
     fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()> {
         Box::pin(Dataplane::send_dtmf(self, leg, steps))
-    }
-
-    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<MediaEvent>> {
-        Dataplane::take_events(self)
     }
 
     fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {
@@ -189,10 +182,6 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
 
     fn send_dtmf(&self, leg: LegId, steps: Vec<Step>) -> PlaneFuture<'_, ()> {
         (**self).send_dtmf(leg, steps)
-    }
-
-    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<MediaEvent>> {
-        (**self).take_events()
     }
 
     fn set_format(&self, leg: LegId, format: Format) -> PlaneFuture<'_, Option<Technology>> {

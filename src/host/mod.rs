@@ -247,12 +247,12 @@ impl Node {
     }
 }
 
-/// Turns the data plane's media events into ARI events, for the node's
-/// life (ends when the plane has no events or its shards are gone).
-pub async fn watch_media(node: Weak<Node>) {
-    let Some(mut events) = node.upgrade().and_then(|n| n.dataplane.take_events()) else {
-        return;
-    };
+/// Turns the data plane's media events (`Dataplane::take_events`) into ARI
+/// events, for the node's life (ends when the shards are gone).
+pub async fn watch_media(
+    node: Weak<Node>,
+    mut events: tokio::sync::mpsc::Receiver<crate::media::MediaEvent>,
+) {
     // Bounded by the node's life: ends when every shard's sender is gone.
     while let Some(event) = events.recv().await {
         let Some(node) = node.upgrade() else {
