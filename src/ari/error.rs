@@ -75,6 +75,7 @@ impl From<ControlError> for AriError {
                 match kind {
                     IdKind::Channel => "channel",
                     IdKind::Bridge => "bridge",
+                    IdKind::Playback => "playback",
                 }
             )),
             ControlError::InvalidEventSource {

@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod models;
 pub mod ops;
+pub mod playbacks;
 pub mod routes;
 pub mod sip;
 pub mod sounds;

@@ -80,6 +80,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "ChannelUserevent",
     "ChannelVarset",
     "Dial",
+    "PlaybackContinuing",
+    "PlaybackFinished",
+    "PlaybackStarted",
     "StasisEnd",
     "StasisStart",
 ];
@@ -93,6 +96,7 @@ pub fn models_of(resource: &str) -> &'static [Model] {
         "applications" => APPLICATIONS,
         "endpoints" => ENDPOINTS,
         "sounds" => SOUNDS,
+        "playbacks" => PLAYBACKS,
         "events" => EVENTS,
         _ => &[],
     }
@@ -504,6 +508,45 @@ const ENDPOINTS: &[Model] = &[Model {
     ],
 }];
 
+const PLAYBACKS: &[Model] = &[Model {
+    id: "Playback",
+    description: "Object representing the playback of media to a channel",
+    sub_types: &[],
+    props: &[
+        ("id", "string", true, "ID for this playback operation"),
+        (
+            "media_uri",
+            "string",
+            true,
+            "The URI for the media currently being played back.",
+        ),
+        (
+            "next_media_uri",
+            "string",
+            false,
+            "If a list of URIs is being played, the next media URI to be played back.",
+        ),
+        (
+            "target_uri",
+            "string",
+            true,
+            "URI for the channel or bridge to play the media on",
+        ),
+        (
+            "language",
+            "string",
+            false,
+            "For media types that support multiple languages, the language requested for playback.",
+        ),
+        (
+            "state",
+            "string",
+            true,
+            "Current state of the playback operation.",
+        ),
+    ],
+}];
+
 const SOUNDS: &[Model] = &[
     Model {
         id: "FormatLangPair",
@@ -795,6 +838,24 @@ const EVENTS: &[Model] = &[
                 "The channel on which DTMF was received",
             ),
         ],
+    },
+    Model {
+        id: "PlaybackStarted",
+        description: "Event showing the start of a media playback operation.",
+        sub_types: &[],
+        props: &[("playback", "Playback", true, "Playback control object")],
+    },
+    Model {
+        id: "PlaybackContinuing",
+        description: "Event showing the continuation of a media playback operation from one media URI to the next in the list.",
+        sub_types: &[],
+        props: &[("playback", "Playback", true, "Playback control object")],
+    },
+    Model {
+        id: "PlaybackFinished",
+        description: "Event showing the completion of a media playback operation.",
+        sub_types: &[],
+        props: &[("playback", "Playback", true, "Playback control object")],
     },
     Model {
         id: "ChannelTalkingFinished",
@@ -1094,6 +1155,16 @@ mod tests {
         reg.leave_bridge(now, "b1", "c2", "simple_bridge");
         reg.dtmf_received(now, "c2", '5', 100);
         reg.talking(now, "c2", None);
+        reg.insert_playback(
+            "p1".into(),
+            "c2",
+            vec!["sound:a".into(), "sound:b".into()],
+            "en".into(),
+            0,
+        );
+        reg.start_playback(now, "p1");
+        assert!(reg.continue_playback(now, "p1"));
+        reg.finish_playback(now, "p1", false);
         reg.talking(now, "c2", Some(1200));
         reg.leave_stasis(now, "c2");
         reg.remove_channel(now, "c2", Cause::NORMAL);

@@ -3,7 +3,7 @@
 //! generated from it, so the docs list exactly what is served.
 
 use super::spec::{Api, DataType, Method, Operation, Param, Resource};
-use super::{applications, asterisk, bridges, channels, endpoints, events, sounds};
+use super::{applications, asterisk, bridges, channels, endpoints, events, playbacks, sounds};
 use crate::handler;
 
 const CHANNEL_ID: Param = Param::path("channelId", "Channel's id");
@@ -412,6 +412,32 @@ const CHANNELS: &[Api] = &[
             MOVE_PARAMS,
             STASIS_ERRORS,
             handler!(channels::move_to),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/play",
+        description: "Play media to a channel",
+        operations: &[op(
+            Method::Post,
+            "play",
+            "Start playback of media. The media URI may be any of a number of URI's. Currently sound:, tone: and digits: URI's are supported. This operation creates a playback resource that can be used to control the playback of media (stop).",
+            "Playback",
+            PLAY_PARAMS,
+            PLAY_ERRORS,
+            handler!(playbacks::play),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/play/{playbackId}",
+        description: "Play media to a channel",
+        operations: &[op(
+            Method::Post,
+            "playWithId",
+            "Start playback of media and specify the playbackId.",
+            "Playback",
+            PLAY_WITH_ID_PARAMS,
+            PLAY_ERRORS,
+            handler!(playbacks::play_with_id),
         )],
     },
     Api {
@@ -981,6 +1007,61 @@ const ENDPOINTS: &[Api] = &[
     },
 ];
 
+const MEDIA: Param = Param::query(
+    "media",
+    "Media URIs to play, in order: sound:ID, tone:NAME-or-tone-string, digits:DIGITS (comma list or repeated parameter).",
+)
+.required()
+.multiple()
+.missing("Missing parameter media");
+const LANG: Param = Param::query("lang", "For sounds, selects language for sound.");
+const OFFSET_MS: Param = Param::query(
+    "offsetms",
+    "Number of milliseconds to skip before playing. Only applies to the first URI if multiple media URIs are specified.",
+)
+.typed(DataType::Int)
+.at_least(0);
+const PLAY_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    MEDIA,
+    LANG,
+    OFFSET_MS,
+    Param::query("playbackId", "Playback ID."),
+];
+const PLAY_WITH_ID_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::path("playbackId", "Playback ID."),
+    MEDIA,
+    LANG,
+    OFFSET_MS,
+];
+const PLAY_ERRORS: &[(u16, &str)] = &[NOT_FOUND, NOT_IN_STASIS, (412, "Channel in invalid state")];
+
+const PLAYBACKS: &[Api] = &[Api {
+    path: "/playbacks/{playbackId}",
+    description: "Control object for a playback operation.",
+    operations: &[
+        op(
+            Method::Get,
+            "get",
+            "Get a playback's details.",
+            "Playback",
+            &[Param::path("playbackId", "Playback's id")],
+            &[(404, "The playback cannot be found")],
+            handler!(playbacks::get),
+        ),
+        op(
+            Method::Delete,
+            "stop",
+            "Stop a playback.",
+            "void",
+            &[Param::path("playbackId", "Playback's id")],
+            &[(404, "The playback cannot be found")],
+            handler!(playbacks::stop),
+        ),
+    ],
+}];
+
 const SOUNDS: &[Api] = &[
     Api {
         path: "/sounds",
@@ -1040,6 +1121,11 @@ pub static RESOURCES: &[Resource] = &[
         name: "bridges",
         description: "Bridge resources",
         apis: BRIDGES,
+    },
+    Resource {
+        name: "playbacks",
+        description: "Playback control resources",
+        apis: PLAYBACKS,
     },
     Resource {
         name: "sounds",

@@ -14,6 +14,9 @@ use crate::host::Node;
 pub enum Reply {
     /// 200 with a JSON body.
     Json(serde_json::Value),
+    /// 201 with a JSON body (a resource made by the request, such as a
+    /// playback).
+    Created(serde_json::Value),
     /// 204, no body.
     NoContent,
 }

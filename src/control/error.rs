@@ -11,6 +11,7 @@ use std::fmt;
 pub enum IdKind {
     Channel,
     Bridge,
+    Playback,
 }
 
 impl IdKind {
@@ -19,6 +20,7 @@ impl IdKind {
         match self {
             IdKind::Channel => "Channel",
             IdKind::Bridge => "Bridge",
+            IdKind::Playback => "Playback",
         }
     }
 }

@@ -41,6 +41,8 @@ pub enum Op {
     SetBridge,
     DestroyBridge,
     SetMute,
+    Play,
+    StopPlaying,
     SetTalkDetect,
     SendDtmf,
     SetFormat,
@@ -77,6 +79,14 @@ pub enum Call {
         direction: Direction,
         on: bool,
     },
+    Play {
+        leg: LegId,
+        key: u64,
+    },
+    StopPlaying {
+        leg: LegId,
+        key: u64,
+    },
     SetTalkDetect {
         leg: LegId,
         params: Option<(u32, u32)>,
@@ -112,6 +122,8 @@ impl Call {
             Call::SetBridge { .. } => Op::SetBridge,
             Call::DestroyBridge { .. } => Op::DestroyBridge,
             Call::SetMute { .. } => Op::SetMute,
+            Call::Play { .. } => Op::Play,
+            Call::StopPlaying { .. } => Op::StopPlaying,
             Call::SetTalkDetect { .. } => Op::SetTalkDetect,
             Call::SendDtmf { .. } => Op::SendDtmf,
             Call::SetFormat { .. } => Op::SetFormat,
@@ -365,6 +377,17 @@ impl MediaPlane for FakePlane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         self.handle(Call::SetMute { leg, direction, on }, |s| known(s, leg))
+    }
+
+    fn play(&self, leg: LegId, key: u64, _clip: crate::media::player::Clip) -> PlaneFuture<'_, ()> {
+        self.handle(Call::Play { leg, key }, |s| known(s, leg))
+    }
+
+    fn stop_playing(&self, leg: LegId, key: u64) -> PlaneFuture<'_, bool> {
+        self.handle(Call::StopPlaying { leg, key }, |s| {
+            known(s, leg)?;
+            Ok(true)
+        })
     }
 
     fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()> {

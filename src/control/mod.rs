@@ -38,6 +38,7 @@ pub mod error;
 pub mod fake;
 pub mod ids;
 pub mod plane;
+pub mod playback;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -68,6 +69,9 @@ pub struct Registry {
     channels: HashMap<String, Channel>,
     /// Channel ids by media leg (for events from the data plane).
     by_leg: HashMap<crate::media::LegId, String>,
+    /// Playbacks by id, and their ids by data-plane key.
+    playbacks: HashMap<String, playback::Playback>,
+    playback_keys: HashMap<u64, String>,
     bridges: HashMap<String, Bridge>,
     apps: BTreeMap<String, Application>,
     global_vars: Map<String, Value>,
@@ -85,6 +89,8 @@ impl Registry {
             bridgepeer,
             channels: HashMap::new(),
             by_leg: HashMap::new(),
+            playbacks: HashMap::new(),
+            playback_keys: HashMap::new(),
             bridges: HashMap::new(),
             apps: BTreeMap::new(),
             global_vars: Map::new(),
@@ -494,6 +500,15 @@ impl Registry {
     /// Removes a channel (`ChannelDestroyed`), and every subscription to it.
     pub fn remove_channel(&mut self, now: Timestamp, id: &str, cause: Cause) -> Option<Channel> {
         let targets = self.channel_targets(id);
+        let ended: Vec<String> = self
+            .playbacks
+            .values()
+            .filter(|p| p.channel == id)
+            .map(|p| p.id.clone())
+            .collect();
+        for playback in ended {
+            self.finish_playback(now, &playback, false);
+        }
         let mut ch = self.channels.remove(id)?;
         if self.by_leg.get(&ch.leg).is_some_and(|c| c == id) {
             self.by_leg.remove(&ch.leg);
@@ -805,6 +820,123 @@ impl Registry {
             vec![("bridge", bsnap), ("channel", csnap)],
         );
         self.announce_bridgepeers(now, bridge_id, Some(channel_id));
+    }
+
+    // ---- playbacks -----------------------------------------------------------
+
+    /// A playback by id.
+    pub fn playback(&self, id: &str) -> Option<&playback::Playback> {
+        self.playbacks.get(id)
+    }
+
+    /// The playback the data plane numbers `key`.
+    pub fn playback_of_key(&self, key: u64) -> Option<&playback::Playback> {
+        self.playbacks.get(self.playback_keys.get(&key)?)
+    }
+
+    /// An id for a new playback: `given` if free, else a fresh UUID.
+    pub fn claim_playback_id(&mut self, given: Option<&str>) -> Result<String, ControlError> {
+        match given {
+            Some(id) => {
+                check_id(id, IdKind::Playback)?;
+                if self.playbacks.contains_key(id) {
+                    return Err(ControlError::IdInUse {
+                        kind: IdKind::Playback,
+                        id: id.to_string(),
+                    });
+                }
+                Ok(id.to_string())
+            }
+            None => Ok(uuid::Uuid::new_v4().to_string()),
+        }
+    }
+
+    /// Records a new playback (queued; no event yet). Its key is drawn here.
+    pub fn insert_playback(
+        &mut self,
+        id: String,
+        channel: &str,
+        media: Vec<String>,
+        language: String,
+        offset_ms: u64,
+    ) -> &playback::Playback {
+        let key = self.take_key();
+        self.playback_keys.insert(key, id.clone());
+        let p = playback::Playback {
+            id: id.clone(),
+            key,
+            channel: channel.to_string(),
+            media,
+            index: 0,
+            language,
+            offset_ms,
+            state: playback::PlaybackState::Queued,
+        };
+        self.playbacks.entry(id).or_insert(p)
+    }
+
+    /// Whether a playback of `channel` is playing.
+    pub fn playing_on(&self, channel: &str) -> bool {
+        self.playbacks
+            .values()
+            .any(|p| p.channel == channel && p.state == playback::PlaybackState::Playing)
+    }
+
+    /// The oldest queued playback of `channel`.
+    pub fn next_queued(&self, channel: &str) -> Option<String> {
+        self.playbacks
+            .values()
+            .filter(|p| p.channel == channel && p.state == playback::PlaybackState::Queued)
+            .min_by_key(|p| p.key)
+            .map(|p| p.id.clone())
+    }
+
+    /// The playback starts (`PlaybackStarted`).
+    pub fn start_playback(&mut self, now: Timestamp, id: &str) {
+        if let Some(p) = self.playbacks.get_mut(id) {
+            p.state = playback::PlaybackState::Playing;
+            self.playback_event(now, id, "PlaybackStarted");
+        }
+    }
+
+    /// The playback moves on to its next medium (`PlaybackContinuing`);
+    /// false when it had none left.
+    pub fn continue_playback(&mut self, now: Timestamp, id: &str) -> bool {
+        let Some(p) = self.playbacks.get_mut(id) else {
+            return false;
+        };
+        if p.index + 1 >= p.media.len() {
+            return false;
+        }
+        p.index += 1;
+        self.playback_event(now, id, "PlaybackContinuing");
+        true
+    }
+
+    /// The playback ends (`PlaybackFinished`, state `done` or `failed`) and
+    /// is forgotten.
+    pub fn finish_playback(&mut self, now: Timestamp, id: &str, failed: bool) {
+        let Some(p) = self.playbacks.get_mut(id) else {
+            return;
+        };
+        p.state = if failed {
+            playback::PlaybackState::Failed
+        } else {
+            playback::PlaybackState::Done
+        };
+        self.playback_event(now, id, "PlaybackFinished");
+        if let Some(p) = self.playbacks.remove(id) {
+            self.playback_keys.remove(&p.key);
+        }
+    }
+
+    fn playback_event(&mut self, now: Timestamp, id: &str, kind: &str) {
+        let Some(p) = self.playbacks.get(id) else {
+            return;
+        };
+        let snapshot = p.snapshot();
+        let targets = self.channel_targets(&p.channel);
+        self.emit(&targets, kind, now, vec![("playback", snapshot)]);
     }
 
     /// The channel whose media is `leg`.

@@ -24,6 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::media::dtmf::Step;
+use crate::media::player::Clip;
 use crate::media::Format;
 use crate::shard::{
     BridgeKey, BridgeSpec, Dataplane, DataplaneError, Direction, LegId, LegSpec, RtpStats,
@@ -50,6 +51,10 @@ pub trait MediaPlane: Send + Sync {
     fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()>;
     /// Mutes or unmutes a leg in one or both directions.
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()>;
+    /// Plays a clip (numbered `key`) to a leg.
+    fn play(&self, leg: LegId, key: u64, clip: Clip) -> PlaneFuture<'_, ()>;
+    /// Stops the clip `key` on a leg; false if it was not playing.
+    fn stop_playing(&self, leg: LegId, key: u64) -> PlaneFuture<'_, bool>;
     /// Starts (silence ms, threshold) or stops talk detection on a leg.
     fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()>;
     /// Sends digits on a leg as RFC 4733 events.
@@ -102,6 +107,14 @@ impl MediaPlane for Dataplane {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         Box::pin(Dataplane::set_mute(self, leg, direction, on))
+    }
+
+    fn play(&self, leg: LegId, key: u64, clip: Clip) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::play(self, leg, key, clip))
+    }
+
+    fn stop_playing(&self, leg: LegId, key: u64) -> PlaneFuture<'_, bool> {
+        Box::pin(Dataplane::stop_playing(self, leg, key))
     }
 
     fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()> {
@@ -174,6 +187,14 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
 
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()> {
         (**self).set_mute(leg, direction, on)
+    }
+
+    fn play(&self, leg: LegId, key: u64, clip: Clip) -> PlaneFuture<'_, ()> {
+        (**self).play(leg, key, clip)
+    }
+
+    fn stop_playing(&self, leg: LegId, key: u64) -> PlaneFuture<'_, bool> {
+        (**self).stop_playing(leg, key)
     }
 
     fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()> {

@@ -488,6 +488,17 @@ impl Shard {
             } => {
                 let _ = reply.send(self.core.set_mute(leg, direction, on).map_err(core_error));
             }
+            Command::Play {
+                leg,
+                key,
+                clip,
+                reply,
+            } => {
+                let _ = reply.send(self.core.play(leg, key, clip).map_err(core_error));
+            }
+            Command::StopPlaying { leg, key, reply } => {
+                let _ = reply.send(self.core.stop_playing(leg, key).map_err(core_error));
+            }
             Command::SetTalkDetect { leg, params, reply } => {
                 let _ = reply.send(self.core.set_talk_detect(leg, params).map_err(core_error));
             }

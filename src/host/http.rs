@@ -217,6 +217,10 @@ pub async fn invoke(
             status: 200,
             body: Some(v.to_string()),
         },
+        Ok(Reply::Created(v)) => Outcome {
+            status: 201,
+            body: Some(v.to_string()),
+        },
         Ok(Reply::NoContent) => Outcome {
             status: 204,
             body: None,

@@ -270,6 +270,9 @@ pub async fn watch_media(
                     ctl.reg.dtmf_received(now, &id, digit, duration_ms);
                 }
             }
+            crate::media::MediaEvent::PlaybackDone { key, .. } => {
+                crate::ari::playbacks::clip_done(&node, &mut ctl, now, key).await;
+            }
             crate::media::MediaEvent::TalkingStarted { leg } => {
                 if let Some(id) = ctl.reg.channel_of_leg(leg).map(str::to_string) {
                     ctl.reg.talking(now, &id, None);

@@ -111,6 +111,8 @@ pub struct Core {
     events: VecDeque<MediaEvent>,
     /// Legs sending digits (they need the tick).
     dtmf_senders: Vec<LegId>,
+    /// Legs with a clip playing (they need the tick).
+    playing: Vec<LegId>,
 }
 
 /// Events the core keeps for the control plane; beyond, new ones are
@@ -140,6 +142,7 @@ impl Core {
             ssrcs: HashSet::new(),
             events: VecDeque::new(),
             dtmf_senders: Vec::new(),
+            playing: Vec::new(),
             config: CoreConfig { tick_ms, ..config },
         }
     }
@@ -371,6 +374,101 @@ impl Core {
         Ok(())
     }
 
+    /// Plays `clip` (numbered `key` by the control plane) to a leg, in
+    /// place of any clip playing (see [`player`](super::player)).
+    pub fn play(
+        &mut self,
+        id: LegId,
+        key: u64,
+        clip: super::player::Clip,
+    ) -> Result<(), CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        let player = super::player::Player::new(key, clip, l.format).ok_or(CoreError::Unknown)?;
+        l.player = Some(Box::new(player));
+        if !self.playing.contains(&id) {
+            self.playing.push(id);
+        }
+        Ok(())
+    }
+
+    /// Stops the clip `key` on a leg; false if it was not playing (ended
+    /// already, or another one plays).
+    pub fn stop_playing(&mut self, id: LegId, key: u64) -> Result<bool, CoreError> {
+        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
+        if l.player.as_ref().is_some_and(|p| p.key == key) {
+            l.player = None;
+            self.playing.retain(|p| *p != id);
+            self.forget_idle_schedule();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Sends one tick's frame of every playing clip; a clip that ends is
+    /// reported ([`MediaEvent::PlaybackDone`]).
+    fn tick_players(&mut self, now: Instant) {
+        let tick_ms = self.tick.as_millis() as u32;
+        let mut ended = Vec::new();
+        for &id in &self.playing {
+            let Some(r) = self.media.legs.find(id) else {
+                ended.push((id, None));
+                continue;
+            };
+            let Some(leg) = self.media.legs.get(r) else {
+                continue;
+            };
+            let format = leg.format;
+            let samples = (format.sample_rate() * tick_ms / 1000) as usize;
+            let ticks = format.clock_rate() * tick_ms / 1000;
+            let Some(player) = leg.player.as_mut() else {
+                ended.push((id, None));
+                continue;
+            };
+            let Some(buf) = self.media.pool.take() else {
+                continue;
+            };
+            let mut bytes = self.media.pool.lift(&buf);
+            let Some(n) = player.next_frame(samples, &mut bytes[HEADER_LEN..]) else {
+                self.media.pool.restore(&buf, bytes);
+                self.media.pool.release(buf);
+                ended.push((id, Some(player.key)));
+                leg.player = None;
+                continue;
+            };
+            let header = leg.out.next_local(now, Pt(format.payload_type()), ticks, n);
+            let written = header.write(&mut bytes[..]).map(|h| h + n);
+            self.media.pool.restore(&buf, bytes);
+            let dest = match &leg.kind {
+                LegKind::Rtp {
+                    remote: Some(dest), ..
+                } => Some(*dest),
+                _ => None,
+            };
+            match (written, dest) {
+                (Some(len), Some(dest)) if !leg.mute_out => {
+                    leg.stats.tx_packets += 1;
+                    leg.stats.tx_octets += n as u64;
+                    let mut lent = Lent::none();
+                    self.media.outbox.send(
+                        &mut lent,
+                        &mut self.media.pool,
+                        r,
+                        Port::Rtp,
+                        dest,
+                        Packet::Tx { buf, len },
+                    );
+                }
+                _ => self.media.pool.release(buf),
+            }
+        }
+        for (id, key) in ended {
+            self.playing.retain(|p| *p != id);
+            if let Some(key) = key {
+                self.event(MediaEvent::PlaybackDone { leg: id, key });
+            }
+        }
+    }
+
     /// The next event for the control plane.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.events.pop_front()
@@ -571,6 +669,7 @@ impl Core {
     fn wants_ticks(&self) -> bool {
         self.bridges.any_mixing()
             || !self.dtmf_senders.is_empty()
+            || !self.playing.is_empty()
             || (self.config.rtcp_interval_ms > 0 && self.media.legs.len() > 0)
     }
 
@@ -588,6 +687,7 @@ impl Core {
     fn tick_once(&mut self, now: Instant) {
         self.bridges.tick(&mut self.media, now);
         self.tick_dtmf(now);
+        self.tick_players(now);
         let ntp = self.ntp(now);
         rtcp::tick(
             &mut self.media,
@@ -639,6 +739,7 @@ impl Core {
             dtmf_rx: DtmfRx::default(),
             dtmf_tx: None,
             talk: None,
+            player: None,
         })
     }
 

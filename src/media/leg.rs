@@ -121,6 +121,8 @@ pub(super) struct Leg {
     pub dtmf_tx: Option<Box<super::dtmf::DtmfTx>>,
     /// Talk detection on what the leg receives, when set.
     pub talk: Option<Box<super::talk::TalkDetect>>,
+    /// A clip playing to the leg (it then hears nothing else).
+    pub player: Option<Box<super::player::Player>>,
 }
 
 impl Leg {

@@ -42,6 +42,7 @@ mod format;
 mod leg;
 mod mixing;
 mod path;
+pub mod player;
 mod rtcp;
 pub mod sim;
 mod source;
@@ -112,6 +113,8 @@ pub enum MediaEvent {
     TalkingStarted { leg: LegId },
     /// The leg stopped talking after `duration_ms` of talk.
     TalkingFinished { leg: LegId, duration_ms: u32 },
+    /// The clip `key` played to the leg has ended.
+    PlaybackDone { leg: LegId, key: u64 },
 }
 
 /// The desired state of a bridge; the core chooses the technology.

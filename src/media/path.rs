@@ -239,8 +239,9 @@ impl Media {
             target.stats.tx_dropped += 1;
             return Next::Stop(packet);
         }
-        if target.dtmf_tx.as_ref().is_some_and(|t| t.in_digit()) {
-            // No audio while a digit is sent (as Asterisk).
+        if target.dtmf_tx.as_ref().is_some_and(|t| t.in_digit()) || target.player.is_some() {
+            // No other audio while a digit is sent or a clip plays to the
+            // leg (as Asterisk).
             return Next::Stop(packet);
         }
         match &target.kind {

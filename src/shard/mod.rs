@@ -180,6 +180,17 @@ pub enum Command {
         on: bool,
         reply: Reply<()>,
     },
+    Play {
+        leg: LegId,
+        key: u64,
+        clip: crate::media::player::Clip,
+        reply: Reply<()>,
+    },
+    StopPlaying {
+        leg: LegId,
+        key: u64,
+        reply: Reply<bool>,
+    },
     SetTalkDetect {
         leg: LegId,
         params: Option<(u32, u32)>,
@@ -884,6 +895,30 @@ impl Dataplane {
             reply,
         })
         .await
+    }
+
+    /// Plays a clip to a leg (the clip numbered `key`).
+    pub async fn play(
+        &self,
+        leg: LegId,
+        key: u64,
+        clip: crate::media::player::Clip,
+    ) -> Result<(), DataplaneError> {
+        let shard = self.leg_shard(leg)?;
+        self.call(shard, |reply| Command::Play {
+            leg,
+            key,
+            clip,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops the clip `key` on a leg; false if it was not playing.
+    pub async fn stop_playing(&self, leg: LegId, key: u64) -> Result<bool, DataplaneError> {
+        let shard = self.leg_shard(leg)?;
+        self.call(shard, |reply| Command::StopPlaying { leg, key, reply })
+            .await
     }
 
     /// Starts (silence ms, threshold) or stops talk detection on a leg.
