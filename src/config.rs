@@ -28,6 +28,18 @@ bridgepeer = "off"
 entity_id = "02:fc:00:00:00:01"
 # Name reported by /asterisk/info (system.entity_id is entity_id above).
 system_name = "crossbar"
+# Request limits (larger: 413, 414, 431 with an ARI error body). hyper's own
+# limits stay behind them: a URI over 65534 bytes, more than 100 headers or a
+# request head over ~400 KiB get a bare 414/431.
+max_body_bytes = 1048576
+max_uri_bytes = 16384
+max_header_bytes = 65536
+# Failed logins: after auth_fail_limit wrong credentials from one source (an
+# IPv4 address or an IPv6 /64) within auth_fail_window_s seconds, that
+# source's credentials are checked at most once a second; a request that
+# would wait over 3 s gets 429 unchecked. 0: never slowed (still logged).
+auth_fail_limit = 10
+auth_fail_window_s = 60
 # Events an events WebSocket may have queued, unwritten, before the node
 # closes it (code 1008): a client that stops reading cannot grow memory.
 ws_queue_events = 100000
@@ -301,6 +313,11 @@ pub struct AriConfig {
     pub entity_id: String,
     pub system_name: String,
     pub ws_queue_events: usize,
+    pub max_body_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_header_bytes: usize,
+    pub auth_fail_limit: u32,
+    pub auth_fail_window_s: u32,
 }
 
 /// How `ChannelVarset BRIDGEPEER` events are emitted (ARI.md's trap).
@@ -470,6 +487,27 @@ impl Config {
         if self.ari.password.is_empty() {
             return bad("ari.password", "must not be empty");
         }
+        if self.uses_default_credentials() && !is_loopback(self.ari.bind.ip()) {
+            return bad(
+                "ari.password",
+                &format!(
+                    "the development credentials asterisk/asterisk are refused when ari.bind ({}) is not a loopback address: set ari.username and ari.password (CROSSBAR_ARI_USERNAME, CROSSBAR_ARI_PASSWORD)",
+                    self.ari.bind
+                ),
+            );
+        }
+        if !(1024..=1 << 30).contains(&self.ari.max_body_bytes) {
+            return bad("ari.max_body_bytes", "must be 1024 to 1073741824");
+        }
+        if !(256..=65534).contains(&self.ari.max_uri_bytes) {
+            return bad("ari.max_uri_bytes", "must be 256 to 65534");
+        }
+        if !(1024..=262_144).contains(&self.ari.max_header_bytes) {
+            return bad("ari.max_header_bytes", "must be 1024 to 262144");
+        }
+        if !(1..=86_400).contains(&self.ari.auth_fail_window_s) {
+            return bad("ari.auth_fail_window_s", "must be 1 to 86400");
+        }
         let id_ok = self.ari.entity_id.split(':').count() == 6
             && self
                 .ari
@@ -537,6 +575,16 @@ impl Config {
         match self.dataplane.shards {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
+        }
+    }
+}
+
+/// Loopback addresses, IPv4-mapped ones included (`::ffff:127.0.0.1`).
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
 }
@@ -709,5 +757,34 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(err.contains("ari.nope"), "{err}");
+    }
+
+    #[test]
+    fn default_credentials_only_on_loopback() {
+        for bind in ["0.0.0.0:8088", "[::]:8088", "192.0.2.1:8088"] {
+            let err = Config::from_layers(None, env(&[("CROSSBAR_ARI_BIND", bind)]))
+                .unwrap_err()
+                .0;
+            assert!(
+                err.starts_with("ari.password: the development credentials"),
+                "{err}"
+            );
+        }
+        for bind in ["127.0.0.2:8088", "[::1]:8088", "[::ffff:127.0.0.1]:8088"] {
+            Config::from_layers(None, env(&[("CROSSBAR_ARI_BIND", bind)])).unwrap();
+        }
+        let c = Config::from_layers(
+            None,
+            env(&[
+                ("CROSSBAR_ARI_BIND", "0.0.0.0:8088"),
+                ("CROSSBAR_ARI_PASSWORD", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.ari.max_body_bytes, 1 << 20);
+        let err = Config::from_layers(None, env(&[("CROSSBAR_ARI_PASSWORD", "")]))
+            .unwrap_err()
+            .0;
+        assert_eq!(err, "ari.password: must not be empty");
     }
 }

@@ -2,10 +2,12 @@
 //! `/ari/...` requests through the route table, and the upgrade of
 //! `/ari/events` to a WebSocket.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::body::{to_bytes, Body};
-use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{ConnectInfo, FromRequestParts, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use axum::Router;
 use base64::Engine;
@@ -16,7 +18,8 @@ use crate::ari::error::{reason_phrase, AriError};
 use crate::ari::spec::{match_path, Method, Operation, Reply};
 use crate::ari::{docs, routes};
 
-/// Largest request body accepted.
+/// Largest message on an events WebSocket is twice this (`session.rs`);
+/// HTTP request bodies are limited by `ari.max_body_bytes`.
 pub(super) const MAX_BODY: usize = 1 << 20;
 
 /// A reply as the transport sends it: a status and an optional JSON body.
@@ -46,10 +49,25 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::TcpListener) -> std::i
             tracing::debug!("TCP_NODELAY not set: {e}");
         }
     });
-    axum::serve(listener, app.into_make_service()).await
+    // The peer address reaches `entry` as `ConnectInfo` (failed logins are
+    // accounted per source).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Body> {
+    // Without connect info (a router served otherwise) all requests are
+    // one source.
+    let source = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    if let Some(refused) = oversized_head(&node, &req) {
+        return refused;
+    }
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query().unwrap_or(""));
@@ -57,18 +75,8 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
         return respond(&node, Outcome::error(&AriError::new(405, "Invalid method")));
     };
 
-    if !authorized(&node, &parts.headers, &query) {
-        node.metrics.inc(&node.metrics.auth_failures);
-        node.metrics.count_status(401);
-        let mut r = json_response(
-            401,
-            Some(AriError::new(401, "Authentication required").body()),
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"Asterisk REST Interface\""),
-        );
-        return r;
+    if let Err(refused) = authenticate(&node, source, &parts.headers, &query).await {
+        return refused;
     }
     let query: Vec<(String, String)> = query.into_iter().filter(|(k, _)| k != "api_key").collect();
 
@@ -141,16 +149,9 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
         node.metrics.count_status(101);
         return super::session::upgrade(node.clone(), upgrade, args);
     }
-    let body = match to_bytes(body, MAX_BODY).await {
+    let body = match read_body(body, node.config.ari.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => {
-            return respond(
-                &node,
-                Outcome::error(&AriError::bad_request(
-                    "Request body too large or unreadable",
-                )),
-            )
-        }
+        Err(e) => return respond(&node, Outcome::error(&e)),
     };
     // The operation runs in a task of its own: hyper drops this future when
     // the client disconnects, and an operation cut off between a data-plane
@@ -259,42 +260,164 @@ pub fn parse_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn authorized(node: &Node, headers: &HeaderMap, query: &[(String, String)]) -> bool {
-    let want_user = node.config.ari.username.as_str();
-    let want_pass = node.config.ari.password.as_str();
-    let check = |cred: &str| {
-        cred.split_once(':')
-            .is_some_and(|(u, p)| constant_eq(u, want_user) & constant_eq(p, want_pass))
-    };
-    if let Some((_, key)) = query.iter().find(|(k, _)| k == "api_key") {
-        return check(key);
+/// 414 for a request-target over `ari.max_uri_bytes`, 431 for headers over
+/// `ari.max_header_bytes` (names, values and their `: ` and CRLF), checked
+/// before authentication. hyper's own limits stand behind these (a URI over
+/// 65534 bytes, over 100 headers, a head over ~400 KiB: bare 414/431).
+fn oversized_head(node: &Node, req: &Request<Body>) -> Option<Response<Body>> {
+    let ari = &node.config.ari;
+    let uri = req.uri();
+    let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    if uri_len > ari.max_uri_bytes {
+        return Some(respond(
+            node,
+            Outcome::error(&AriError::new(
+                414,
+                format!("Request URI longer than {} bytes", ari.max_uri_bytes),
+            )),
+        ));
     }
-    let Some(auth) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(encoded) = auth
-        .strip_prefix("Basic ")
-        .or_else(|| auth.strip_prefix("basic "))
-    else {
-        return false;
-    };
-    base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .is_some_and(|cred| check(&cred))
+    let header_len: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_len > ari.max_header_bytes {
+        return Some(respond(
+            node,
+            Outcome::error(&AriError::new(
+                431,
+                format!(
+                    "Request header fields larger than {} bytes",
+                    ari.max_header_bytes
+                ),
+            )),
+        ));
+    }
+    None
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+/// Reads a request body of at most `limit` bytes: 413 beyond (at once when
+/// Content-Length says so), 400 if it cannot be read.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, AriError> {
+    let too_large = || AriError::new(413, format!("Request body larger than {limit} bytes"));
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let mut data = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|_| AriError::bad_request("Request body unreadable"))?;
+        if let Ok(chunk) = frame.into_data() {
+            if data.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            data.extend_from_slice(&chunk);
+        }
+    }
+    Ok(Bytes::from(data))
+}
+
+/// Credentials as presented: `Some("user:pass")` from `api_key` or Basic
+/// authorization (`Some("")` for an Authorization header that is not valid
+/// Basic), `None` when the request carries none.
+fn presented(headers: &HeaderMap, query: &[(String, String)]) -> Option<String> {
+    if let Some((_, key)) = query.iter().find(|(k, _)| k == "api_key") {
+        return Some(key.clone());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?;
+    let decoded = auth
+        .to_str()
+        .ok()
+        .and_then(|a| {
+            a.strip_prefix("Basic ")
+                .or_else(|| a.strip_prefix("basic "))
+        })
+        .and_then(|enc| {
+            base64::engine::general_purpose::STANDARD
+                .decode(enc.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok());
+    Some(decoded.unwrap_or_default())
+}
+
+/// Whether `cred` (`user:pass`) are the configured credentials; both parts
+/// are always compared, each in constant time.
+fn credentials_match(node: &Node, cred: &str) -> bool {
+    let (user, pass) = cred.split_once(':').unwrap_or((cred, ""));
+    let user_ok = super::auth::constant_eq(user.as_bytes(), node.config.ari.username.as_bytes());
+    let pass_ok = super::auth::constant_eq(pass.as_bytes(), node.config.ari.password.as_bytes());
+    user_ok & pass_ok & cred.contains(':')
+}
+
+/// Checks a request's credentials, slowing sources with repeated failures
+/// (see [`super::auth`]); the refusal to send otherwise: 401, or 429 for a
+/// throttled source whose wait would be too long.
+async fn authenticate(
+    node: &Node,
+    source: IpAddr,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<(), Response<Body>> {
+    use super::auth::Admit;
+    let Some(cred) = presented(headers, query) else {
+        return Err(unauthorized(node));
+    };
+    match node.auth.admit(source, Instant::now()) {
+        Admit::Now => {}
+        Admit::After(wait) => tokio::time::sleep(wait).await,
+        Admit::Refuse(retry) => {
+            node.metrics.inc(&node.metrics.auth_throttled);
+            node.metrics.count_status(429);
+            let mut r = json_response(
+                429,
+                Some(AriError::new(429, "Too many failed logins from this address").body()),
+            );
+            if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Err(r);
+        }
+    }
+    if credentials_match(node, &cred) {
+        node.auth.succeeded(source);
+        return Ok(());
+    }
+    if let Some(failures) = node.auth.failed(source, Instant::now()) {
+        let user: String = cred
+            .split_once(':')
+            .map_or("", |(u, _)| u)
+            .chars()
+            .take(64)
+            .collect();
+        tracing::warn!(
+            source = %source,
+            user = ?user,
+            failures,
+            throttled = node.auth.throttled(source),
+            "ARI login failed ({failures} failed logins from this source since its last report, at most one report per {} s)",
+            super::auth::LOG_INTERVAL.as_secs()
+        );
+    }
+    Err(unauthorized(node))
+}
+
+/// 401 with the Basic challenge, counted.
+fn unauthorized(node: &Node) -> Response<Body> {
+    node.metrics.inc(&node.metrics.auth_failures);
+    node.metrics.count_status(401);
+    let mut r = json_response(
+        401,
+        Some(AriError::new(401, "Authentication required").body()),
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"Asterisk REST Interface\""),
+    );
+    r
 }
 
 /// `crossbar_dataplane_driver`: 1 for the driver in use, labelled with its

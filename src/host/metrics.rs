@@ -11,6 +11,7 @@ pub struct Metrics {
     pub http_client_errors: AtomicU64,
     pub http_server_errors: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub auth_throttled: AtomicU64,
     pub ws_sessions: AtomicU64,
     pub ws_bad_messages: AtomicU64,
     pub events_sent: AtomicU64,
@@ -35,7 +36,7 @@ impl Metrics {
     /// The Prometheus exposition text, with `extra` gauges appended.
     pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let rows: [(&str, &str, &AtomicU64); 8] = [
+        let rows: [(&str, &str, &AtomicU64); 9] = [
             (
                 "crossbar_http_requests_total",
                 "ARI HTTP requests served",
@@ -55,6 +56,11 @@ impl Metrics {
                 "crossbar_auth_failures_total",
                 "Requests refused for missing or wrong credentials",
                 &self.auth_failures,
+            ),
+            (
+                "crossbar_auth_throttled_total",
+                "Requests refused with 429 unchecked: their source had too many failed logins",
+                &self.auth_throttled,
             ),
             (
                 "crossbar_ws_sessions_total",

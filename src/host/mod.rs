@@ -21,6 +21,7 @@
 //! its other shards but reports itself unhealthy in `/metrics`
 //! (`crossbar_healthy 0`, `crossbar_shard_up{shard="N"} 0`).
 
+pub mod auth;
 mod http;
 mod metrics;
 mod session;
@@ -192,6 +193,8 @@ pub struct Node {
     pub config: Config,
     pub dataplane: Box<dyn MediaPlane>,
     pub metrics: Metrics,
+    /// Failed-login accounting per source (logging and slowing).
+    pub auth: auth::Guard,
     pub started: Timestamp,
     control: Mutex<Control>,
     me: Weak<Node>,
@@ -215,6 +218,10 @@ impl Node {
         let reg = Registry::new(&config.ari.entity_id, config.ari.bridgepeer, ids);
         Arc::new_cyclic(|me| Node {
             me: me.clone(),
+            auth: auth::Guard::new(
+                config.ari.auth_fail_limit,
+                std::time::Duration::from_secs(u64::from(config.ari.auth_fail_window_s)),
+            ),
             config,
             dataplane,
             metrics: Metrics::default(),

@@ -170,6 +170,13 @@ impl Server {
         Server::launch(port, rtp_range(port), env, None)
     }
 
+    /// Starts the binary with its ARI on `port` (the test chooses the bind
+    /// address with `CROSSBAR_ARI_BIND` in `env`; requests still go to
+    /// 127.0.0.1:`port`).
+    pub fn start_on(port: u16, env: &[(&str, &str)]) -> Server {
+        Server::launch(port, rtp_range(port), env, None)
+    }
+
     /// Starts the binary on the RTP ports `rtp.0..=rtp.1` (instead of
     /// [`rtp_range`]) with extra environment variables.
     pub fn start_with_rtp(rtp: (u16, u16), env: &[(&str, &str)]) -> Server {
