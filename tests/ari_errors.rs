@@ -32,11 +32,13 @@ fn unknown_bridge_is_404_bridge_not_found() {
 }
 
 #[test]
-fn playbacks_are_not_served_yet_so_404_resource_not_found() {
+fn unknown_playback_is_404_and_recordings_are_not_served_yet() {
     let s = Server::start();
     s.get("/ari/playbacks/x")
-        .assert_error(404, "Resource not found");
+        .assert_error(404, "Playback not found");
     s.delete("/ari/playbacks/x")
+        .assert_error(404, "Playback not found");
+    s.get("/ari/recordings/stored")
         .assert_error(404, "Resource not found");
 }
 
