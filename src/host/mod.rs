@@ -21,6 +21,7 @@
 //! its other shards but reports itself unhealthy in `/metrics`
 //! (`crossbar_healthy 0`, `crossbar_shard_up{shard="N"} 0`).
 
+pub mod conn;
 mod http;
 mod metrics;
 mod session;
