@@ -16,6 +16,18 @@ pub const DEFAULT_TOML: &str = r#"
 [ari]
 # Where the ARI HTTP/WebSocket control socket listens.
 bind = "127.0.0.1:8088"
+# -- Connections to the control socket (see the README's Security section).
+# Connections open at once; at the limit the one idle the longest is closed to
+# admit a new one, and only when none is idle is the new one refused (503).
+max_connections = 4096
+# Connections open at once from one source address; beyond, refused (503).
+max_connections_per_source = 1024
+# Time a client has to send a request's headers, from connect (first request)
+# or from its first byte (later ones), in milliseconds; then it is closed.
+header_timeout_ms = 10000
+# A keep-alive connection with no request for this long is closed, in
+# milliseconds (events WebSockets are exempt).
+idle_timeout_ms = 15000
 # Development credentials: change them for anything but a laptop.
 username = "asterisk"
 password = "asterisk"
@@ -307,6 +319,11 @@ impl SipConfig {
 #[serde(deny_unknown_fields)]
 pub struct AriConfig {
     pub bind: SocketAddr,
+    // Connections (`host::conn`).
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    pub header_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
     pub username: String,
     pub password: String,
     pub bridgepeer: BridgePeerMode,
@@ -523,6 +540,7 @@ impl Config {
         if !(16..=10_000_000).contains(&self.ari.ws_queue_events) {
             return bad("ari.ws_queue_events", "must be between 16 and 10000000");
         }
+        self.validate_connections()?;
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
             return bad("rtp.port_min", "must be non-zero and below rtp.port_max");
         }
@@ -561,6 +579,28 @@ impl Config {
                 "log.level",
                 "must be one of error, warn, info, debug, trace",
             );
+        }
+        Ok(())
+    }
+
+    /// The `[ari]` connection keys (`host::conn`).
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let a = &self.ari;
+        if !(1..=1_000_000).contains(&a.max_connections) {
+            return bad("ari.max_connections", "must be 1 to 1000000");
+        }
+        if a.max_connections_per_source == 0 || a.max_connections_per_source > a.max_connections {
+            return bad(
+                "ari.max_connections_per_source",
+                "must be 1 to ari.max_connections",
+            );
+        }
+        if !(100..=600_000).contains(&a.header_timeout_ms) {
+            return bad("ari.header_timeout_ms", "must be 100 to 600000");
+        }
+        if !(100..=3_600_000).contains(&a.idle_timeout_ms) {
+            return bad("ari.idle_timeout_ms", "must be 100 to 3600000");
         }
         Ok(())
     }

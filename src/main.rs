@@ -47,6 +47,21 @@ fn main() {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
+    match crossbar::host::conn::raise_nofile_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!("open-file limit raised from {before} to {after}")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("open-file limit not raised: {e}"),
+    }
+    if let Some(limit) = crossbar::host::conn::nofile_limit() {
+        if (config.ari.max_connections as u64) + 256 > limit {
+            tracing::warn!(
+                "open-file limit {limit} leaves little room beyond ari.max_connections {}: connections may be refused for want of descriptors",
+                config.ari.max_connections
+            );
+        }
+    }
     if config.uses_default_credentials() {
         tracing::warn!(
             "ARI uses the development credentials asterisk/asterisk: set ari.username and ari.password (or CROSSBAR_ARI_USERNAME / CROSSBAR_ARI_PASSWORD) for anything but local development"

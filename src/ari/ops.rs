@@ -29,8 +29,21 @@ pub fn dataplane_error(e: DataplaneError) -> AriError {
             503,
             "Data plane shard is down: this channel or bridge's media is gone",
         ),
+        // Out of file descriptors is strain, not a bug: 503, and the reason
+        // in the log.
+        DataplaneError::Io(m) if is_fd_exhaustion(&m) => {
+            tracing::warn!("data plane out of file descriptors: {m}");
+            AriError::new(503, "Out of file descriptors on this node")
+        }
         other => AriError::internal(format!("Data plane: {other}")),
     }
+}
+
+/// True for a socket error text of EMFILE or ENFILE.
+fn is_fd_exhaustion(m: &str) -> bool {
+    m.contains("Too many open files")
+        || m.contains(&format!("os error {}", libc::EMFILE))
+        || m.contains(&format!("os error {}", libc::ENFILE))
 }
 
 /// Adds `member` to `bridge_id`, leaving its current bridge first.

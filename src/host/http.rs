@@ -41,21 +41,11 @@ impl Outcome {
 /// Serves the control socket on `listener` until the future is dropped.
 /// Connections have Nagle's algorithm off: a small reply waiting for the
 /// client's delayed ACK cost 40 ms of call setup (`crossbar-load sip`).
+/// Connection limits and timeouts are `host::conn`'s; requests reach
+/// [`entry`] with the peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(node: Arc<Node>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let app = Router::new().fallback(entry).with_state(node);
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY not set: {e}");
-        }
-    });
-    // The peer address reaches `entry` as `ConnectInfo` (failed logins are
-    // accounted per source).
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+    let app = Router::new().fallback(entry).with_state(node.clone());
+    super::conn::run(node, listener, app).await
 }
 
 async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Body> {

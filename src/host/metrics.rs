@@ -16,6 +16,13 @@ pub struct Metrics {
     pub ws_bad_messages: AtomicU64,
     pub events_sent: AtomicU64,
     pub events_dropped: AtomicU64,
+    // Connections of the control socket (`host::conn`).
+    pub http_connections_open: AtomicU64,
+    pub http_connections_refused: AtomicU64,
+    pub http_connections_evicted: AtomicU64,
+    pub http_header_timeouts: AtomicU64,
+    pub http_idle_closed: AtomicU64,
+    pub http_accept_fd_exhausted: AtomicU64,
 }
 
 impl Metrics {
@@ -90,6 +97,7 @@ impl Metrics {
                 value.load(Ordering::Relaxed)
             );
         }
+        self.render_connections(&mut out);
         for (name, help, value) in extra {
             let _ = writeln!(
                 out,
@@ -97,5 +105,49 @@ impl Metrics {
             );
         }
         out
+    }
+
+    /// The connection counters and gauge (`host::conn`).
+    fn render_connections(&self, out: &mut String) {
+        let rows: [(&str, &str, &AtomicU64); 5] = [
+            (
+                "crossbar_http_connections_refused_total",
+                "ARI connections refused with 503 (ari.max_connections or ari.max_connections_per_source)",
+                &self.http_connections_refused,
+            ),
+            (
+                "crossbar_http_connections_evicted_total",
+                "Idle ARI connections closed to admit a new one",
+                &self.http_connections_evicted,
+            ),
+            (
+                "crossbar_http_header_timeouts_total",
+                "ARI connections closed because a request's headers did not arrive within ari.header_timeout_ms",
+                &self.http_header_timeouts,
+            ),
+            (
+                "crossbar_http_idle_closed_total",
+                "ARI keep-alive connections closed after ari.idle_timeout_ms without a request",
+                &self.http_idle_closed,
+            ),
+            (
+                "crossbar_http_accept_fd_exhausted_total",
+                "Accepts of ARI connections that failed for want of file descriptors",
+                &self.http_accept_fd_exhausted,
+            ),
+        ];
+        for (name, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let name = "crossbar_http_connections_open";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Open ARI connections (events WebSockets included)\n# TYPE {name} gauge\n{name} {}",
+            self.http_connections_open.load(Ordering::Relaxed)
+        );
     }
 }

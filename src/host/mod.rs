@@ -22,6 +22,7 @@
 //! (`crossbar_healthy 0`, `crossbar_shard_up{shard="N"} 0`).
 
 pub mod auth;
+pub mod conn;
 mod http;
 mod metrics;
 mod session;
