@@ -441,25 +441,10 @@ impl Core {
             let dest = match &leg.kind {
                 LegKind::Rtp {
                     remote: Some(dest), ..
-                } => Some(*dest),
+                } if !leg.mute_out => Some(*dest),
                 _ => None,
             };
-            match (written, dest) {
-                (Some(len), Some(dest)) if !leg.mute_out => {
-                    leg.stats.tx_packets += 1;
-                    leg.stats.tx_octets += n as u64;
-                    let mut lent = Lent::none();
-                    self.media.outbox.send(
-                        &mut lent,
-                        &mut self.media.pool,
-                        r,
-                        Port::Rtp,
-                        dest,
-                        Packet::Tx { buf, len },
-                    );
-                }
-                _ => self.media.pool.release(buf),
-            }
+            send_frame(&mut self.media, r, dest, buf, written, n);
         }
         for (id, key) in ended {
             self.playing.retain(|p| *p != id);
@@ -520,22 +505,7 @@ impl Core {
                 h + 4
             });
             self.media.pool.restore(&buf, bytes);
-            match written {
-                Some(len) => {
-                    leg.stats.tx_packets += 1;
-                    leg.stats.tx_octets += 4;
-                    let mut lent = Lent::none();
-                    self.media.outbox.send(
-                        &mut lent,
-                        &mut self.media.pool,
-                        r,
-                        Port::Rtp,
-                        dest,
-                        Packet::Tx { buf, len },
-                    );
-                }
-                None => self.media.pool.release(buf),
-            }
+            send_frame(&mut self.media, r, Some(dest), buf, written, 4);
         }
         self.dtmf_senders.retain(|id| !finished.contains(id));
     }
@@ -908,4 +878,34 @@ impl Core {
 /// A duration in NTP 32.32 units.
 fn to_ntp_units(d: Duration) -> u64 {
     (d.as_secs() << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+}
+
+/// Queues a frame the core made for leg `r` (in `buf`: `len` bytes, of
+/// which `payload` after the header) to `dest`, counted in the leg's
+/// stats; the buffer goes back to the pool when there is nothing to send.
+fn send_frame(
+    media: &mut Media,
+    r: LegRef,
+    dest: Option<SocketAddr>,
+    buf: TxBuf,
+    len: Option<usize>,
+    payload: usize,
+) {
+    let (Some(dest), Some(len)) = (dest, len) else {
+        media.pool.release(buf);
+        return;
+    };
+    if let Some(leg) = media.legs.get(r) {
+        leg.stats.tx_packets += 1;
+        leg.stats.tx_octets += payload as u64;
+    }
+    let mut lent = Lent::none();
+    media.outbox.send(
+        &mut lent,
+        &mut media.pool,
+        r,
+        Port::Rtp,
+        dest,
+        Packet::Tx { buf, len },
+    );
 }
