@@ -2404,8 +2404,9 @@ fn a_received_digit_is_reported_once_with_its_duration() {
     assert_clean(&sim);
 }
 
-/// In a bridge, digits are reported only when it has `dtmf_events`; they
-/// pass to the other member either way.
+/// In a two-party bridge of one codec, digits are reported only when the
+/// bridge is not a native relay (`dtmf_events` makes it `simple_bridge`);
+/// they pass to the other member either way.
 #[test]
 fn digits_in_a_bridge_are_reported_with_dtmf_events_only() {
     for dtmf_events in [false, true] {

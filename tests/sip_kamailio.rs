@@ -9,6 +9,7 @@ mod sip_common;
 
 use std::fs::File;
 use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,6 +52,8 @@ impl Kamailio {
         let port = sip_port();
         let log = File::create(dir.join("kamailio.log")).expect("kamailio log");
         let child = Command::new("kamailio")
+            // Its own process group: the workers it forks go with it.
+            .process_group(0)
             .args(["-DD", "-E", "-f"])
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -149,15 +152,22 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        // SIGTERM: the main process stops its children; SIGKILL if it lingers.
+        // SIGTERM to the whole group (the main process and the workers it
+        // forked); SIGKILL to the group if any lingers.
+        let group = -(self.child.id() as libc::pid_t);
+        // SAFETY: kill(2) takes plain integers; a negative pid names the
+        // process group the child leads (made with process_group(0)).
         unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(group, libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
+        // SAFETY: as above; the group may be gone already (ESRCH is fine).
+        unsafe {
+            libc::kill(group, libc::SIGKILL);
+        }
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("---- kamailio log ----\n{}", self.log());
@@ -282,6 +292,8 @@ fn calls_fail_over_from_a_silent_node_to_a_live_one() {
         .unwrap();
     let dead = silent.local_addr().unwrap().port();
     let kam = Kamailio::start(&[dead, sip]);
+    // The dispatcher has probed the live node before the calls come.
+    kam.wait_flags(sip, "AP");
 
     // Two calls at once: round-robin offers one of them to the silent node
     // unless probing has already marked it down; either way both calls
@@ -291,9 +303,13 @@ fn calls_fail_over_from_a_silent_node_to_a_live_one() {
         &["-s", "myapp", "-m", "2", "-l", "2", &kam.target()],
     );
     let mut ids = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while ids.len() < 2 {
-        assert!(Instant::now() < deadline, "calls did not reach crossbar");
+        assert!(
+            Instant::now() < deadline,
+            "calls did not reach crossbar; kamailio log:\n{}",
+            kam.log()
+        );
         if let Some(e) = ws.next_within(Duration::from_millis(500)) {
             if e["type"] == "StasisStart" {
                 let id = e["channel"]["id"].as_str().unwrap().to_string();

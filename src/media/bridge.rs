@@ -97,11 +97,6 @@ pub(super) struct Bridges {
 }
 
 impl Bridges {
-    /// Whether a bridge reports its members' digits (`dtmf_events`).
-    pub(super) fn dtmf_events(&self, key: BridgeKey) -> bool {
-        self.map.get(&key).is_some_and(|b| b.spec.dtmf_events)
-    }
-
     /// A bridge's current technology.
     pub(super) fn technology(&self, key: BridgeKey) -> Option<Technology> {
         self.map.get(&key).map(|b| b.technology)

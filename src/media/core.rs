@@ -799,7 +799,11 @@ impl Core {
         if Some(pt) == leg.dtmf_pt {
             if let Some(e) = dtmf::Event::parse(packet.payload()) {
                 let digits = leg.dtmf_rx.on_packet(packet.ssrc(), packet.timestamp(), &e);
-                let reported = leg.bridge.is_none_or(|b| self.bridges.dtmf_events(b));
+                // As Asterisk: digits a native RTP bridge relays never reach
+                // its core, so they are not reported; any other path is.
+                let reported = leg
+                    .bridge
+                    .is_none_or(|b| self.bridges.technology(b) != Some(Technology::NativeRtp));
                 if reported {
                     let id = leg.id;
                     for (digit, ticks) in digits {

@@ -1,6 +1,7 @@
 //! RFC 4733 telephone-events on RTP legs: digits received and digits sent.
 //!
-//! Receiving ([`DtmfRx`]): an event is one RTP timestamp; its packets carry
+//! Receiving ([`DtmfRx`]), on every leg not in a `native_rtp` bridge (as
+//! in Asterisk, where a native bridge relays digits past the core): an event is one RTP timestamp; its packets carry
 //! a growing duration and, at the end, the E bit (sent three times). A digit
 //! is reported once, when its first end packet arrives, with its duration;
 //! retransmitted ends are ignored. An event whose end packets were all lost
