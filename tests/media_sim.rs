@@ -2486,3 +2486,46 @@ fn sent_digits_are_rfc4733_events_and_hold_back_audio() {
     assert!(got.last().is_some_and(|p| p.pt == 0));
     assert_clean(&sim);
 }
+
+// ---- playback ----
+
+/// A 300 ms clip played to a leg bridged with a talking peer: while it
+/// plays the leg hears the clip (1600 Hz), not the bridge (1000 Hz); then
+/// the clip is reported done and the bridge's audio comes back, in one
+/// continuous sequence.
+#[test]
+fn a_clip_replaces_the_bridge_audio_while_it_plays() {
+    use crossbar::media::player::Clip;
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(1, bridge_spec(&[1, 2])).unwrap();
+    sim.start_sender(b, SenderConfig::tone(Format::Ulaw, 0xb, 1000.0))
+        .unwrap();
+    sim.run_for(ms(200)).unwrap();
+    let before = rtp_of(&sim, a).len();
+    let clip: std::sync::Arc<[i16]> = tone(1600.0, 8000, 2400).into();
+    sim.play(1, 7, Clip::Pcm(clip)).unwrap();
+    sim.run_for(ms(600)).unwrap();
+    let events = sim.take_events();
+    assert_eq!(
+        events,
+        vec![crossbar::media::MediaEvent::PlaybackDone {
+            leg: LegId(1),
+            key: 7
+        }]
+    );
+    let got = rtp_of(&sim, a);
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+    }
+    let during: Vec<RtpRecv> = got[before + 2..before + 13].to_vec();
+    let pcm = decode(Format::Ulaw, &during).unwrap();
+    assert!(goertzel_energy(&pcm, 1600.0, 8000) > 100.0 * goertzel_energy(&pcm, 1000.0, 8000));
+    let after: Vec<RtpRecv> = got[got.len() - 10..].to_vec();
+    let pcm = decode(Format::Ulaw, &after).unwrap();
+    assert!(goertzel_energy(&pcm, 1000.0, 8000) > 100.0 * goertzel_energy(&pcm, 1600.0, 8000));
+    assert_clean(&sim);
+}

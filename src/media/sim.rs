@@ -1193,6 +1193,18 @@ impl Sim {
         Ok(t)
     }
 
+    /// Plays a clip to a leg (see [`Core::play`]).
+    pub fn play(
+        &mut self,
+        leg: impl Into<LegId>,
+        key: u64,
+        clip: crate::media::player::Clip,
+    ) -> Result<(), SimError> {
+        self.core.play(leg.into(), key, clip)?;
+        self.settle();
+        Ok(())
+    }
+
     /// Queues digits on a leg (see [`Core::send_dtmf`]).
     pub fn send_dtmf(
         &mut self,

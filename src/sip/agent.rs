@@ -1057,11 +1057,10 @@ impl Agent {
         set_header(&mut r.headers, "Allow", ALLOW);
         set_header(&mut r.headers, "Supported", SUPPORTED);
         if let Some(t) = c.session.as_mut() {
-            let refresher = if t.we_refresh { "uas" } else { "uac" };
             set_header(
                 &mut r.headers,
                 "Session-Expires",
-                &format!("{};refresher={refresher}", t.interval.max(min_se)),
+                &answered_session(t, min_se),
             );
             if !t.we_refresh {
                 set_header(&mut r.headers, "Require", "timer");
@@ -1270,12 +1269,10 @@ impl Agent {
                 let mut r = response_to(&request, 200, None);
                 set_header(&mut r.headers, "Contact", &contact);
                 if let Some(t) = c.session.as_mut() {
-                    let refresher = if t.we_refresh { "uas" } else { "uac" };
-                    // In a re-INVITE from the peer, the peer is the UAC.
                     set_header(
                         &mut r.headers,
                         "Session-Expires",
-                        &format!("{};refresher={refresher}", t.interval.max(min_se)),
+                        &answered_session(t, min_se),
                     );
                     rearm(t, now);
                 }
@@ -1519,6 +1516,13 @@ impl Call {
             .map(|h| h.seq)
             .unwrap_or(0)
     }
+}
+
+/// The `Session-Expires` value of our 2xx to a peer's INVITE: the peer
+/// sent the request, so it is the UAC and we the UAS.
+fn answered_session(t: &SessionTimer, min_se: u32) -> String {
+    let refresher = if t.we_refresh { "uas" } else { "uac" };
+    format!("{};refresher={refresher}", t.interval.max(min_se))
 }
 
 fn rearm(t: &mut SessionTimer, now: Instant) {
