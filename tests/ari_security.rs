@@ -68,7 +68,9 @@ fn default_credentials_on_a_non_loopback_address_refuse_to_start() {
 
 #[test]
 fn a_non_loopback_address_with_a_real_password_starts() {
-    let port = free_port();
+    // A port below the ephemeral range: one from `free_port` can be taken by
+    // another test's outgoing connection before the node binds it on 0.0.0.0.
+    let port = common::sip_port();
     let bind = format!("0.0.0.0:{port}");
     let s = Server::start_on(
         port,
