@@ -135,6 +135,11 @@ endpoint = []
 # Asterisk's sounds directory. The default is where Debian's
 # asterisk-core-sounds-* packages install theirs.
 path = "/usr/share/asterisk/sounds"
+# Music on hold (POST /channels/{id}/moh, /bridges/{id}/moh): sound files
+# directly in this directory are the class `default`; each subdirectory is
+# a class of its name. Files of a class play in name order, looping. The
+# default is where Debian's asterisk-moh-opsound-* packages install theirs.
+moh_path = "/usr/share/asterisk/moh"
 
 [log]
 # error, warn, info, debug or trace.
@@ -160,6 +165,8 @@ pub struct SoundsConfig {
     /// Sounds directories, comma separated (a string, so that
     /// `CROSSBAR_SOUNDS_PATH` overrides it like any other key).
     pub path: String,
+    /// The music-on-hold directory (classes: see the embedded default).
+    pub moh_path: std::path::PathBuf,
 }
 
 impl SoundsConfig {

@@ -575,6 +575,78 @@ pub fn index_for(roots: &[PathBuf]) -> Arc<SoundIndex> {
     index
 }
 
+/// Music on hold: the audio of class `class` under `root` (`sounds.moh_path`):
+/// the files directly in `root` for `default`, those of the subdirectory
+/// `class` otherwise; one file per name (the cheapest format to decode:
+/// WAV first), in name order, joined, at the first file's rate (the others
+/// resampled to it). Read once per class and kept for the process; `None`
+/// when the class has no playable file.
+pub fn moh_class(root: &Path, class: &str) -> Option<(u32, Arc<[i16]>)> {
+    type Cache = Mutex<BTreeMap<(PathBuf, String), (u32, Arc<[i16]>)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    if class.is_empty() || class.contains('/') || class.starts_with('.') {
+        return None;
+    }
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (root.to_path_buf(), class.to_string());
+    if let Some((rate, pcm)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Some((*rate, Arc::clone(pcm)));
+    }
+    let dir = if class == "default" {
+        root.to_path_buf()
+    } else {
+        root.join(class)
+    };
+    let mut files: BTreeMap<String, (FileFormat, PathBuf)> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let (Some(stem), Some(format)) = (
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string),
+            path.extension()
+                .and_then(|e| e.to_str())
+                .and_then(FileFormat::from_ext),
+        ) else {
+            continue;
+        };
+        let better = files.get(&stem).is_none_or(|(f, _)| format < *f);
+        if better {
+            files.insert(stem, (format, path));
+        }
+    }
+    let mut rate = None;
+    let mut all: Vec<i16> = Vec::new();
+    for (format, path) in files.into_values() {
+        let Ok(Pcm {
+            rate: from,
+            samples,
+        }) = load(&SoundFile { path, format })
+        else {
+            continue;
+        };
+        let to = *rate.get_or_insert(from);
+        if from == to {
+            all.extend_from_slice(&samples);
+        } else if let Ok(mut r) = crate::codec::Resampler::new(from, to) {
+            let mut out = vec![0i16; r.output_len(samples.len())];
+            if let Ok(n) = r.process(&samples, &mut out) {
+                all.extend_from_slice(&out[..n]);
+            }
+        }
+    }
+    let rate = rate.filter(|_| !all.is_empty())?;
+    let pcm: Arc<[i16]> = all.into();
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, (rate, Arc::clone(&pcm)));
+    Some((rate, pcm))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

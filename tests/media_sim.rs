@@ -2496,6 +2496,7 @@ fn sent_digits_are_rfc4733_events_and_hold_back_audio() {
 #[test]
 fn a_clip_replaces_the_bridge_audio_while_it_plays() {
     use crossbar::media::player::Clip;
+    use crossbar::media::{MediaOp, Target};
     let mut sim = sim();
     let a = sim.add_peer(clean(), clean());
     let b = sim.add_peer(clean(), clean());
@@ -2507,13 +2508,23 @@ fn a_clip_replaces_the_bridge_audio_while_it_plays() {
     sim.run_for(ms(200)).unwrap();
     let before = rtp_of(&sim, a).len();
     let clip: std::sync::Arc<[i16]> = tone(1600.0, 8000, 2400).into();
-    sim.play(1, 7, Clip::Pcm(clip)).unwrap();
+    sim.media_op(
+        Target::Leg(LegId(1)),
+        MediaOp::Play {
+            key: 7,
+            clip: Clip::Pcm {
+                rate: 8000,
+                samples: clip,
+            },
+        },
+    )
+    .unwrap();
     sim.run_for(ms(600)).unwrap();
     let events = sim.take_events();
     assert_eq!(
         events,
         vec![crossbar::media::MediaEvent::PlaybackDone {
-            leg: LegId(1),
+            target: Target::Leg(LegId(1)),
             key: 7
         }]
     );

@@ -1157,10 +1157,11 @@ mod tests {
         reg.talking(now, "c2", None);
         reg.insert_playback(
             "p1".into(),
-            "c2",
+            crate::control::playback::Owner::Channel("c2".into()),
             vec!["sound:a".into(), "sound:b".into()],
             "en".into(),
             0,
+            3000,
         );
         reg.start_playback(now, "p1");
         assert!(reg.continue_playback(now, "p1"));

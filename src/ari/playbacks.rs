@@ -1,20 +1,24 @@
-//! Playback to channels: `POST /channels/{id}/play[/{playbackId}]`, the
-//! `playbacks` resource (get, stop) and the playback events.
+//! Playback: `POST /channels/{id}/play[/{playbackId}]`, `POST
+//! /bridges/{id}/play[/{playbackId}]`, the `playbacks` resource (get, stop,
+//! control) and the playback events; music on hold and silence
+//! (`/channels/{id}/moh`, `/channels/{id}/silence`, `/bridges/{id}/moh`).
 //!
 //! A playback's media play in order (`PlaybackStarted`, a
 //! `PlaybackContinuing` between two, `PlaybackFinished` at the end, state
-//! `done`, or `failed` when a medium cannot be played); a channel's
-//! playbacks play one after another, the later ones `queued`. What the
-//! channel would otherwise hear (its bridge) is held back while a clip
-//! plays, as Asterisk does.
+//! `done`, or `failed` when a medium cannot be played); a target's
+//! playbacks play one after another, the later ones `queued`. A playback to
+//! a channel is heard by that channel only: what it would otherwise hear
+//! (its bridge, its music on hold) is held back meanwhile, as Asterisk
+//! does. A playback to a bridge is heard by every member (the bridge mixes
+//! meanwhile, as Asterisk's announcer channel makes it). Pausing and
+//! unpausing publish no event (Asterisk's `paused` state has none).
 //!
 //! Media: `sound:ID` (the best file of `sounds.path` for the playback's
 //! language and the channel's format, read and decoded here, on the control
-//! thread, and resampled to the channel's rate; never on a shard),
-//! `tone:` (an indication name of the default zone or a tone string,
-//! generated on the shard; an endless tone plays until stopped) and
-//! `digits:` (the digit prompts, one after another). Other schemes
-//! (`characters:`, `number:`, `recording:`) are refused with 400.
+//! thread; the data plane converts its rate), `tone:` (an indication name
+//! of the default zone or a tone string, generated on the shard; an endless
+//! tone plays until stopped), `digits:`, `number:` and `characters:` (the
+//! prompts saying them, `media::say`). `recording:` is refused with 400.
 
 use std::sync::Arc;
 
@@ -23,28 +27,52 @@ use super::error::AriError;
 use super::ops;
 use super::spec::Reply;
 use crate::clock::Timestamp;
-use crate::codec::resample::Resampler;
+use crate::control::playback::{Owner, PlaybackState};
 use crate::host::{Control, Node};
-use crate::media::player::Clip;
-use crate::media::{tones, Format};
+use crate::media::player::{Clip, PlayerControl};
+use crate::media::{say, tones, Format, MediaOp, Target};
 use crate::sounds::{index_for, load, Pcm, SoundIndex};
 
 /// The schemes crossbar plays.
-const SCHEMES: &[&str] = &["sound:", "tone:", "digits:"];
+const SCHEMES: &[&str] = &["sound:", "tone:", "digits:", "number:", "characters:"];
+
+/// Asterisk's `PLAYBACK_DEFAULT_SKIPMS`.
+const DEFAULT_SKIP_MS: u32 = 3000;
 
 /// `POST /channels/{channelId}/play`.
 pub async fn play(node: &Node, args: Args) -> Result<Reply, AriError> {
-    start(node, args, None).await
+    let given = args.non_empty("playbackId").map(str::to_string);
+    let owner = Owner::Channel(args.path("channelId").to_string());
+    start(node, args, owner, given).await
 }
 
 /// `POST /channels/{channelId}/play/{playbackId}`.
 pub async fn play_with_id(node: &Node, args: Args) -> Result<Reply, AriError> {
-    let id = args.path("playbackId").to_string();
-    start(node, args, Some(id)).await
+    let given = Some(args.path("playbackId").to_string());
+    let owner = Owner::Channel(args.path("channelId").to_string());
+    start(node, args, owner, given).await
 }
 
-async fn start(node: &Node, args: Args, given: Option<String>) -> Result<Reply, AriError> {
-    let channel = args.path("channelId").to_string();
+/// `POST /bridges/{bridgeId}/play`.
+pub async fn bridge_play(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let given = args.non_empty("playbackId").map(str::to_string);
+    let owner = Owner::Bridge(args.path("bridgeId").to_string());
+    start(node, args, owner, given).await
+}
+
+/// `POST /bridges/{bridgeId}/play/{playbackId}`.
+pub async fn bridge_play_with_id(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let given = Some(args.path("playbackId").to_string());
+    let owner = Owner::Bridge(args.path("bridgeId").to_string());
+    start(node, args, owner, given).await
+}
+
+async fn start(
+    node: &Node,
+    args: Args,
+    owner: Owner,
+    given: Option<String>,
+) -> Result<Reply, AriError> {
     let media: Vec<String> = args
         .list("media")
         .iter()
@@ -61,26 +89,43 @@ async fn start(node: &Node, args: Args, given: Option<String>) -> Result<Reply, 
         .find(|m| !SCHEMES.iter().any(|s| m.starts_with(s)))
     {
         return Err(AriError::bad_request(format!(
-            "Media '{m}' is not played by crossbar: it plays sound:, tone: and digits: media"
+            "Media '{m}' is not played by crossbar: it plays sound:, tone:, digits:, number: and characters: media"
         )));
     }
     let offset_ms = args.int("offsetms").unwrap_or(0).max(0) as u64;
+    let skip_ms = match args.int("skipms").unwrap_or(0) {
+        0 => DEFAULT_SKIP_MS,
+        n => u32::try_from(n).unwrap_or(u32::MAX),
+    };
     let now = node.now();
     let mut ctl = node.lock().await;
-    let ch = ctl.reg.in_stasis(&channel)?;
+    let default_language = match &owner {
+        Owner::Channel(id) => ctl.reg.in_stasis(id)?.language.clone(),
+        Owner::Bridge(id) => {
+            ctl.reg.existing_bridge(id)?;
+            crate::sounds::DEFAULT_LANGUAGE.to_string()
+        }
+    };
     let language = args
         .non_empty("lang")
         .map(str::to_string)
-        .unwrap_or_else(|| ch.language.clone());
+        .unwrap_or(default_language);
     let id = ctl.reg.claim_playback_id(given.as_deref())?;
     let snapshot = ctl
         .reg
-        .insert_playback(id.clone(), &channel, media, language, offset_ms)
+        .insert_playback(
+            id.clone(),
+            owner.clone(),
+            media,
+            language,
+            offset_ms,
+            skip_ms,
+        )
         .snapshot();
-    if !ctl.reg.playing_on(&channel) {
-        play_next(node, &mut ctl, now, &channel).await;
+    if !ctl.reg.playing_on(&owner) {
+        play_next(node, &mut ctl, now, &owner).await;
     }
-    Ok(Reply::Created(snapshot))
+    Ok(Reply::Created(snapshot, format!("/playbacks/{id}")))
 }
 
 /// `GET /playbacks/{playbackId}`.
@@ -94,7 +139,7 @@ pub async fn get(node: &Node, args: Args) -> Result<Reply, AriError> {
 }
 
 /// `DELETE /playbacks/{playbackId}`: stops it (`PlaybackFinished`, state
-/// `done`, as Asterisk reports a stopped playback).
+/// `done`, as Asterisk reports a stopped or cancelled playback).
 pub async fn stop(node: &Node, args: Args) -> Result<Reply, AriError> {
     let id = args.path("playbackId");
     let now = node.now();
@@ -103,53 +148,142 @@ pub async fn stop(node: &Node, args: Args) -> Result<Reply, AriError> {
         .reg
         .playback(id)
         .ok_or_else(|| AriError::not_found("Playback not found"))?;
-    let (channel, key, playing) = (
-        p.channel.clone(),
+    let (owner, key, active) = (
+        p.target.clone(),
         p.key,
-        p.state == crate::control::playback::PlaybackState::Playing,
+        matches!(p.state, PlaybackState::Playing | PlaybackState::Paused),
     );
-    if playing {
-        if let Some(leg) = ctl.reg.channel(&channel).map(|c| c.leg) {
+    if active {
+        if let Some(target) = target_of(&ctl, &owner) {
             node.dataplane
-                .stop_playing(leg, key)
+                .media_op(target, MediaOp::StopPlaying { key })
                 .await
                 .map_err(ops::dataplane_error)?;
         }
     }
     ctl.reg.finish_playback(now, id, false);
-    if playing {
-        play_next(node, &mut ctl, now, &channel).await;
+    if active {
+        play_next(node, &mut ctl, now, &owner).await;
+    }
+    Ok(Reply::NoContent)
+}
+
+/// `POST /playbacks/{playbackId}/control`: pause, unpause, restart,
+/// reverse, forward — allowed in the states Asterisk allows them
+/// (res_stasis_playback.c's operation table): 409 otherwise.
+pub async fn control(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let id = args.path("playbackId");
+    let operation = args
+        .non_empty("operation")
+        .ok_or_else(|| AriError::bad_request("Missing operation"))?
+        .to_string();
+    let mut ctl = node.lock().await;
+    let p = ctl
+        .reg
+        .playback(id)
+        .ok_or_else(|| AriError::not_found("Playback not found"))?;
+    let (owner, key, state, skip) = (p.target.clone(), p.key, p.state, p.skip_ms);
+    let control = match operation.as_str() {
+        "pause" => PlayerControl::Pause,
+        "unpause" => PlayerControl::Unpause,
+        "restart" => PlayerControl::Restart,
+        "reverse" => PlayerControl::Reverse(skip),
+        "forward" => PlayerControl::Forward(skip),
+        other => {
+            return Err(AriError::bad_request(format!("Invalid operation {other}")));
+        }
+    };
+    use PlaybackState::*;
+    let (send, next) = match (state, control) {
+        (Queued, PlayerControl::Restart) => (false, None),
+        (Playing, PlayerControl::Unpause) | (Paused, PlayerControl::Pause) => (false, None),
+        (Playing, PlayerControl::Pause) => (true, Some(Paused)),
+        (Paused, PlayerControl::Unpause) => (true, Some(Playing)),
+        (Playing, _) => (true, None),
+        _ => {
+            return Err(AriError::conflict(format!(
+                "Can only {operation} while media is playing"
+            )));
+        }
+    };
+    if send {
+        if let Some(target) = target_of(&ctl, &owner) {
+            node.dataplane
+                .media_op(target, MediaOp::Control { key, control })
+                .await
+                .map_err(ops::dataplane_error)?;
+        }
+    }
+    if let Some(state) = next {
+        ctl.reg.set_playback_state(id, state);
     }
     Ok(Reply::NoContent)
 }
 
 /// A clip ended on the data plane: the playback's next medium, or its end
-/// and the channel's next playback.
+/// and the target's next playback.
 pub async fn clip_done(node: &Node, ctl: &mut Control, now: Timestamp, key: u64) {
     let Some(p) = ctl.reg.playback_of_key(key) else {
         return;
     };
-    let (id, channel) = (p.id.clone(), p.channel.clone());
+    let (id, owner) = (p.id.clone(), p.target.clone());
     if ctl.reg.continue_playback(now, &id) {
         if !send_clip(node, ctl, &id).await {
             ctl.reg.finish_playback(now, &id, true);
-            play_next(node, ctl, now, &channel).await;
+            play_next(node, ctl, now, &owner).await;
         }
         return;
     }
     ctl.reg.finish_playback(now, &id, false);
-    play_next(node, ctl, now, &channel).await;
+    play_next(node, ctl, now, &owner).await;
 }
 
-/// Starts the channel's oldest queued playback (failed ones end at once,
+/// Starts the target's oldest queued playback (failed ones end at once,
 /// and the next is tried; bounded by the queue).
-async fn play_next(node: &Node, ctl: &mut Control, now: Timestamp, channel: &str) {
-    while let Some(id) = ctl.reg.next_queued(channel) {
+async fn play_next(node: &Node, ctl: &mut Control, now: Timestamp, owner: &Owner) {
+    while let Some(id) = ctl.reg.next_queued(owner) {
         ctl.reg.start_playback(now, &id);
         if send_clip(node, ctl, &id).await {
             return;
         }
         ctl.reg.finish_playback(now, &id, true);
+    }
+}
+
+/// The data plane's target of a channel or bridge that still exists.
+fn target_of(ctl: &Control, owner: &Owner) -> Option<Target> {
+    match owner {
+        Owner::Channel(id) => ctl.reg.channel(id).map(|c| Target::Leg(c.leg)),
+        Owner::Bridge(id) => ctl.reg.bridge(id).map(|b| Target::Bridge(b.key)),
+    }
+}
+
+/// The format a sound file is chosen for: the channel's, or signed linear
+/// for a bridge's mix.
+fn format_of(ctl: &Control, owner: &Owner) -> Format {
+    match owner {
+        Owner::Channel(id) => ctl.reg.channel(id).map_or(Format::Slin, |c| c.format),
+        Owner::Bridge(_) => Format::Slin,
+    }
+}
+
+/// Applies a media operation to a playback's target, noting a bridge's new
+/// technology; false when the data plane refused it.
+pub async fn apply(node: &Node, ctl: &mut Control, owner: &Owner, op: MediaOp) -> bool {
+    let Some(target) = target_of(ctl, owner) else {
+        return false;
+    };
+    match node.dataplane.media_op(target, op).await {
+        Ok(done) => {
+            if let (Owner::Bridge(id), Some(t)) = (owner, done.technology) {
+                ctl.reg.set_technology(id, t.name());
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(target = ?owner, "media operation refused: {e}");
+            false
+        }
     }
 }
 
@@ -159,14 +293,12 @@ async fn send_clip(node: &Node, ctl: &mut Control, id: &str) -> bool {
     let Some(p) = ctl.reg.playback(id) else {
         return false;
     };
-    let Some(ch) = ctl.reg.channel(&p.channel) else {
-        return false;
-    };
-    let (leg, format) = (ch.leg, ch.format);
+    let owner = p.target.clone();
     let medium = p.media.get(p.index).cloned().unwrap_or_default();
     let offset = if p.index == 0 { p.offset_ms } else { 0 };
     let language = p.language.clone();
     let key = p.key;
+    let format = format_of(ctl, &owner);
     let clip = match clip_of(node, &medium, &language, format, offset) {
         Ok(clip) => clip,
         Err(why) => {
@@ -174,16 +306,10 @@ async fn send_clip(node: &Node, ctl: &mut Control, id: &str) -> bool {
             return false;
         }
     };
-    match node.dataplane.play(leg, key, clip).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(playback = %id, "playback not started: {e}");
-            false
-        }
-    }
+    apply(node, ctl, &owner, MediaOp::Play { key, clip }).await
 }
 
-/// The clip of one medium for a channel of `format`.
+/// The clip of one medium, its sound files chosen for `format`.
 fn clip_of(
     node: &Node,
     medium: &str,
@@ -191,11 +317,9 @@ fn clip_of(
     format: Format,
     offset_ms: u64,
 ) -> Result<Clip, String> {
-    let rate = format.sample_rate();
     if let Some(tone) = medium.strip_prefix("tone:") {
         let spec = tones::parse_tone_uri(tone).map_err(|e| e.to_string())?;
-        let gen = tones::ToneGen::new(spec, rate).map_err(|e| e.to_string())?;
-        return Ok(Clip::Tone(Box::new(gen)));
+        return Ok(Clip::Tone(Box::new(spec)));
     }
     let index = index_for(&node.config.sounds.paths());
     let ids: Vec<String> = if let Some(id) = medium.strip_prefix("sound:") {
@@ -205,41 +329,145 @@ fn clip_of(
             .into_iter()
             .map(str::to_string)
             .collect()
+    } else if let Some(n) = medium.strip_prefix("number:") {
+        let n: i64 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n: &i64| i32::try_from(*n).is_ok())
+            .ok_or_else(|| format!("invalid number '{n}'"))?;
+        say::number_sounds(n)
+    } else if let Some(chars) = medium.strip_prefix("characters:") {
+        // Characters without a prompt are skipped, as Asterisk skips them.
+        say::character_sounds(chars)
+            .into_iter()
+            .filter(|id| index.pick(id, language, format).is_some())
+            .collect()
     } else {
         return Err(format!("unsupported media '{medium}'"));
     };
+    // The first file's rate; the others are converted to it.
+    let mut rate = 0;
     let mut samples = Vec::new();
     for id in &ids {
-        samples.extend(sound_at(&index, id, language, format, rate)?);
+        let pcm = sound(&index, id, language, format)?;
+        if rate == 0 {
+            rate = pcm.rate;
+        }
+        samples.extend(resampled(pcm, rate)?);
+    }
+    if rate == 0 {
+        return Err(format!("nothing to play in '{medium}'"));
     }
     let skip = (offset_ms * u64::from(rate) / 1000) as usize;
     let samples: Arc<[i16]> = samples.get(skip..).unwrap_or(&[]).to_vec().into();
-    Ok(Clip::Pcm(samples))
+    Ok(Clip::Pcm { rate, samples })
 }
 
-/// A sound's samples at `rate`.
-fn sound_at(
-    index: &SoundIndex,
-    id: &str,
-    language: &str,
-    format: Format,
-    rate: u32,
-) -> Result<Vec<i16>, String> {
+/// A sound's samples.
+fn sound(index: &SoundIndex, id: &str, language: &str, format: Format) -> Result<Pcm, String> {
     let file = index
         .pick(id, language, format)
         .ok_or_else(|| format!("no sound '{id}' for language '{language}'"))?;
-    let Pcm {
-        rate: from,
-        samples,
-    } = load(file).map_err(|e| e.to_string())?;
-    if from == rate {
-        return Ok(samples);
+    load(file).map_err(|e| e.to_string())
+}
+
+/// `pcm`'s samples at `rate`.
+fn resampled(pcm: Pcm, rate: u32) -> Result<Vec<i16>, String> {
+    if pcm.rate == rate {
+        return Ok(pcm.samples);
     }
-    let mut resampler = Resampler::new(from, rate).map_err(|e| e.to_string())?;
-    let mut out = vec![0i16; resampler.output_len(samples.len()) + 64];
-    let n = resampler
-        .process(&samples, &mut out)
+    let mut r = crate::codec::Resampler::new(pcm.rate, rate).map_err(|e| e.to_string())?;
+    let mut out = vec![0i16; r.output_len(pcm.samples.len()) + 64];
+    let n = r
+        .process(&pcm.samples, &mut out)
         .map_err(|e| e.to_string())?;
     out.truncate(n);
     Ok(out)
+}
+
+// ---- music on hold and silence ----
+
+/// `POST /channels/{channelId}/moh`.
+pub async fn channel_moh_start(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let owner = Owner::Channel(args.path("channelId").to_string());
+    generate(
+        node,
+        &owner,
+        Some(moh_clip(node, args.non_empty("mohClass"))?),
+    )
+    .await
+}
+
+/// `DELETE /channels/{channelId}/moh`.
+pub async fn channel_moh_stop(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let owner = Owner::Channel(args.path("channelId").to_string());
+    generate(node, &owner, None).await
+}
+
+/// `POST /channels/{channelId}/silence`.
+pub async fn channel_silence_start(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let owner = Owner::Channel(args.path("channelId").to_string());
+    generate(node, &owner, Some(Clip::Silence)).await
+}
+
+/// `DELETE /channels/{channelId}/silence`.
+pub async fn channel_silence_stop(node: &Node, args: Args) -> Result<Reply, AriError> {
+    channel_moh_stop(node, args).await
+}
+
+/// `POST /bridges/{bridgeId}/moh`.
+pub async fn bridge_moh_start(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let owner = Owner::Bridge(args.path("bridgeId").to_string());
+    generate(
+        node,
+        &owner,
+        Some(moh_clip(node, args.non_empty("mohClass"))?),
+    )
+    .await
+}
+
+/// `DELETE /bridges/{bridgeId}/moh`.
+pub async fn bridge_moh_stop(node: &Node, args: Args) -> Result<Reply, AriError> {
+    let owner = Owner::Bridge(args.path("bridgeId").to_string());
+    generate(node, &owner, None).await
+}
+
+/// The music of a class (`default` when none is given). An unknown class
+/// plays `default`, as Asterisk's res_musiconhold falls back to it.
+fn moh_clip(node: &Node, class: Option<&str>) -> Result<Clip, AriError> {
+    let root = &node.config.sounds.moh_path;
+    let class = class.unwrap_or("default");
+    let found = crate::sounds::moh_class(root, class).or_else(|| {
+        tracing::warn!(
+            class,
+            "no music on hold class of that name: playing default"
+        );
+        crate::sounds::moh_class(root, "default")
+    });
+    match found {
+        Some((rate, samples)) => Ok(Clip::Pcm { rate, samples }),
+        None => Err(AriError::internal(format!(
+            "no music on hold files in {}",
+            root.display()
+        ))),
+    }
+}
+
+/// Starts (`Some`) or stops a channel's or bridge's generator.
+async fn generate(node: &Node, owner: &Owner, clip: Option<Clip>) -> Result<Reply, AriError> {
+    let mut ctl = node.lock().await;
+    let target = match owner {
+        Owner::Channel(id) => Target::Leg(ctl.reg.in_stasis(id)?.leg),
+        Owner::Bridge(id) => Target::Bridge(ctl.reg.existing_bridge(id)?.key),
+    };
+    let done = node
+        .dataplane
+        .media_op(target, MediaOp::Generate(clip))
+        .await
+        .map_err(ops::dataplane_error)?;
+    if let (Owner::Bridge(id), Some(t)) = (owner, done.technology) {
+        ctl.reg.set_technology(id, t.name());
+    }
+    Ok(Reply::NoContent)
 }

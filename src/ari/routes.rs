@@ -420,7 +420,7 @@ const CHANNELS: &[Api] = &[
         operations: &[op(
             Method::Post,
             "play",
-            "Start playback of media. The media URI may be any of a number of URI's. Currently sound:, tone: and digits: URI's are supported. This operation creates a playback resource that can be used to control the playback of media (stop).",
+            "Start playback of media. The media URI may be any of a number of URI's. Currently sound:, tone:, digits:, number: and characters: URI's are supported. This operation creates a playback resource that can be used to control the playback of media (pause, rewind, fast forward, etc.)",
             "Playback",
             PLAY_PARAMS,
             PLAY_ERRORS,
@@ -439,6 +439,45 @@ const CHANNELS: &[Api] = &[
             PLAY_ERRORS,
             handler!(playbacks::play_with_id),
         )],
+    },
+    Api {
+        path: "/channels/{channelId}/moh",
+        description: "Play music on hold to a channel",
+        operations: &[
+            op(
+                Method::Post,
+                "startMoh",
+                "Play music on hold to a channel: it hears it instead of its bridge until stopped (a playback plays over it).",
+                "void",
+                MOH_PARAMS,
+                STASIS_ERRORS,
+                handler!(playbacks::channel_moh_start),
+            ),
+            on_channel(
+                Method::Delete,
+                "stopMoh",
+                "Stop playing music on hold to a channel.",
+                handler!(playbacks::channel_moh_stop),
+            ),
+        ],
+    },
+    Api {
+        path: "/channels/{channelId}/silence",
+        description: "Play silence to a channel",
+        operations: &[
+            on_channel(
+                Method::Post,
+                "startSilence",
+                "Play silence to a channel: it hears silence instead of its bridge until stopped (replaces music on hold).",
+                handler!(playbacks::channel_silence_start),
+            ),
+            on_channel(
+                Method::Delete,
+                "stopSilence",
+                "Stop playing silence to a channel.",
+                handler!(playbacks::channel_silence_stop),
+            ),
+        ],
     },
     Api {
         path: "/channels/{channelId}/dtmf",
@@ -800,6 +839,56 @@ const BRIDGES: &[Api] = &[
         .refusing(ADD_CHANNEL_REFUSED)],
     },
     Api {
+        path: "/bridges/{bridgeId}/moh",
+        description: "Play music on hold to a bridge",
+        operations: &[
+            op(
+                Method::Post,
+                "startMoh",
+                "Play music on hold to a bridge: every member hears it (the bridge mixes meanwhile).",
+                "void",
+                BRIDGE_MOH_PARAMS,
+                BRIDGE_MEDIA_ERRORS,
+                handler!(playbacks::bridge_moh_start),
+            ),
+            op(
+                Method::Delete,
+                "stopMoh",
+                "Stop playing music on hold to a bridge.",
+                "void",
+                &[BRIDGE_ID],
+                BRIDGE_MEDIA_ERRORS,
+                handler!(playbacks::bridge_moh_stop),
+            ),
+        ],
+    },
+    Api {
+        path: "/bridges/{bridgeId}/play",
+        description: "Play media to the participants of a bridge",
+        operations: &[op(
+            Method::Post,
+            "play",
+            "Start playback of media on a bridge. The media URI may be any of a number of URI's. Currently sound:, tone:, digits:, number: and characters: URI's are supported. This operation creates a playback resource that can be used to control the playback of media (pause, rewind, fast forward, etc.)",
+            "Playback",
+            BRIDGE_PLAY_PARAMS,
+            BRIDGE_MEDIA_ERRORS,
+            handler!(playbacks::bridge_play),
+        )],
+    },
+    Api {
+        path: "/bridges/{bridgeId}/play/{playbackId}",
+        description: "Play media to a bridge",
+        operations: &[op(
+            Method::Post,
+            "playWithId",
+            "Start playback of media on a bridge and specify the playbackId.",
+            "Playback",
+            BRIDGE_PLAY_WITH_ID_PARAMS,
+            BRIDGE_MEDIA_ERRORS,
+            handler!(playbacks::bridge_play_with_id),
+        )],
+    },
+    Api {
         path: "/bridges/{bridgeId}/removeChannel",
         description: "Remove a channel from a bridge",
         operations: &[op(
@@ -1009,7 +1098,7 @@ const ENDPOINTS: &[Api] = &[
 
 const MEDIA: Param = Param::query(
     "media",
-    "Media URIs to play, in order: sound:ID, tone:NAME-or-tone-string, digits:DIGITS (comma list or repeated parameter).",
+    "Media URIs to play, in order: sound:ID, tone:NAME-or-tone-string, digits:DIGITS, number:N, characters:TEXT (comma list or repeated parameter).",
 )
 .required()
 .multiple()
@@ -1021,11 +1110,18 @@ const OFFSET_MS: Param = Param::query(
 )
 .typed(DataType::Int)
 .at_least(0);
+const SKIP_MS: Param = Param::query(
+    "skipms",
+    "Number of milliseconds to skip for forward/reverse operations (default 3000).",
+)
+.typed(DataType::Int)
+.at_least(0);
 const PLAY_PARAMS: &[Param] = &[
     CHANNEL_ID,
     MEDIA,
     LANG,
     OFFSET_MS,
+    SKIP_MS,
     Param::query("playbackId", "Playback ID."),
 ];
 const PLAY_WITH_ID_PARAMS: &[Param] = &[
@@ -1034,10 +1130,57 @@ const PLAY_WITH_ID_PARAMS: &[Param] = &[
     MEDIA,
     LANG,
     OFFSET_MS,
+    SKIP_MS,
 ];
+const BRIDGE_PLAY_PARAMS: &[Param] = &[
+    BRIDGE_ID,
+    MEDIA,
+    LANG,
+    OFFSET_MS,
+    SKIP_MS,
+    Param::query("playbackId", "Playback Id."),
+];
+const BRIDGE_PLAY_WITH_ID_PARAMS: &[Param] = &[
+    BRIDGE_ID,
+    Param::path("playbackId", "Playback ID."),
+    MEDIA,
+    LANG,
+    OFFSET_MS,
+    SKIP_MS,
+];
+const BRIDGE_MEDIA_ERRORS: &[(u16, &str)] = &[(404, "Bridge not found")];
+const MOH_CLASS: Param = Param::query(
+    "mohClass",
+    "Music on hold class to use: a folder of sounds.moh_path (default: the files directly in it).",
+);
+const MOH_PARAMS: &[Param] = &[CHANNEL_ID, MOH_CLASS];
+const BRIDGE_MOH_PARAMS: &[Param] = &[BRIDGE_ID, MOH_CLASS];
 const PLAY_ERRORS: &[(u16, &str)] = &[NOT_FOUND, NOT_IN_STASIS, (412, "Channel in invalid state")];
 
-const PLAYBACKS: &[Api] = &[Api {
+const PLAYBACKS: &[Api] = &[
+    Api {
+        path: "/playbacks/{playbackId}/control",
+        description: "Control object for a playback operation.",
+        operations: &[op(
+            Method::Post,
+            "control",
+            "Control a playback.",
+            "void",
+            &[
+                Param::path("playbackId", "Playback's id"),
+                Param::query("operation", "Operation to perform on the playback: unpause, pause, restart, reverse or forward.")
+                    .required()
+                    .missing("Missing operation"),
+            ],
+            &[
+                (400, "The provided operation parameter was invalid"),
+                (404, "The playback cannot be found"),
+                (409, "The operation cannot be performed in the playback's current state"),
+            ],
+            handler!(playbacks::control),
+        )],
+    },
+    Api {
     path: "/playbacks/{playbackId}",
     description: "Control object for a playback operation.",
     operations: &[
@@ -1060,7 +1203,8 @@ const PLAYBACKS: &[Api] = &[Api {
             handler!(playbacks::stop),
         ),
     ],
-}];
+    },
+];
 
 const SOUNDS: &[Api] = &[
     Api {

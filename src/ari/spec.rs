@@ -15,8 +15,9 @@ pub enum Reply {
     /// 200 with a JSON body.
     Json(serde_json::Value),
     /// 201 with a JSON body (a resource made by the request, such as a
-    /// playback).
-    Created(serde_json::Value),
+    /// playback) and the resource's path for the `Location` header
+    /// (`/playbacks/ID`, relative to `/ari` as Asterisk gives it).
+    Created(serde_json::Value, String),
     /// 204, no body.
     NoContent,
 }

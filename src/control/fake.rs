@@ -41,8 +41,7 @@ pub enum Op {
     SetBridge,
     DestroyBridge,
     SetMute,
-    Play,
-    StopPlaying,
+    Media,
     SetTalkDetect,
     SendDtmf,
     SetFormat,
@@ -79,13 +78,10 @@ pub enum Call {
         direction: Direction,
         on: bool,
     },
-    Play {
-        leg: LegId,
-        key: u64,
-    },
-    StopPlaying {
-        leg: LegId,
-        key: u64,
+    /// A media operation, by its debug form (clips and taps do not compare).
+    Media {
+        target: crate::media::Target,
+        op: String,
     },
     SetTalkDetect {
         leg: LegId,
@@ -122,8 +118,7 @@ impl Call {
             Call::SetBridge { .. } => Op::SetBridge,
             Call::DestroyBridge { .. } => Op::DestroyBridge,
             Call::SetMute { .. } => Op::SetMute,
-            Call::Play { .. } => Op::Play,
-            Call::StopPlaying { .. } => Op::StopPlaying,
+            Call::Media { .. } => Op::Media,
             Call::SetTalkDetect { .. } => Op::SetTalkDetect,
             Call::SendDtmf { .. } => Op::SendDtmf,
             Call::SetFormat { .. } => Op::SetFormat,
@@ -379,14 +374,22 @@ impl MediaPlane for FakePlane {
         self.handle(Call::SetMute { leg, direction, on }, |s| known(s, leg))
     }
 
-    fn play(&self, leg: LegId, key: u64, _clip: crate::media::player::Clip) -> PlaneFuture<'_, ()> {
-        self.handle(Call::Play { leg, key }, |s| known(s, leg))
-    }
-
-    fn stop_playing(&self, leg: LegId, key: u64) -> PlaneFuture<'_, bool> {
-        self.handle(Call::StopPlaying { leg, key }, |s| {
-            known(s, leg)?;
-            Ok(true)
+    fn media_op(
+        &self,
+        target: crate::media::Target,
+        op: crate::media::MediaOp,
+    ) -> PlaneFuture<'_, crate::media::MediaDone> {
+        let name = format!("{op:?}");
+        self.handle(Call::Media { target, op: name }, move |s| {
+            match target {
+                crate::media::Target::Leg(leg) => known(s, leg)?,
+                crate::media::Target::Bridge(b) if s.bridges.contains_key(&b) => {}
+                crate::media::Target::Bridge(_) => return Err(DataplaneError::Unknown),
+            }
+            Ok(crate::media::MediaDone {
+                applied: true,
+                technology: None,
+            })
         })
     }
 

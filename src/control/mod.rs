@@ -500,15 +500,7 @@ impl Registry {
     /// Removes a channel (`ChannelDestroyed`), and every subscription to it.
     pub fn remove_channel(&mut self, now: Timestamp, id: &str, cause: Cause) -> Option<Channel> {
         let targets = self.channel_targets(id);
-        let ended: Vec<String> = self
-            .playbacks
-            .values()
-            .filter(|p| p.channel == id)
-            .map(|p| p.id.clone())
-            .collect();
-        for playback in ended {
-            self.finish_playback(now, &playback, false);
-        }
+        self.end_playbacks_of(now, &playback::Owner::Channel(id.to_string()));
         let mut ch = self.channels.remove(id)?;
         if self.by_leg.get(&ch.leg).is_some_and(|c| c == id) {
             self.by_leg.remove(&ch.leg);
@@ -855,40 +847,66 @@ impl Registry {
     pub fn insert_playback(
         &mut self,
         id: String,
-        channel: &str,
+        target: playback::Owner,
         media: Vec<String>,
         language: String,
         offset_ms: u64,
+        skip_ms: u32,
     ) -> &playback::Playback {
         let key = self.take_key();
         self.playback_keys.insert(key, id.clone());
         let p = playback::Playback {
             id: id.clone(),
             key,
-            channel: channel.to_string(),
+            target,
             media,
             index: 0,
             language,
             offset_ms,
+            skip_ms,
             state: playback::PlaybackState::Queued,
         };
         self.playbacks.entry(id).or_insert(p)
     }
 
-    /// Whether a playback of `channel` is playing.
-    pub fn playing_on(&self, channel: &str) -> bool {
-        self.playbacks
-            .values()
-            .any(|p| p.channel == channel && p.state == playback::PlaybackState::Playing)
+    /// Whether a playback of `target` is playing (or paused).
+    pub fn playing_on(&self, target: &playback::Owner) -> bool {
+        self.playbacks.values().any(|p| {
+            &p.target == target
+                && matches!(
+                    p.state,
+                    playback::PlaybackState::Playing | playback::PlaybackState::Paused
+                )
+        })
     }
 
-    /// The oldest queued playback of `channel`.
-    pub fn next_queued(&self, channel: &str) -> Option<String> {
+    /// The oldest queued playback of `target`.
+    pub fn next_queued(&self, target: &playback::Owner) -> Option<String> {
         self.playbacks
             .values()
-            .filter(|p| p.channel == channel && p.state == playback::PlaybackState::Queued)
+            .filter(|p| &p.target == target && p.state == playback::PlaybackState::Queued)
             .min_by_key(|p| p.key)
             .map(|p| p.id.clone())
+    }
+
+    /// Ends every playback of a target that has gone (`done`).
+    pub fn end_playbacks_of(&mut self, now: Timestamp, target: &playback::Owner) {
+        let ended: Vec<String> = self
+            .playbacks
+            .values()
+            .filter(|p| &p.target == target)
+            .map(|p| p.id.clone())
+            .collect();
+        for playback in ended {
+            self.finish_playback(now, &playback, false);
+        }
+    }
+
+    /// A playback's state (pause, unpause).
+    pub fn set_playback_state(&mut self, id: &str, state: playback::PlaybackState) {
+        if let Some(p) = self.playbacks.get_mut(id) {
+            p.state = state;
+        }
     }
 
     /// The playback starts (`PlaybackStarted`).
@@ -935,7 +953,10 @@ impl Registry {
             return;
         };
         let snapshot = p.snapshot();
-        let targets = self.channel_targets(&p.channel);
+        let targets = match &p.target {
+            playback::Owner::Channel(id) => self.channel_targets(id),
+            playback::Owner::Bridge(id) => self.bridge_targets(id),
+        };
         self.emit(&targets, kind, now, vec![("playback", snapshot)]);
     }
 
@@ -1000,6 +1021,7 @@ impl Registry {
     /// Removes an empty bridge (`BridgeDestroyed` to its subscribers).
     /// `targets` are the subscribers computed while its members were still in it.
     pub fn remove_bridge(&mut self, now: Timestamp, id: &str, mut targets: Vec<String>) {
+        self.end_playbacks_of(now, &playback::Owner::Bridge(id.to_string()));
         merge_targets(&mut targets, self.bridge_targets(id));
         let Some(bridge) = self.bridges.remove(id) else {
             return;

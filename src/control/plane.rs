@@ -24,8 +24,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::media::dtmf::Step;
-use crate::media::player::Clip;
 use crate::media::Format;
+use crate::media::{MediaDone, MediaOp, Target};
 use crate::shard::{
     BridgeKey, BridgeSpec, Dataplane, DataplaneError, Direction, LegId, LegSpec, RtpStats,
     ShardDown, Technology,
@@ -51,10 +51,9 @@ pub trait MediaPlane: Send + Sync {
     fn destroy_bridge(&self, bridge: BridgeKey) -> PlaneFuture<'_, ()>;
     /// Mutes or unmutes a leg in one or both directions.
     fn set_mute(&self, leg: LegId, direction: Direction, on: bool) -> PlaneFuture<'_, ()>;
-    /// Plays a clip (numbered `key`) to a leg.
-    fn play(&self, leg: LegId, key: u64, clip: Clip) -> PlaneFuture<'_, ()>;
-    /// Stops the clip `key` on a leg; false if it was not playing.
-    fn stop_playing(&self, leg: LegId, key: u64) -> PlaneFuture<'_, bool>;
+    /// Applies a media operation (play, music on hold, record) to a leg or
+    /// a bridge (`Unknown` if there is none).
+    fn media_op(&self, target: Target, op: MediaOp) -> PlaneFuture<'_, MediaDone>;
     /// Starts (silence ms, threshold) or stops talk detection on a leg.
     fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()>;
     /// Sends digits on a leg as RFC 4733 events.
@@ -109,12 +108,8 @@ impl MediaPlane for Dataplane {
         Box::pin(Dataplane::set_mute(self, leg, direction, on))
     }
 
-    fn play(&self, leg: LegId, key: u64, clip: Clip) -> PlaneFuture<'_, ()> {
-        Box::pin(Dataplane::play(self, leg, key, clip))
-    }
-
-    fn stop_playing(&self, leg: LegId, key: u64) -> PlaneFuture<'_, bool> {
-        Box::pin(Dataplane::stop_playing(self, leg, key))
+    fn media_op(&self, target: Target, op: MediaOp) -> PlaneFuture<'_, MediaDone> {
+        Box::pin(Dataplane::media_op(self, target, op))
     }
 
     fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()> {
@@ -189,12 +184,8 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
         (**self).set_mute(leg, direction, on)
     }
 
-    fn play(&self, leg: LegId, key: u64, clip: Clip) -> PlaneFuture<'_, ()> {
-        (**self).play(leg, key, clip)
-    }
-
-    fn stop_playing(&self, leg: LegId, key: u64) -> PlaneFuture<'_, bool> {
-        (**self).stop_playing(leg, key)
+    fn media_op(&self, target: Target, op: MediaOp) -> PlaneFuture<'_, MediaDone> {
+        (**self).media_op(target, op)
     }
 
     fn set_talk_detect(&self, leg: LegId, params: Option<(u32, u32)>) -> PlaneFuture<'_, ()> {

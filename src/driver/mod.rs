@@ -283,6 +283,7 @@ fn core_error(e: CoreError) -> DataplaneError {
         CoreError::Unknown => DataplaneError::Unknown,
         CoreError::InUse => DataplaneError::Io("leg id already in use".into()),
         CoreError::NoTelephoneEvent => DataplaneError::NoTelephoneEvent,
+        CoreError::Unplayable => DataplaneError::Io("the clip cannot be played there".into()),
     }
 }
 
@@ -488,16 +489,8 @@ impl Shard {
             } => {
                 let _ = reply.send(self.core.set_mute(leg, direction, on).map_err(core_error));
             }
-            Command::Play {
-                leg,
-                key,
-                clip,
-                reply,
-            } => {
-                let _ = reply.send(self.core.play(leg, key, clip).map_err(core_error));
-            }
-            Command::StopPlaying { leg, key, reply } => {
-                let _ = reply.send(self.core.stop_playing(leg, key).map_err(core_error));
+            Command::Media { target, op, reply } => {
+                let _ = reply.send(self.core.media_op(target, op).map_err(core_error));
             }
             Command::SetTalkDetect { leg, params, reply } => {
                 let _ = reply.send(self.core.set_talk_detect(leg, params).map_err(core_error));

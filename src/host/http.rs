@@ -27,6 +27,9 @@ pub(super) const MAX_BODY: usize = 1 << 20;
 pub struct Outcome {
     pub status: u16,
     pub body: Option<String>,
+    /// The `Location` of a resource a 201 made (Asterisk's
+    /// `ast_ari_response_created`).
+    pub location: Option<String>,
 }
 
 impl Outcome {
@@ -34,6 +37,7 @@ impl Outcome {
         Outcome {
             status: e.status,
             body: Some(e.body()),
+            location: None,
         }
     }
 }
@@ -112,6 +116,7 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
                 Some(v) => Outcome {
                     status: 200,
                     body: Some(v.to_string()),
+                    location: None,
                 },
                 None => Outcome::error(&AriError::not_found("Resource not found")),
             },
@@ -207,14 +212,17 @@ pub async fn invoke(
         Ok(Reply::Json(v)) => Outcome {
             status: 200,
             body: Some(v.to_string()),
+            location: None,
         },
-        Ok(Reply::Created(v)) => Outcome {
+        Ok(Reply::Created(v, location)) => Outcome {
             status: 201,
             body: Some(v.to_string()),
+            location: Some(location),
         },
         Ok(Reply::NoContent) => Outcome {
             status: 204,
             body: None,
+            location: None,
         },
         Err(e) => {
             if e.status >= 500 {
@@ -227,7 +235,14 @@ pub async fn invoke(
 
 fn respond(node: &Node, outcome: Outcome) -> Response<Body> {
     node.metrics.count_status(outcome.status);
-    json_response(outcome.status, outcome.body)
+    let mut response = json_response(outcome.status, outcome.body);
+    if let Some(location) = outcome
+        .location
+        .and_then(|l| header::HeaderValue::from_str(&l).ok())
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 fn json_response(status: u16, body: Option<String>) -> Response<Body> {

@@ -165,10 +165,12 @@ async fn rest_over_ws(node: &Node, text: &str) -> Value {
                 json!({"message": "The events resource cannot be used over a WebSocket"})
                     .to_string(),
             ),
+            location: None,
         },
         Err(e) => super::http::Outcome {
             status: e.status,
             body: Some(e.body()),
+            location: None,
         },
     };
     node.metrics.count_status(outcome.status);

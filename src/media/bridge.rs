@@ -5,7 +5,8 @@
 //!
 //! | members | condition | technology | plan |
 //! |---|---|---|---|
-//! | any | `holding` | `holding_bridge` | announcers mixed to the others, who hear no one else; nothing without an announcer |
+//! | any | `holding` | `holding_bridge` | announcers (and the bridge's clip or generator) mixed to the others, who hear no one else; nothing without either |
+//! | any | a clip, generator or tap on the bridge | `softmix` | mix on the tick |
 //! | 0–1 | | `simple_bridge` | nothing forwarded |
 //! | 2 | same format, no `dtmf_events`, no `proxy_media` | `native_rtp` | relay |
 //! | 2 | same format, `dtmf_events` or `proxy_media` | `simple_bridge` | relay: payload passed through, header rewritten |
@@ -14,6 +15,12 @@
 //!
 //! An announcer hears no one: in a two-party bridge nothing is forwarded to
 //! it; in a mix it gets no frames.
+//!
+//! A bridge's [`Extras`] — a clip played into it, a generator (music on
+//! hold), taps (recordings of its mix) — are the core's, not the spec's:
+//! they stay through every `set`, make the bridge mix (as Asterisk's
+//! announcer and recorder channels make a bridge softmix), and go when the
+//! bridge is destroyed (its clip is then reported ended).
 //!
 //! [`Bridges::set`] applies a plan: each member's [`Mode`], its jitter
 //! buffer on a mixing path, the mix state, and the size of the transmit
@@ -25,7 +32,9 @@ use std::collections::HashMap;
 use super::leg::LegRef;
 use super::mixing::{self, MemberPlan, MixState};
 use super::path::{Media, Mode, TranscodePath};
-use super::{BridgeKey, BridgeSpec, CoreError, Format, LegId, Technology};
+use super::player::Player;
+use super::tap::Tap;
+use super::{BridgeKey, BridgeSpec, CoreError, Format, LegId, MediaOp, Technology};
 use crate::codec::Transcoder;
 use crate::jitter::JitterBuffer;
 
@@ -43,15 +52,18 @@ pub(super) enum Plan {
 }
 
 /// The technology and plan for `spec` whose members have `formats` (in
-/// member order).
-pub(super) fn choose(spec: &BridgeSpec, formats: &[Format]) -> (Technology, Plan) {
+/// member order); `extras`: the bridge has a clip, generator or tap.
+pub(super) fn choose(spec: &BridgeSpec, formats: &[Format], extras: bool) -> (Technology, Plan) {
     if spec.holding {
-        let plan = if spec.members.iter().any(|m| m.announcer) {
+        let plan = if extras || spec.members.iter().any(|m| m.announcer) {
             Plan::Mix { holding: true }
         } else {
             Plan::Nothing
         };
         return (Technology::HoldingBridge, plan);
+    }
+    if extras {
+        return (Technology::Softmix, Plan::Mix { holding: false });
     }
     match spec.members.len() {
         0 | 1 => (Technology::SimpleBridge, Plan::Nothing),
@@ -76,6 +88,24 @@ pub(super) struct Bridge {
     pub plan: Plan,
     /// The mix, for `Plan::Mix`.
     pub mix: Option<Box<MixState>>,
+    pub extras: Extras,
+}
+
+/// What the core adds to a bridge's mix (see the module docs).
+#[derive(Default)]
+pub(super) struct Extras {
+    /// A clip heard by every member.
+    pub player: Option<Box<Player>>,
+    /// Music on hold: heard while no clip plays.
+    pub generator: Option<Box<Player>>,
+    /// Recordings of the mix.
+    pub taps: Vec<Tap>,
+}
+
+impl Extras {
+    fn any(&self) -> bool {
+        self.player.is_some() || self.generator.is_some() || !self.taps.is_empty()
+    }
 }
 
 /// Frames a jitter buffer of the mixing path holds.
@@ -94,6 +124,8 @@ pub(super) struct Bridges {
     map: HashMap<BridgeKey, Bridge>,
     /// Bridges with a mix, ticked in this order.
     mixing: Vec<BridgeKey>,
+    /// Clips that ended (or went with their bridge), to report.
+    ended: Vec<(BridgeKey, u64)>,
 }
 
 impl Bridges {
@@ -115,16 +147,87 @@ impl Bridges {
     /// One mix tick of every mixing bridge.
     pub(super) fn tick(&mut self, media: &mut Media, now: std::time::Instant) {
         for key in &self.mixing {
-            if let Some(mix) = self.map.get_mut(key).and_then(|b| b.mix.as_deref_mut()) {
-                mix.tick(media, now);
+            let Some(b) = self.map.get_mut(key) else {
+                continue;
+            };
+            if let Some(mix) = b.mix.as_deref_mut() {
+                if let Some(ended) = mix.tick(media, now, &mut b.extras) {
+                    self.ended.push((*key, ended));
+                }
             }
         }
+    }
+
+    /// Clips of bridges that ended since the last call.
+    pub(super) fn take_ended(&mut self) -> Vec<(BridgeKey, u64)> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// Applies a media operation to a bridge's extras and sets the bridge
+    /// again when that changes whether it must mix. Answers whether the
+    /// operation found something to act on.
+    pub(super) fn media_op(
+        &mut self,
+        media: &mut Media,
+        key: BridgeKey,
+        op: MediaOp,
+        tick_ms: u32,
+    ) -> Result<bool, CoreError> {
+        let b = self.map.get_mut(&key).ok_or(CoreError::Unknown)?;
+        let before = b.extras.any();
+        // Clips play at the mix's rate (8 kHz until the bridge mixes).
+        let rate = b.mix.as_ref().map_or(8000, |m| m.rate());
+        let e = &mut b.extras;
+        let applied = match op {
+            MediaOp::Play { key, clip } => {
+                let player = Player::new(key, clip, rate, false).ok_or(CoreError::Unplayable)?;
+                e.player = Some(Box::new(player));
+                true
+            }
+            MediaOp::StopPlaying { key } => {
+                let found = e.player.as_ref().is_some_and(|p| p.key == key);
+                if found {
+                    e.player = None;
+                }
+                found
+            }
+            MediaOp::Control { key, control } => match e.player.as_mut() {
+                Some(p) if p.key == key => p.control(control),
+                _ => false,
+            },
+            MediaOp::Generate(clip) => {
+                e.generator = match clip {
+                    Some(clip) => Some(Box::new(
+                        Player::new(0, clip, rate, true).ok_or(CoreError::Unplayable)?,
+                    )),
+                    None => None,
+                };
+                true
+            }
+            MediaOp::StartTap(tap) => {
+                e.taps.push(tap);
+                true
+            }
+            MediaOp::StopTap { key } => {
+                let n = e.taps.len();
+                e.taps.retain(|t| t.key() != key);
+                n != e.taps.len()
+            }
+        };
+        if before != e.any() {
+            let spec = b.spec.clone();
+            self.set(media, key, spec, tick_ms)?;
+        }
+        Ok(applied)
     }
 
     /// Removes a bridge; its members leave it.
     pub(super) fn destroy(&mut self, media: &mut Media, key: BridgeKey) -> Result<(), CoreError> {
         let old = self.map.remove(&key).ok_or(CoreError::Unknown)?;
         self.mixing.retain(|&b| b != key);
+        if let Some(p) = &old.extras.player {
+            self.ended.push((key, p.key));
+        }
         for m in &old.spec.members {
             leave(media, m.leg, key);
         }
@@ -146,6 +249,10 @@ impl Bridges {
         let mut old = self.map.remove(&key);
         self.mixing.retain(|&b| b != key);
         let old_mix = old.as_mut().and_then(|o| o.mix.take());
+        let mut extras = old
+            .as_mut()
+            .map(|o| std::mem::take(&mut o.extras))
+            .unwrap_or_default();
         if let Some(old) = &old {
             for m in &old.spec.members {
                 if !spec.members.iter().any(|n| n.leg == m.leg) {
@@ -162,7 +269,7 @@ impl Bridges {
             .iter()
             .filter_map(|&r| media.legs.get(r).map(|l| l.format))
             .collect();
-        let (technology, plan) = choose(&spec, &formats);
+        let (technology, plan) = choose(&spec, &formats, extras.any());
         let changed = old.as_ref().map(|o| o.technology) != Some(technology);
         for (i, m) in spec.members.iter().enumerate() {
             // The partner in a two-party bridge; an announcer hears no one.
@@ -246,8 +353,14 @@ impl Bridges {
             }
             _ => None,
         };
-        if mix.is_some() {
+        if let Some(mix) = &mix {
             self.mixing.push(key);
+            for p in [&mut extras.player, &mut extras.generator]
+                .into_iter()
+                .flatten()
+            {
+                p.set_rate(mix.rate());
+            }
         }
         self.map.insert(
             key,
@@ -256,6 +369,7 @@ impl Bridges {
                 technology,
                 plan,
                 mix,
+                extras,
             },
         );
         let producing: usize = self
@@ -301,7 +415,7 @@ mod tests {
     #[test]
     fn technology_table() {
         use Format::*;
-        let t = |s: &BridgeSpec, f: &[Format]| choose(s, f);
+        let t = |s: &BridgeSpec, f: &[Format]| choose(s, f, false);
         assert_eq!(t(&spec(0), &[]), (Technology::SimpleBridge, Plan::Nothing));
         assert_eq!(
             t(&spec(1), &[Ulaw]),
@@ -334,6 +448,16 @@ mod tests {
         holding.members[0].announcer = true;
         assert_eq!(
             t(&holding, &[Ulaw; 3]),
+            (Technology::HoldingBridge, Plan::Mix { holding: true })
+        );
+        // A clip, generator or tap makes any bridge mix.
+        assert_eq!(
+            choose(&spec(2), &[Ulaw, Ulaw], true),
+            (Technology::Softmix, Plan::Mix { holding: false })
+        );
+        holding.members[0].announcer = false;
+        assert_eq!(
+            choose(&holding, &[Ulaw; 3], true),
             (Technology::HoldingBridge, Plan::Mix { holding: true })
         );
     }

@@ -41,10 +41,13 @@ use super::dtmf::{self, DtmfRx, DtmfTx, Step};
 use super::leg::{Leg, LegKind, LegRef, LegTable, Port, RtcpLeg};
 use super::mixing;
 use super::path::{Media, Mode, HEADER_LEN, PT_CN, PT_TELEPHONE_EVENT};
+use super::player::Player;
 use super::rtcp;
 use super::source::{self, SourceGuard};
+use super::tap::TapAudio;
 use super::{
-    BridgeKey, BridgeSpec, CoreError, Direction, Format, LegId, MediaEvent, RtpStats, Technology,
+    BridgeKey, BridgeSpec, CoreError, Direction, Format, LegId, MediaDone, MediaEvent, MediaOp,
+    RtpStats, Target, Technology,
 };
 use crate::rtp::packet::looks_like_rtcp;
 use crate::rtp::xorshift::XorShift;
@@ -226,7 +229,15 @@ impl Core {
             r.due = None;
         }
         self.ssrcs.insert(leg.out.ssrc().0);
-        Ok(self.media.legs.insert(leg))
+        let (id, playing, sending) = (leg.id, leg.playing(), leg.dtmf_tx.is_some());
+        let r = self.media.legs.insert(leg);
+        if playing && !self.playing.contains(&id) {
+            self.playing.push(id);
+        }
+        if sending && !self.dtmf_senders.contains(&id) {
+            self.dtmf_senders.push(id);
+        }
+        Ok(r)
     }
 
     /// The current reference of a leg.
@@ -250,6 +261,12 @@ impl Core {
     /// Removes a bridge; its members stay, out of any bridge.
     pub fn destroy_bridge(&mut self, key: BridgeKey) -> Result<(), CoreError> {
         let done = self.bridges.destroy(&mut self.media, key);
+        for (bridge, key) in self.bridges.take_ended() {
+            self.event(MediaEvent::PlaybackDone {
+                target: Target::Bridge(bridge),
+                key,
+            });
+        }
         self.forget_idle_schedule();
         done
     }
@@ -374,38 +391,78 @@ impl Core {
         Ok(())
     }
 
-    /// Plays `clip` (numbered `key` by the control plane) to a leg, in
-    /// place of any clip playing (see [`player`](super::player)).
-    pub fn play(
-        &mut self,
-        id: LegId,
-        key: u64,
-        clip: super::player::Clip,
-    ) -> Result<(), CoreError> {
+    /// Applies a media operation to a leg or a bridge (see [`MediaOp`]).
+    /// On a bridge, a clip, a generator or a tap makes the bridge mix (see
+    /// `bridge`), so its technology is answered.
+    pub fn media_op(&mut self, target: Target, op: MediaOp) -> Result<MediaDone, CoreError> {
+        match target {
+            Target::Leg(id) => self.leg_op(id, op),
+            Target::Bridge(key) => {
+                let applied =
+                    self.bridges
+                        .media_op(&mut self.media, key, op, self.config.tick_ms)?;
+                self.forget_idle_schedule();
+                Ok(MediaDone {
+                    applied,
+                    technology: self.bridges.technology(key),
+                })
+            }
+        }
+    }
+
+    fn leg_op(&mut self, id: LegId, op: MediaOp) -> Result<MediaDone, CoreError> {
         let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
-        let player = super::player::Player::new(key, clip, l.format).ok_or(CoreError::Unknown)?;
-        l.player = Some(Box::new(player));
-        if !self.playing.contains(&id) {
+        let applied = match op {
+            MediaOp::Play { key, clip } => {
+                let player =
+                    Player::for_leg(key, clip, l.format, false).ok_or(CoreError::Unplayable)?;
+                l.player = Some(Box::new(player));
+                true
+            }
+            MediaOp::StopPlaying { key } => {
+                let found = l.player.as_ref().is_some_and(|p| p.key == key);
+                if found {
+                    l.player = None;
+                }
+                found
+            }
+            MediaOp::Control { key, control } => match l.player.as_mut() {
+                Some(p) if p.key == key => p.control(control),
+                _ => false,
+            },
+            MediaOp::Generate(clip) => {
+                l.generator = match clip {
+                    Some(clip) => Some(Box::new(
+                        Player::for_leg(0, clip, l.format, true).ok_or(CoreError::Unplayable)?,
+                    )),
+                    None => None,
+                };
+                true
+            }
+            MediaOp::StartTap(tap) => {
+                l.taps.push(tap);
+                true
+            }
+            MediaOp::StopTap { key } => {
+                let before = l.taps.len();
+                l.taps.retain(|t| t.key() != key);
+                before != l.taps.len()
+            }
+        };
+        let playing = l.playing();
+        self.playing.retain(|p| *p != id);
+        if playing {
             self.playing.push(id);
         }
-        Ok(())
+        self.forget_idle_schedule();
+        Ok(MediaDone {
+            applied,
+            technology: None,
+        })
     }
 
-    /// Stops the clip `key` on a leg; false if it was not playing (ended
-    /// already, or another one plays).
-    pub fn stop_playing(&mut self, id: LegId, key: u64) -> Result<bool, CoreError> {
-        let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
-        if l.player.as_ref().is_some_and(|p| p.key == key) {
-            l.player = None;
-            self.playing.retain(|p| *p != id);
-            self.forget_idle_schedule();
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    /// Sends one tick's frame of every playing clip; a clip that ends is
-    /// reported ([`MediaEvent::PlaybackDone`]).
+    /// Sends one tick's frame of every leg's clip or generator; a clip that
+    /// ends is reported ([`MediaEvent::PlaybackDone`]).
     fn tick_players(&mut self, now: Instant) {
         let tick_ms = self.tick.as_millis() as u32;
         let mut ended = Vec::new();
@@ -420,19 +477,27 @@ impl Core {
             let format = leg.format;
             let samples = (format.sample_rate() * tick_ms / 1000) as usize;
             let ticks = format.clock_rate() * tick_ms / 1000;
-            let Some(player) = leg.player.as_mut() else {
-                ended.push((id, None));
-                continue;
-            };
             let Some(buf) = self.media.pool.take() else {
                 continue;
             };
             let mut bytes = self.media.pool.lift(&buf);
-            let Some(n) = player.next_frame(samples, &mut bytes[HEADER_LEN..]) else {
+            let mut made = None;
+            if let Some(player) = leg.player.as_mut() {
+                made = player.next_frame(samples, &mut bytes[HEADER_LEN..]);
+                if made.is_none() {
+                    ended.push((id, Some(player.key)));
+                    leg.player = None;
+                }
+            }
+            if made.is_none() {
+                if let Some(generator) = leg.generator.as_mut() {
+                    made = generator.next_frame(samples, &mut bytes[HEADER_LEN..]);
+                }
+            }
+            let Some(n) = made.filter(|&n| n > 0) else {
+                // Paused, or nothing left to play.
                 self.media.pool.restore(&buf, bytes);
                 self.media.pool.release(buf);
-                ended.push((id, Some(player.key)));
-                leg.player = None;
                 continue;
             };
             let header = leg.out.next_local(now, Pt(format.payload_type()), ticks, n);
@@ -447,10 +512,22 @@ impl Core {
             send_frame(&mut self.media, r, dest, buf, written, n);
         }
         for (id, key) in ended {
-            self.playing.retain(|p| *p != id);
-            if let Some(key) = key {
-                self.event(MediaEvent::PlaybackDone { leg: id, key });
+            let still = self.media.legs.by_id(id).is_some_and(|l| l.playing());
+            if !still {
+                self.playing.retain(|p| *p != id);
             }
+            if let Some(key) = key {
+                self.event(MediaEvent::PlaybackDone {
+                    target: Target::Leg(id),
+                    key,
+                });
+            }
+        }
+        for key in self.bridges.take_ended() {
+            self.event(MediaEvent::PlaybackDone {
+                target: Target::Bridge(key.0),
+                key: key.1,
+            });
         }
     }
 
@@ -710,6 +787,8 @@ impl Core {
             dtmf_tx: None,
             talk: None,
             player: None,
+            generator: None,
+            taps: Vec::new(),
         })
     }
 
@@ -838,6 +917,18 @@ impl Core {
                 (since_epoch * u128::from(leg.format.clock_rate()) / 1_000_000_000) as u32;
             leg.rx
                 .record(packet.ssrc(), packet.seq(), packet.timestamp(), arrival);
+            if !(leg.taps.is_empty() || leg.mute_in || leg.hold) {
+                let format = leg.format;
+                for tap in &mut leg.taps {
+                    tap.push(TapAudio::Rtp {
+                        format,
+                        seq: packet.seq().0,
+                        timestamp: packet.timestamp().0,
+                        payload: packet.payload().into(),
+                    });
+                }
+                leg.taps.retain(|t| !t.is_closed());
+            }
             let rate = leg.format.sample_rate();
             if let Some(t) = leg.talk.as_mut() {
                 talk = t.on_audio(now, packet.payload(), rate).map(|e| (leg.id, e));

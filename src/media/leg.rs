@@ -123,6 +123,19 @@ pub(super) struct Leg {
     pub talk: Option<Box<super::talk::TalkDetect>>,
     /// A clip playing to the leg (it then hears nothing else).
     pub player: Option<Box<super::player::Player>>,
+    /// Music on hold or silence, heard while no clip plays (and in place
+    /// of the bridge).
+    pub generator: Option<Box<super::player::Player>>,
+    /// Recordings of what the leg receives.
+    pub taps: Vec<super::tap::Tap>,
+}
+
+impl Leg {
+    /// True while the core makes what the leg hears (a clip or a
+    /// generator): its bridge's audio is held back.
+    pub(super) fn playing(&self) -> bool {
+        self.player.is_some() || self.generator.is_some()
+    }
 }
 
 impl Leg {

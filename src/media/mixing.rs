@@ -43,9 +43,12 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use super::bridge::Extras;
 use super::buffer::Packet;
 use super::leg::LegRef;
 use super::path::{Media, HEADER_LEN};
+use super::player::Frame;
+use super::tap::TapAudio;
 use crate::codec::{CodecError, Decoder, Encoder, Resampler, MAX_FRAME_SAMPLES};
 use crate::jitter::Tick;
 use crate::media::Format;
@@ -111,6 +114,8 @@ struct ListenerOut {
 /// The media state of one mixing bridge.
 pub(super) struct MixState {
     mixer: Mixer,
+    /// The mix's sample rate and its samples per tick.
+    rate: u32,
     frame: usize,
     members: Vec<MixMember>,
     outputs: Vec<ListenerOut>,
@@ -322,6 +327,7 @@ impl MixState {
         };
         Ok(MixState {
             mixer,
+            rate,
             frame,
             members: mix_members,
             outputs,
@@ -331,16 +337,65 @@ impl MixState {
         })
     }
 
-    /// One mix tick: takes a frame per talker, sends a frame to every
-    /// member that hears.
-    pub(super) fn tick(&mut self, media: &mut Media, now: Instant) {
+    /// The mix's sample rate.
+    pub(super) fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// One mix tick: takes a frame per talker and the bridge's clip (or
+    /// generator), sends a frame to every member that hears and the mix to
+    /// the bridge's taps. Answers the key of a clip that ended.
+    pub(super) fn tick(
+        &mut self,
+        media: &mut Media,
+        now: Instant,
+        extras: &mut Extras,
+    ) -> Option<u64> {
         self.gather(media);
+        let ended = self.inject(extras);
         for o in &mut self.outputs {
             o.len = None;
         }
         for i in 0..self.members.len() {
             self.emit(media, now, i);
         }
+        if !extras.taps.is_empty() {
+            if self.mixer.listener_mix(&mut self.mixed).is_ok() {
+                for tap in &mut extras.taps {
+                    tap.push(TapAudio::Pcm {
+                        rate: self.rate,
+                        samples: self.mixed[..self.frame].into(),
+                    });
+                }
+            }
+            extras.taps.retain(|t| !t.is_closed());
+        }
+        ended
+    }
+
+    /// Adds the bridge's clip, else its generator, as a talker heard by
+    /// every member.
+    fn inject(&mut self, extras: &mut Extras) -> Option<u64> {
+        let mut ended = None;
+        if let Some(p) = extras.player.as_mut() {
+            match p.next_pcm(self.frame) {
+                Frame::Audio(pcm) => {
+                    let _ = self.mixer.add_talker(pcm);
+                    return None;
+                }
+                Frame::Paused => return None,
+                Frame::Ended => {
+                    ended = Some(p.key);
+                    extras.player = None;
+                }
+            }
+        }
+        if let Some(g) = extras.generator.as_mut() {
+            if let Frame::Audio(pcm) = g.next_pcm(self.frame) {
+                let _ = self.mixer.add_talker(pcm);
+            }
+        }
+        ended
     }
 
     fn gather(&mut self, media: &mut Media) {

@@ -44,9 +44,11 @@ mod mixing;
 mod path;
 pub mod player;
 mod rtcp;
+pub mod say;
 pub mod sim;
 mod source;
 pub mod talk;
+pub mod tap;
 pub mod tones;
 
 use std::net::SocketAddr;
@@ -113,8 +115,49 @@ pub enum MediaEvent {
     TalkingStarted { leg: LegId },
     /// The leg stopped talking after `duration_ms` of talk.
     TalkingFinished { leg: LegId, duration_ms: u32 },
-    /// The clip `key` played to the leg has ended.
-    PlaybackDone { leg: LegId, key: u64 },
+    /// The clip `key` played to a leg or a bridge has ended (or went with
+    /// its bridge).
+    PlaybackDone { target: Target, key: u64 },
+}
+
+/// What a media operation (play, music on hold, record) applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    Leg(LegId),
+    Bridge(BridgeKey),
+}
+
+/// A media operation on a leg or a bridge ([`Core::media_op`]).
+#[derive(Debug)]
+pub enum MediaOp {
+    /// Plays a clip (numbered `key` by the control plane) in place of any
+    /// clip playing.
+    Play { key: u64, clip: player::Clip },
+    /// Stops the clip `key`; not applied if another one plays.
+    StopPlaying { key: u64 },
+    /// Pauses, seeks... the clip `key`.
+    Control {
+        key: u64,
+        control: player::PlayerControl,
+    },
+    /// Starts a generator looping `clip` (music on hold, silence) heard
+    /// while no clip plays, in place of any generator; `None` stops it.
+    Generate(Option<player::Clip>),
+    /// Starts a tap (a recording's feed).
+    StartTap(tap::Tap),
+    /// Stops the tap `key`.
+    StopTap { key: u64 },
+}
+
+/// The outcome of a [`MediaOp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaDone {
+    /// False when the operation found nothing to act on (another clip
+    /// plays, no such tap, a seek on a tone).
+    pub applied: bool,
+    /// A bridge's technology after the operation (playing into or
+    /// recording a bridge mixes it).
+    pub technology: Option<Technology>,
 }
 
 /// The desired state of a bridge; the core chooses the technology.
@@ -164,6 +207,9 @@ pub enum CoreError {
     InUse,
     /// The leg has no telephone-event payload type to send digits with.
     NoTelephoneEvent,
+    /// The clip cannot be played there (no encoder for the format, or a
+    /// rate that cannot be converted).
+    Unplayable,
 }
 
 /// Counters of one leg.

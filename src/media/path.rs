@@ -239,7 +239,7 @@ impl Media {
             target.stats.tx_dropped += 1;
             return Next::Stop(packet);
         }
-        if target.dtmf_tx.as_ref().is_some_and(|t| t.in_digit()) || target.player.is_some() {
+        if target.dtmf_tx.as_ref().is_some_and(|t| t.in_digit()) || target.playing() {
             // No other audio while a digit is sent or a clip plays to the
             // leg (as Asterisk).
             return Next::Stop(packet);

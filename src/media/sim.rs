@@ -1193,16 +1193,15 @@ impl Sim {
         Ok(t)
     }
 
-    /// Plays a clip to a leg (see [`Core::play`]).
-    pub fn play(
+    /// Applies a media operation (see [`Core::media_op`]).
+    pub fn media_op(
         &mut self,
-        leg: impl Into<LegId>,
-        key: u64,
-        clip: crate::media::player::Clip,
-    ) -> Result<(), SimError> {
-        self.core.play(leg.into(), key, clip)?;
+        target: crate::media::Target,
+        op: crate::media::MediaOp,
+    ) -> Result<crate::media::MediaDone, SimError> {
+        let done = self.core.media_op(target, op)?;
         self.settle();
-        Ok(())
+        Ok(done)
     }
 
     /// Queues digits on a leg (see [`Core::send_dtmf`]).

@@ -180,16 +180,11 @@ pub enum Command {
         on: bool,
         reply: Reply<()>,
     },
-    Play {
-        leg: LegId,
-        key: u64,
-        clip: crate::media::player::Clip,
-        reply: Reply<()>,
-    },
-    StopPlaying {
-        leg: LegId,
-        key: u64,
-        reply: Reply<bool>,
+    /// A media operation (play, music on hold, record) on a leg or bridge.
+    Media {
+        target: crate::media::Target,
+        op: crate::media::MediaOp,
+        reply: Reply<crate::media::MediaDone>,
     },
     SetTalkDetect {
         leg: LegId,
@@ -897,27 +892,29 @@ impl Dataplane {
         .await
     }
 
-    /// Plays a clip to a leg (the clip numbered `key`).
-    pub async fn play(
+    /// Applies a media operation (play, music on hold, record) to a leg or
+    /// a bridge on its shard.
+    pub async fn media_op(
         &self,
-        leg: LegId,
-        key: u64,
-        clip: crate::media::player::Clip,
-    ) -> Result<(), DataplaneError> {
-        let shard = self.leg_shard(leg)?;
-        self.call(shard, |reply| Command::Play {
-            leg,
-            key,
-            clip,
-            reply,
-        })
-        .await
-    }
-
-    /// Stops the clip `key` on a leg; false if it was not playing.
-    pub async fn stop_playing(&self, leg: LegId, key: u64) -> Result<bool, DataplaneError> {
-        let shard = self.leg_shard(leg)?;
-        self.call(shard, |reply| Command::StopPlaying { leg, key, reply })
+        target: crate::media::Target,
+        op: crate::media::MediaOp,
+    ) -> Result<crate::media::MediaDone, DataplaneError> {
+        let shard = match target {
+            crate::media::Target::Leg(leg) => self.leg_shard(leg)?,
+            crate::media::Target::Bridge(bridge) => {
+                let routes = self.routes();
+                let shard = routes
+                    .bridges
+                    .get(&bridge)
+                    .map(|r| r.0)
+                    .ok_or(DataplaneError::Unknown)?;
+                if !routes.up(shard) {
+                    return Err(DataplaneError::ShardGone);
+                }
+                shard
+            }
+        };
+        self.call(shard, |reply| Command::Media { target, op, reply })
             .await
     }
 
