@@ -18,6 +18,7 @@ pub mod host;
 pub mod jitter;
 pub mod media;
 pub mod mix;
+pub mod recording;
 pub mod rtp;
 pub mod sdp;
 pub mod shard;
