@@ -141,6 +141,16 @@ path = "/usr/share/asterisk/sounds"
 # default is where Debian's asterisk-moh-opsound-* packages install theirs.
 moh_path = "/usr/share/asterisk/moh"
 
+[recordings]
+# Where recordings are written (POST /channels/{id}/record, /bridges/{id}/record)
+# and stored recordings are found (/recordings/stored): a recording named
+# "a/b" in format wav is the file PATH/a/b.wav. Created at start if missing.
+# The default is relative to the node's working directory, so that a fresh
+# install running as any user can write it (Asterisk's
+# /var/spool/asterisk/recording needs root or an asterisk user); set an
+# absolute path in production.
+path = "recordings"
+
 [log]
 # error, warn, info, debug or trace.
 level = "info"
@@ -155,7 +165,15 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     pub sip: SipConfig,
     pub sounds: SoundsConfig,
+    pub recordings: RecordingsConfig,
     pub log: LogConfig,
+}
+
+/// `[recordings]`: where recordings are written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsConfig {
+    pub path: std::path::PathBuf,
 }
 
 /// `[sounds]`: where sound prompts are found.

@@ -67,6 +67,14 @@ fn main() {
             "ARI uses the development credentials asterisk/asterisk: set ari.username and ari.password (or CROSSBAR_ARI_USERNAME / CROSSBAR_ARI_PASSWORD) for anything but local development"
         );
     }
+    // Recordings' directory: created if missing; a node that cannot create
+    // it still runs (its recordings fail with the reason).
+    if let Err(e) = std::fs::create_dir_all(&config.recordings.path) {
+        tracing::warn!(
+            "cannot create recordings.path {}: {e}",
+            config.recordings.path.display()
+        );
+    }
     let dataplane = match Dataplane::start(&config) {
         Ok(d) => d,
         Err(e) => fail(&format!("cannot start the data plane: {e}")),

@@ -32,14 +32,16 @@ fn unknown_bridge_is_404_bridge_not_found() {
 }
 
 #[test]
-fn unknown_playback_is_404_and_recordings_are_not_served_yet() {
+fn unknown_playback_and_recording_are_404() {
     let s = Server::start();
     s.get("/ari/playbacks/x")
         .assert_error(404, "Playback not found");
     s.delete("/ari/playbacks/x")
         .assert_error(404, "Playback not found");
-    s.get("/ari/recordings/stored")
-        .assert_error(404, "Resource not found");
+    s.get("/ari/recordings/live/x")
+        .assert_error(404, "Recording not found");
+    s.get("/ari/recordings/stored/x")
+        .assert_error(404, "Recording not found");
 }
 
 #[test]

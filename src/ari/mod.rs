@@ -23,6 +23,7 @@ pub mod events;
 pub mod models;
 pub mod ops;
 pub mod playbacks;
+pub mod recordings;
 pub mod routes;
 pub mod sip;
 pub mod sounds;

@@ -83,6 +83,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "PlaybackContinuing",
     "PlaybackFinished",
     "PlaybackStarted",
+    "RecordingFailed",
+    "RecordingFinished",
+    "RecordingStarted",
     "StasisEnd",
     "StasisStart",
 ];
@@ -97,6 +100,7 @@ pub fn models_of(resource: &str) -> &'static [Model] {
         "endpoints" => ENDPOINTS,
         "sounds" => SOUNDS,
         "playbacks" => PLAYBACKS,
+        "recordings" => RECORDINGS,
         "events" => EVENTS,
         _ => &[],
     }
@@ -547,6 +551,53 @@ const PLAYBACKS: &[Model] = &[Model {
     ],
 }];
 
+const RECORDINGS: &[Model] = &[
+    Model {
+        id: "StoredRecording",
+        description: "A past recording that may be played back.",
+        sub_types: &[],
+        props: &[
+            ("name", "string", true, ""),
+            ("format", "string", true, ""),
+        ],
+    },
+    Model {
+        id: "LiveRecording",
+        description: "A recording that is in progress",
+        sub_types: &[],
+        props: &[
+            ("name", "string", true, "Base name for the recording"),
+            ("format", "string", true, "Recording format (wav, gsm, etc.)"),
+            (
+                "target_uri",
+                "string",
+                true,
+                "URI for the channel or bridge being recorded",
+            ),
+            ("state", "string", true, ""),
+            (
+                "duration",
+                "int",
+                false,
+                "Duration in seconds of the recording",
+            ),
+            (
+                "talking_duration",
+                "int",
+                false,
+                "Duration of talking, in seconds, detected in the recording. This is only available if the recording was initiated with a non-zero maxSilenceSeconds.",
+            ),
+            (
+                "silence_duration",
+                "int",
+                false,
+                "Duration of silence, in seconds, detected in the recording. This is only available if the recording was initiated with a non-zero maxSilenceSeconds.",
+            ),
+            ("cause", "string", false, "Cause for recording failure if failed"),
+        ],
+    },
+];
+
 const SOUNDS: &[Model] = &[
     Model {
         id: "FormatLangPair",
@@ -850,6 +901,24 @@ const EVENTS: &[Model] = &[
         description: "Event showing the continuation of a media playback operation from one media URI to the next in the list.",
         sub_types: &[],
         props: &[("playback", "Playback", true, "Playback control object")],
+    },
+    Model {
+        id: "RecordingStarted",
+        description: "Event showing the start of a recording operation.",
+        sub_types: &[],
+        props: &[("recording", "LiveRecording", true, "Recording control object")],
+    },
+    Model {
+        id: "RecordingFinished",
+        description: "Event showing the completion of a recording operation.",
+        sub_types: &[],
+        props: &[("recording", "LiveRecording", true, "Recording control object")],
+    },
+    Model {
+        id: "RecordingFailed",
+        description: "Event showing failure of a recording operation.",
+        sub_types: &[],
+        props: &[("recording", "LiveRecording", true, "Recording control object")],
     },
     Model {
         id: "PlaybackFinished",
@@ -1166,6 +1235,16 @@ mod tests {
         reg.start_playback(now, "p1");
         assert!(reg.continue_playback(now, "p1"));
         reg.finish_playback(now, "p1", false);
+        for (name, failed) in [("r1", false), ("r2", true)] {
+            reg.insert_recording(
+                name.into(),
+                "wav".into(),
+                crate::control::playback::Owner::Channel("c2".into()),
+                "",
+            );
+            reg.recording_started(now, name);
+            reg.finish_recording(now, name, Some((3, None)), failed.then_some("disk full"));
+        }
         reg.talking(now, "c2", Some(1200));
         reg.leave_stasis(now, "c2");
         reg.remove_channel(now, "c2", Cause::NORMAL);

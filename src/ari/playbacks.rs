@@ -310,7 +310,7 @@ async fn send_clip(node: &Node, ctl: &mut Control, id: &str) -> bool {
 }
 
 /// The clip of one medium, its sound files chosen for `format`.
-fn clip_of(
+pub(crate) fn clip_of(
     node: &Node,
     medium: &str,
     language: &str,

@@ -3,7 +3,9 @@
 //! generated from it, so the docs list exactly what is served.
 
 use super::spec::{Api, DataType, Method, Operation, Param, Resource};
-use super::{applications, asterisk, bridges, channels, endpoints, events, playbacks, sounds};
+use super::{
+    applications, asterisk, bridges, channels, endpoints, events, playbacks, recordings, sounds,
+};
 use crate::handler;
 
 const CHANNEL_ID: Param = Param::path("channelId", "Channel's id");
@@ -438,6 +440,19 @@ const CHANNELS: &[Api] = &[
             PLAY_WITH_ID_PARAMS,
             PLAY_ERRORS,
             handler!(playbacks::play_with_id),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/record",
+        description: "Record audio from a channel",
+        operations: &[op(
+            Method::Post,
+            "record",
+            "Start a recording. Records what the channel receives from its remote (the caller's voice), bridged or not; the recording starts after sound:beep when beep is set. This operation creates a live recording resource that can be used to control the recording (stop, pause, mute, cancel).",
+            "LiveRecording",
+            CHANNEL_RECORD_PARAMS,
+            CHANNEL_RECORD_ERRORS,
+            handler!(recordings::channel_record),
         )],
     },
     Api {
@@ -889,6 +904,23 @@ const BRIDGES: &[Api] = &[
         )],
     },
     Api {
+        path: "/bridges/{bridgeId}/record",
+        description: "Record audio on a bridge",
+        operations: &[op(
+            Method::Post,
+            "record",
+            "Start a recording of the bridge's mix (every member heard). The bridge mixes (softmix) while it is recorded. This operation creates a live recording resource that can be used to control the recording (stop, pause, mute, cancel).",
+            "LiveRecording",
+            BRIDGE_RECORD_PARAMS,
+            BRIDGE_RECORD_ERRORS,
+            handler!(recordings::bridge_record),
+        )
+        .refusing(&[(
+            "recorder_format",
+            "crossbar records a bridge's mix directly, without a Recorder channel",
+        )])],
+    },
+    Api {
         path: "/bridges/{bridgeId}/removeChannel",
         description: "Remove a channel from a bridge",
         operations: &[op(
@@ -1157,6 +1189,143 @@ const MOH_PARAMS: &[Param] = &[CHANNEL_ID, MOH_CLASS];
 const BRIDGE_MOH_PARAMS: &[Param] = &[BRIDGE_ID, MOH_CLASS];
 const PLAY_ERRORS: &[(u16, &str)] = &[NOT_FOUND, NOT_IN_STASIS, (412, "Channel in invalid state")];
 
+const RECORD_NAME: Param = Param::query(
+    "name",
+    "Recording's filename (may name subdirectories of recordings.path; no '..')",
+)
+.required();
+const RECORD_FORMAT: Param = Param::query(
+    "format",
+    "Format to encode audio in: wav, wav16, sln, sln16, sln48, ulaw, alaw or g722",
+)
+.required();
+const RECORD_MAX_DURATION: Param = Param::query(
+    "maxDurationSeconds",
+    "Maximum duration of the recording, in seconds. 0 for no limit",
+)
+.typed(DataType::Int)
+.default("0");
+const RECORD_MAX_SILENCE: Param = Param::query(
+    "maxSilenceSeconds",
+    "Maximum duration of silence, in seconds. 0 for no limit",
+)
+.typed(DataType::Int)
+.default("0");
+const RECORD_IF_EXISTS: Param = Param::query(
+    "ifExists",
+    "Action to take if a recording with the same name already exists.",
+)
+.default("fail")
+.one_of(&["fail", "overwrite", "append"]);
+const RECORD_BEEP: Param = Param::query("beep", "Play beep when recording begins")
+    .typed(DataType::Boolean)
+    .default("false");
+const RECORD_TERMINATE_ON: Param = Param::query("terminateOn", "DTMF input to terminate recording")
+    .default("none")
+    .one_of(&["none", "any", "*", "#"]);
+const CHANNEL_RECORD_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    RECORD_NAME,
+    RECORD_FORMAT,
+    RECORD_MAX_DURATION,
+    RECORD_MAX_SILENCE,
+    RECORD_IF_EXISTS,
+    RECORD_BEEP,
+    RECORD_TERMINATE_ON,
+];
+const BRIDGE_RECORD_PARAMS: &[Param] = &[
+    BRIDGE_ID,
+    RECORD_NAME,
+    RECORD_FORMAT,
+    RECORD_MAX_DURATION,
+    RECORD_MAX_SILENCE,
+    RECORD_IF_EXISTS,
+    RECORD_BEEP,
+    RECORD_TERMINATE_ON,
+];
+const CHANNEL_RECORD_ERRORS: &[(u16, &str)] = &[
+    (400, "Invalid parameters"),
+    NOT_FOUND,
+    (409, "Channel is not in a Stasis application; A recording with the same name already exists on the system and can not be overwritten because it is in progress or ifExists=fail"),
+    (422, "The format specified is unknown on this system"),
+];
+const BRIDGE_RECORD_ERRORS: &[(u16, &str)] = &[
+    (400, "Invalid parameters"),
+    (404, "Bridge not found"),
+    (409, "A recording with the same name already exists on the system and can not be overwritten because it is in progress or ifExists=fail"),
+    (422, "The format specified is unknown on this system"),
+];
+const RECORDING_NAME: Param = Param::path("recordingName", "The name of the recording");
+const RECORDING_NOT_FOUND: (u16, &str) = (404, "Recording not found");
+const RECORDING_SESSION_ERRORS: &[(u16, &str)] =
+    &[RECORDING_NOT_FOUND, (409, "Recording not in session")];
+
+const RECORDINGS: &[Api] = &[
+    Api {
+        path: "/recordings/stored",
+        description: "Recordings",
+        operations: &[op(Method::Get, "listStored", "List recordings that are complete.", "List[StoredRecording]", &[], &[], handler!(recordings::list_stored))],
+    },
+    Api {
+        path: "/recordings/stored/{recordingName}",
+        description: "Individual recording",
+        operations: &[
+            op(Method::Get, "getStored", "Get a stored recording's details.", "StoredRecording", &[RECORDING_NAME], &[RECORDING_NOT_FOUND], handler!(recordings::get_stored)),
+            op(Method::Delete, "deleteStored", "Delete a stored recording.", "void", &[RECORDING_NAME], &[RECORDING_NOT_FOUND], handler!(recordings::delete_stored)),
+        ],
+    },
+    Api {
+        path: "/recordings/stored/{recordingName}/file",
+        description: "The actual file associated with the stored recording",
+        operations: &[op(Method::Get, "getStoredFile", "Get the file associated with the stored recording.", "binary", &[RECORDING_NAME], &[(403, "The recording file could not be opened"), RECORDING_NOT_FOUND], handler!(recordings::get_stored_file))],
+    },
+    Api {
+        path: "/recordings/stored/{recordingName}/copy",
+        description: "Copy an individual recording",
+        operations: &[op(
+            Method::Post,
+            "copyStored",
+            "Copy a stored recording.",
+            "StoredRecording",
+            &[
+                RECORDING_NAME,
+                Param::query("destinationRecordingName", "The destination name of the recording").required(),
+            ],
+            &[RECORDING_NOT_FOUND, (409, "A recording with the same name already exists on the system")],
+            handler!(recordings::copy_stored),
+        )],
+    },
+    Api {
+        path: "/recordings/live/{recordingName}",
+        description: "A recording that is in progress",
+        operations: &[
+            op(Method::Get, "getLive", "List live recordings.", "LiveRecording", &[RECORDING_NAME], &[RECORDING_NOT_FOUND], handler!(recordings::get_live)),
+            op(Method::Delete, "cancel", "Stop a live recording and discard it.", "void", &[RECORDING_NAME], &[RECORDING_NOT_FOUND], handler!(recordings::cancel)),
+        ],
+    },
+    Api {
+        path: "/recordings/live/{recordingName}/stop",
+        description: "",
+        operations: &[op(Method::Post, "stop", "Stop a live recording and store it.", "void", &[RECORDING_NAME], &[RECORDING_NOT_FOUND], handler!(recordings::stop))],
+    },
+    Api {
+        path: "/recordings/live/{recordingName}/pause",
+        description: "",
+        operations: &[
+            op(Method::Post, "pause", "Pause a live recording. Pausing a recording suspends silence detection, which will be restarted when the recording is unpaused. Paused time is not included in the accounting for maxDurationSeconds.", "void", &[RECORDING_NAME], RECORDING_SESSION_ERRORS, handler!(recordings::pause)),
+            op(Method::Delete, "unpause", "Unpause a live recording.", "void", &[RECORDING_NAME], RECORDING_SESSION_ERRORS, handler!(recordings::unpause)),
+        ],
+    },
+    Api {
+        path: "/recordings/live/{recordingName}/mute",
+        description: "",
+        operations: &[
+            op(Method::Post, "mute", "Mute a live recording. Muting a recording suspends silence detection, which will be restarted when the recording is unmuted.", "void", &[RECORDING_NAME], RECORDING_SESSION_ERRORS, handler!(recordings::mute)),
+            op(Method::Delete, "unmute", "Unmute a live recording.", "void", &[RECORDING_NAME], RECORDING_SESSION_ERRORS, handler!(recordings::unmute)),
+        ],
+    },
+];
+
 const PLAYBACKS: &[Api] = &[
     Api {
         path: "/playbacks/{playbackId}/control",
@@ -1270,6 +1439,11 @@ pub static RESOURCES: &[Resource] = &[
         name: "playbacks",
         description: "Playback control resources",
         apis: PLAYBACKS,
+    },
+    Resource {
+        name: "recordings",
+        description: "Recording resources",
+        apis: RECORDINGS,
     },
     Resource {
         name: "sounds",

@@ -20,6 +20,9 @@ pub enum Reply {
     Created(serde_json::Value, String),
     /// 204, no body.
     NoContent,
+    /// 200 with a file's bytes and their `Content-Type` (a stored
+    /// recording's `file`).
+    File(&'static str, Vec<u8>),
 }
 
 /// A boxed handler future.

@@ -39,6 +39,7 @@ pub mod fake;
 pub mod ids;
 pub mod plane;
 pub mod playback;
+pub mod recording;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -72,6 +73,11 @@ pub struct Registry {
     /// Playbacks by id, and their ids by data-plane key.
     playbacks: HashMap<String, playback::Playback>,
     playback_keys: HashMap<u64, String>,
+    /// Live recordings by name, their names by key, and the keys of those
+    /// whose target went (for the host to tell the writer).
+    recordings: HashMap<String, recording::LiveRecording>,
+    recording_keys: HashMap<u64, String>,
+    recording_ends: Vec<u64>,
     bridges: HashMap<String, Bridge>,
     apps: BTreeMap<String, Application>,
     global_vars: Map<String, Value>,
@@ -91,6 +97,9 @@ impl Registry {
             by_leg: HashMap::new(),
             playbacks: HashMap::new(),
             playback_keys: HashMap::new(),
+            recordings: HashMap::new(),
+            recording_keys: HashMap::new(),
+            recording_ends: Vec::new(),
             bridges: HashMap::new(),
             apps: BTreeMap::new(),
             global_vars: Map::new(),
@@ -501,6 +510,7 @@ impl Registry {
     pub fn remove_channel(&mut self, now: Timestamp, id: &str, cause: Cause) -> Option<Channel> {
         let targets = self.channel_targets(id);
         self.end_playbacks_of(now, &playback::Owner::Channel(id.to_string()));
+        self.end_recordings_of(now, &playback::Owner::Channel(id.to_string()));
         let mut ch = self.channels.remove(id)?;
         if self.by_leg.get(&ch.leg).is_some_and(|c| c == id) {
             self.by_leg.remove(&ch.leg);
@@ -1022,6 +1032,7 @@ impl Registry {
     /// `targets` are the subscribers computed while its members were still in it.
     pub fn remove_bridge(&mut self, now: Timestamp, id: &str, mut targets: Vec<String>) {
         self.end_playbacks_of(now, &playback::Owner::Bridge(id.to_string()));
+        self.end_recordings_of(now, &playback::Owner::Bridge(id.to_string()));
         merge_targets(&mut targets, self.bridge_targets(id));
         let Some(bridge) = self.bridges.remove(id) else {
             return;

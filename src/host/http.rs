@@ -30,6 +30,8 @@ pub struct Outcome {
     /// The `Location` of a resource a 201 made (Asterisk's
     /// `ast_ari_response_created`).
     pub location: Option<String>,
+    /// A body that is not JSON, with its `Content-Type` (`Reply::File`).
+    pub file: Option<(&'static str, Vec<u8>)>,
 }
 
 impl Outcome {
@@ -38,6 +40,7 @@ impl Outcome {
             status: e.status,
             body: Some(e.body()),
             location: None,
+            file: None,
         }
     }
 }
@@ -117,6 +120,7 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
                     status: 200,
                     body: Some(v.to_string()),
                     location: None,
+                    file: None,
                 },
                 None => Outcome::error(&AriError::not_found("Resource not found")),
             },
@@ -213,16 +217,25 @@ pub async fn invoke(
             status: 200,
             body: Some(v.to_string()),
             location: None,
+            file: None,
         },
         Ok(Reply::Created(v, location)) => Outcome {
             status: 201,
             body: Some(v.to_string()),
             location: Some(location),
+            file: None,
         },
         Ok(Reply::NoContent) => Outcome {
             status: 204,
             body: None,
             location: None,
+            file: None,
+        },
+        Ok(Reply::File(content_type, bytes)) => Outcome {
+            status: 200,
+            body: None,
+            location: None,
+            file: Some((content_type, bytes)),
         },
         Err(e) => {
             if e.status >= 500 {
@@ -235,6 +248,13 @@ pub async fn invoke(
 
 fn respond(node: &Node, outcome: Outcome) -> Response<Body> {
     node.metrics.count_status(outcome.status);
+    if let Some((content_type, bytes)) = outcome.file {
+        return Response::builder()
+            .status(StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(bytes))
+            .unwrap_or_default();
+    }
     let mut response = json_response(outcome.status, outcome.body);
     if let Some(location) = outcome
         .location

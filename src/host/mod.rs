@@ -89,6 +89,8 @@ pub struct Control {
     pub reg: Registry,
     /// The SIP agent and calls, when SIP is on (`sip.bind`).
     pub sip: Option<crate::ari::sip::SipState>,
+    /// The recordings' writer (`recordings.path`).
+    pub recorder: crate::recording::Recorder,
     sinks: HashMap<String, (u64, EventSink)>,
     next_session: u64,
 }
@@ -182,6 +184,10 @@ impl DerefMut for ControlGuard<'_> {
 
 impl Drop for ControlGuard<'_> {
     fn drop(&mut self) {
+        // Recordings whose channel or bridge went: their files are completed.
+        for key in self.guard.reg.take_recording_ends() {
+            self.guard.recorder.end(key, crate::recording::End::Stopped);
+        }
         self.guard.flush(self.metrics);
         if let Some(sip) = self.guard.sip.as_mut() {
             sip.flush();
@@ -217,6 +223,7 @@ impl Node {
         ids: Box<dyn IdGenerator>,
     ) -> Arc<Node> {
         let reg = Registry::new(&config.ari.entity_id, config.ari.bridgepeer, ids);
+        let recorder = crate::recording::Recorder::new(config.recordings.path.clone());
         Arc::new_cyclic(|me| Node {
             me: me.clone(),
             auth: auth::Guard::new(
@@ -230,6 +237,7 @@ impl Node {
             control: Mutex::new(Control {
                 reg,
                 sip: None,
+                recorder,
                 sinks: HashMap::new(),
                 next_session: 0,
             }),
@@ -276,10 +284,14 @@ pub async fn watch_media(
             } => {
                 if let Some(id) = ctl.reg.channel_of_leg(leg).map(str::to_string) {
                     ctl.reg.dtmf_received(now, &id, digit, duration_ms);
+                    crate::ari::recordings::dtmf(&node, &mut ctl, &id, digit).await;
                 }
             }
             crate::media::MediaEvent::PlaybackDone { key, .. } => {
-                crate::ari::playbacks::clip_done(&node, &mut ctl, now, key).await;
+                // A recording's beep, or a playback's clip.
+                if !crate::ari::recordings::beep_done(&node, &mut ctl, now, key).await {
+                    crate::ari::playbacks::clip_done(&node, &mut ctl, now, key).await;
+                }
             }
             crate::media::MediaEvent::TalkingStarted { leg } => {
                 if let Some(id) = ctl.reg.channel_of_leg(leg).map(str::to_string) {

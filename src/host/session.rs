@@ -166,11 +166,13 @@ async fn rest_over_ws(node: &Node, text: &str) -> Value {
                     .to_string(),
             ),
             location: None,
+            file: None,
         },
         Err(e) => super::http::Outcome {
             status: e.status,
             body: Some(e.body()),
             location: None,
+            file: None,
         },
     };
     node.metrics.count_status(outcome.status);

@@ -70,6 +70,8 @@ struct Running {
 pub struct Recorder {
     dir: PathBuf,
     running: Option<Running>,
+    /// Recordings asked for whose writing has not started (a beep plays).
+    prepared: std::collections::HashMap<u64, Spec>,
     reports: tokio::sync::mpsc::UnboundedSender<Report>,
     /// The receiving end of the reports, until a host task takes it.
     pending: Option<tokio::sync::mpsc::UnboundedReceiver<Report>>,
@@ -83,6 +85,7 @@ impl Recorder {
         Recorder {
             dir,
             running: None,
+            prepared: std::collections::HashMap::new(),
             reports,
             pending: Some(pending),
         }
@@ -111,6 +114,16 @@ impl Recorder {
         self.running
             .as_ref()
             .ok_or_else(|| std::io::Error::other("no writer"))
+    }
+
+    /// Keeps a recording's spec until it starts.
+    pub fn prepare(&mut self, key: u64, spec: Spec) {
+        self.prepared.insert(key, spec);
+    }
+
+    /// The spec of a prepared recording, forgotten.
+    pub fn take_prepared(&mut self, key: u64) -> Option<Spec> {
+        self.prepared.remove(&key)
     }
 
     /// Starts a recording; the sender its tap hands frames to.
@@ -183,12 +196,23 @@ fn run(
         }
         match frames.recv_timeout(IDLE_TICK) {
             Ok(frame) => {
-                // Commands first: a recording's start comes before its frames.
-                while let Ok(command) = commands.try_recv() {
-                    apply(&mut writers, command, &frames, &report);
+                // A new recording's start may wait among the commands: it
+                // comes before its frames. The other commands are older
+                // than the frames still queued, but not than this one.
+                let mut later = Vec::new();
+                if !writers.contains(frame.key) {
+                    while let Ok(command) = commands.try_recv() {
+                        match command {
+                            Command::Start { .. } => apply(&mut writers, command, &frames, &report),
+                            other => later.push(other),
+                        }
+                    }
                 }
                 if let Some(r) = writers.frame(frame) {
                     report(r);
+                }
+                for command in later {
+                    apply(&mut writers, command, &frames, &report);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -228,19 +252,32 @@ fn apply(
                 }),
             }
         }
-        Command::Pause { key, paused } => writers.pause(key, paused, Instant::now()),
-        Command::Mute { key, muted } => writers.mute(key, muted),
+        Command::Pause { key, paused } => {
+            drain(writers, frames, report);
+            writers.pause(key, paused, Instant::now());
+        }
+        Command::Mute { key, muted } => {
+            drain(writers, frames, report);
+            writers.mute(key, muted);
+        }
         Command::End { key, end } => {
-            // The frames queued before the end was asked for are written
-            // first (bounded by the queue's size).
-            while let Ok(frame) = frames.try_recv() {
-                if let Some(r) = writers.frame(frame) {
-                    report(r);
-                }
-            }
+            drain(writers, frames, report);
             if let Some(r) = writers.end(key, end) {
                 report(r);
             }
+        }
+    }
+}
+
+/// Writes the frames queued before a command was given (they are older
+/// than it), bounded by the queue's size.
+fn drain(writers: &mut writer::Writers, frames: &Receiver<TapFrame>, report: &impl Fn(Report)) {
+    for _ in 0..FRAME_QUEUE {
+        let Ok(frame) = frames.try_recv() else {
+            return;
+        };
+        if let Some(r) = writers.frame(frame) {
+            report(r);
         }
     }
 }

@@ -343,16 +343,19 @@ impl Recording {
             return Ok(None);
         }
         if self.muted {
+            // Muted: silence is written, and silence detection is
+            // suspended (as Asterisk's mute does).
             pcm.fill(0);
-        }
-        let frame_ms = pcm.len() as u64 * 1000 / u64::from(self.rate);
-        let magnitude =
-            pcm.iter().map(|s| u64::from(s.unsigned_abs())).sum::<u64>() / pcm.len() as u64;
-        if magnitude < u64::from(SILENCE_THRESHOLD) {
-            self.silence_ms += frame_ms;
         } else {
-            self.total_silence_ms += self.silence_ms;
-            self.silence_ms = 0;
+            let frame_ms = pcm.len() as u64 * 1000 / u64::from(self.rate);
+            let magnitude =
+                pcm.iter().map(|s| u64::from(s.unsigned_abs())).sum::<u64>() / pcm.len() as u64;
+            if magnitude < u64::from(SILENCE_THRESHOLD) {
+                self.silence_ms += frame_ms;
+            } else {
+                self.total_silence_ms += self.silence_ms;
+                self.silence_ms = 0;
+            }
         }
         self.encode(pcm)?;
         self.written += pcm.len() as u64;
@@ -493,6 +496,10 @@ pub struct Writers {
 impl Writers {
     pub fn insert(&mut self, recording: Recording) {
         self.live.insert(recording.key, recording);
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        self.live.contains_key(&key)
     }
 
     pub fn len(&self) -> usize {
