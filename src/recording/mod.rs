@@ -186,7 +186,7 @@ fn run(
     loop {
         loop {
             match commands.try_recv() {
-                Ok(command) => apply(&mut writers, command, &frames, &report),
+                Ok(command) => apply(&mut writers, command, &mut None, &frames, &report),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     writers.end_all().into_iter().for_each(report);
@@ -196,23 +196,15 @@ fn run(
         }
         match frames.recv_timeout(IDLE_TICK) {
             Ok(frame) => {
-                // A new recording's start may wait among the commands: it
-                // comes before its frames. The other commands are older
-                // than the frames still queued, but not than this one.
-                let mut later = Vec::new();
-                if !writers.contains(frame.key) {
-                    while let Ok(command) = commands.try_recv() {
-                        match command {
-                            Command::Start { .. } => apply(&mut writers, command, &frames, &report),
-                            other => later.push(other),
-                        }
-                    }
+                // Commands first (a recording's start comes before its
+                // frames, a pause applies at once); an end writes this
+                // frame and the queued ones first.
+                let mut pending = Some(frame);
+                while let Ok(command) = commands.try_recv() {
+                    apply(&mut writers, command, &mut pending, &frames, &report);
                 }
-                if let Some(r) = writers.frame(frame) {
+                if let Some(r) = pending.and_then(|f| writers.frame(f)) {
                     report(r);
-                }
-                for command in later {
-                    apply(&mut writers, command, &frames, &report);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -228,6 +220,7 @@ fn run(
 fn apply(
     writers: &mut writer::Writers,
     command: Command,
+    pending: &mut Option<TapFrame>,
     frames: &Receiver<TapFrame>,
     report: &impl Fn(Report),
 ) {
@@ -252,16 +245,12 @@ fn apply(
                 }),
             }
         }
-        Command::Pause { key, paused } => {
-            drain(writers, frames, report);
-            writers.pause(key, paused, Instant::now());
-        }
-        Command::Mute { key, muted } => {
-            drain(writers, frames, report);
-            writers.mute(key, muted);
-        }
+        // Pausing and muting apply from now on: the frames still queued
+        // are most likely younger than the command.
+        Command::Pause { key, paused } => writers.pause(key, paused, Instant::now()),
+        Command::Mute { key, muted } => writers.mute(key, muted),
         Command::End { key, end } => {
-            drain(writers, frames, report);
+            drain(writers, pending, frames, report);
             if let Some(r) = writers.end(key, end) {
                 report(r);
             }
@@ -269,9 +258,17 @@ fn apply(
     }
 }
 
-/// Writes the frames queued before a command was given (they are older
-/// than it), bounded by the queue's size.
-fn drain(writers: &mut writer::Writers, frames: &Receiver<TapFrame>, report: &impl Fn(Report)) {
+/// Writes the frames received before a command was given (they are older
+/// than it): `pending`, then the queued ones (bounded by the queue's size).
+fn drain(
+    writers: &mut writer::Writers,
+    pending: &mut Option<TapFrame>,
+    frames: &Receiver<TapFrame>,
+    report: &impl Fn(Report),
+) {
+    if let Some(r) = pending.take().and_then(|f| writers.frame(f)) {
+        report(r);
+    }
     for _ in 0..FRAME_QUEUE {
         let Ok(frame) = frames.try_recv() else {
             return;

@@ -1,0 +1,590 @@
+//! Recording through ARI and the real binary: a channel's received tone and
+//! a bridge's two talkers end up in the file (downloaded and measured), the
+//! formats round-trip, maxDurationSeconds and terminateOn end a recording by
+//! themselves, pause skips audio, cancel removes the file, a hangup ends
+//! the recording, ifExists and the stored recordings' operations, refusals.
+//!
+//! No wall-clock assertion: durations are measured in the files' samples.
+
+mod common;
+mod common_audio;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use common_audio::{goertzel_energy, tone_at};
+use crossbar::sounds::{decode, FileFormat};
+
+/// A node recording into a directory of its own, with a sounds directory
+/// holding `en/beep.wav` (300 ms of 1000 Hz at 8 kHz).
+fn node() -> (Server, PathBuf) {
+    let dir = temp_path("recordings");
+    let sounds = temp_path("sounds");
+    std::fs::create_dir_all(sounds.join("en")).unwrap();
+    let samples = tone_at(1000.0, 8000, 0, 2400);
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(sounds.join("en/beep.wav"), wav).unwrap();
+    let s = Server::start_with(&[
+        ("CROSSBAR_RECORDINGS_PATH", dir.to_str().unwrap()),
+        ("CROSSBAR_SOUNDS_PATH", sounds.to_str().unwrap()),
+    ]);
+    (s, dir)
+}
+
+/// An externalMedia μ-law channel in `app`: our socket, its id, its RTP
+/// address.
+fn leg(s: &Server, app: &str) -> (UdpSocket, String, SocketAddr) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let ch = s
+        .post(&format!(
+            "/ari/channels/externalMedia?app={app}&external_host={}&format=ulaw",
+            sock.local_addr().unwrap()
+        ))
+        .ok()
+        .clone();
+    let port: u16 = ch["channelvars"]["UNICASTRTP_LOCAL_PORT"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let id = ch["id"].as_str().unwrap().to_string();
+    (sock, id, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+fn linear_to_ulaw(sample: i16) -> u8 {
+    let mut out = [0u8];
+    crossbar::codec::g711::encode_ulaw(&[sample], &mut out).unwrap();
+    out[0]
+}
+
+/// One stream of μ-law RTP from a test socket.
+struct Sender {
+    ssrc: u32,
+    seq: u16,
+    samples: usize,
+}
+
+impl Sender {
+    fn new(ssrc: u32) -> Sender {
+        Sender {
+            ssrc,
+            seq: 1,
+            samples: 0,
+        }
+    }
+
+    /// One 20 ms packet of a `freq` tone (0: silence).
+    fn packet(&mut self, freq: f64) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&(self.samples as u32).to_be_bytes());
+        p.extend_from_slice(&self.ssrc.to_be_bytes());
+        let pcm = if freq > 0.0 {
+            tone_at(freq, 8000, self.samples, 160)
+        } else {
+            vec![0; 160]
+        };
+        p.extend(pcm.iter().map(|s| linear_to_ulaw(*s)));
+        self.seq = self.seq.wrapping_add(1);
+        self.samples += 160;
+        p
+    }
+}
+
+/// Sends `count` packets of a `freq` tone from each (socket, sender, tone)
+/// in turn, one round every 20 ms (bounded by `count`).
+fn talk(streams: &mut [(&UdpSocket, SocketAddr, &mut Sender, f64)], count: usize) {
+    for _ in 0..count {
+        for (sock, to, sender, freq) in streams.iter_mut() {
+            sock.send_to(&sender.packet(*freq), *to).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The stored recording's file: its `Content-Type` and bytes.
+fn download(s: &Server, name: &str) -> (String, Vec<u8>) {
+    let url = s.url(&format!("/ari/recordings/stored/{name}/file"));
+    let mut resp = ureq::get(&url)
+        .header("Authorization", basic(USER, PASS))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}\n{}", s.log_text()));
+    assert_eq!(resp.status().as_u16(), 200);
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    (content_type, bytes)
+}
+
+/// Starts a recording (201 expected); returns the reply's body.
+fn record(s: &Server, what: &str, query: &str) -> serde_json::Value {
+    let r = s.post(&format!("/ari/{what}/record?{query}"));
+    assert_eq!(r.status, 201, "{r:?}");
+    r.json.clone().expect("a JSON body")
+}
+
+/// The energy of `freq` over that of `other` in `samples` at `rate`.
+fn ratio(samples: &[i16], rate: u32, freq: f64, other: f64) -> f64 {
+    goertzel_energy(samples, freq, rate) / goertzel_energy(samples, other, rate).max(1.0)
+}
+
+#[test]
+fn a_channel_recording_holds_the_tone_it_received() {
+    let (s, dir) = node();
+    let mut ws = s.ws("rec");
+    let (sock, id, rtp) = leg(&s, "rec");
+    ws.next_event("StasisStart");
+    let r = s.post(&format!("/ari/channels/{id}/record?name=tone1&format=wav"));
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("location"), Some("/recordings/live/tone1"));
+    let body = r.json.clone().unwrap();
+    assert_eq!(body["name"], "tone1");
+    assert_eq!(body["format"], "wav");
+    assert_eq!(body["state"], "queued");
+    assert_eq!(body["target_uri"], format!("channel:{id}").as_str());
+    let started = ws.next_event("RecordingStarted");
+    assert_eq!(started["recording"]["state"], "recording");
+    assert_eq!(started["recording"]["name"], "tone1");
+    let mut a = Sender::new(0x1111);
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 100);
+    assert_eq!(
+        s.get("/ari/recordings/live/tone1").ok()["state"],
+        "recording"
+    );
+    s.post("/ari/recordings/live/tone1/stop").no_content();
+    let finished = ws.next_event("RecordingFinished");
+    assert_eq!(finished["recording"]["state"], "done");
+    assert_eq!(finished["recording"]["duration"], 2);
+    assert!(finished["recording"].get("talking_duration").is_none());
+    s.get("/ari/recordings/live/tone1")
+        .assert_error(404, "Recording not found");
+    let stored = s.get("/ari/recordings/stored/tone1");
+    assert_eq!(
+        stored.ok(),
+        &serde_json::json!({"name": "tone1", "format": "wav"})
+    );
+    assert!(dir.join("tone1.wav").is_file());
+    let (content_type, bytes) = download(&s, "tone1");
+    assert_eq!(content_type, "audio/wav");
+    let pcm = decode(FileFormat::Wav, &bytes).unwrap();
+    assert_eq!(pcm.rate, 8000);
+    // Every packet once: 100 × 160 samples (the header was fixed up).
+    assert_eq!(pcm.samples.len(), 16_000);
+    assert_eq!(
+        u32::from_le_bytes(bytes[40..44].try_into().unwrap()) as usize,
+        bytes.len() - 44
+    );
+    let r = ratio(&pcm.samples, 8000, 1000.0, 1600.0);
+    assert!(r > 1000.0, "1000 Hz over 1600 Hz: {r}");
+}
+
+#[test]
+fn formats_round_trip_a_tone() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("fmt");
+    let (sock, id, rtp) = leg(&s, "fmt");
+    ws.next_event("StasisStart");
+    let mut a = Sender::new(0x2222);
+    for (format, file, rate) in [
+        ("ulaw", FileFormat::Ulaw, 8000),
+        ("alaw", FileFormat::Alaw, 8000),
+        ("sln", FileFormat::Sln, 8000),
+        ("sln16", FileFormat::Sln16, 16000),
+        ("wav16", FileFormat::Wav16, 16000),
+        ("g722", FileFormat::G722, 16000),
+    ] {
+        let name = format!("f-{format}");
+        record(
+            &s,
+            &format!("channels/{id}"),
+            &format!("name={name}&format={format}"),
+        );
+        ws.next_event("RecordingStarted");
+        talk(&mut [(&sock, rtp, &mut a, 1000.0)], 25);
+        s.post(&format!("/ari/recordings/live/{name}/stop"))
+            .no_content();
+        ws.next_event("RecordingFinished");
+        let (content_type, bytes) = download(&s, &name);
+        assert_eq!(content_type, format!("audio/{format}"));
+        let pcm = decode(file, &bytes).unwrap();
+        assert_eq!(pcm.rate, rate, "{format}");
+        let expected = 25 * 160 * rate as usize / 8000;
+        assert!(
+            pcm.samples.len().abs_diff(expected) <= 64,
+            "{format}: {} samples, {expected} expected",
+            pcm.samples.len()
+        );
+        let tail = &pcm.samples[pcm.samples.len() / 4..];
+        let r = ratio(tail, rate, 1000.0, 1600.0);
+        assert!(r > 100.0, "{format}: 1000 Hz over 1600 Hz: {r}");
+    }
+}
+
+#[test]
+fn a_bridge_recording_holds_both_talkers() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("conf");
+    let (sock_a, a_id, rtp_a) = leg(&s, "conf");
+    let (sock_b, b_id, rtp_b) = leg(&s, "conf");
+    let bridge = s.bridge("?type=mixing");
+    s.add(&bridge, &a_id);
+    s.add(&bridge, &b_id);
+    let body = record(&s, &format!("bridges/{bridge}"), "name=conf&format=sln16");
+    assert_eq!(body["target_uri"], format!("bridge:{bridge}").as_str());
+    let started = ws.next_event("RecordingStarted");
+    assert_eq!(started["recording"]["name"], "conf");
+    // Recording a bridge mixes it.
+    assert_eq!(
+        s.get(&format!("/ari/bridges/{bridge}")).ok()["technology"],
+        "softmix"
+    );
+    let (mut a, mut b) = (Sender::new(0xa), Sender::new(0xb));
+    talk(
+        &mut [
+            (&sock_a, rtp_a, &mut a, 600.0),
+            (&sock_b, rtp_b, &mut b, 1400.0),
+        ],
+        75,
+    );
+    s.post("/ari/recordings/live/conf/stop").no_content();
+    ws.next_event("RecordingFinished");
+    let (_, bytes) = download(&s, "conf");
+    let pcm = decode(FileFormat::Sln16, &bytes).unwrap();
+    // The mix runs on the bridge's ticks: about 1.5 s of 16 kHz.
+    assert!(pcm.samples.len() > 16_000, "{} samples", pcm.samples.len());
+    let mid = &pcm.samples[pcm.samples.len() / 4..pcm.samples.len() * 3 / 4];
+    for (freq, other) in [(600.0, 2200.0), (1400.0, 2200.0)] {
+        let r = ratio(mid, 16000, freq, other);
+        assert!(r > 100.0, "{freq} Hz over {other} Hz: {r}");
+    }
+}
+
+#[test]
+fn max_duration_ends_a_recording_by_itself() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("max");
+    let (sock, id, rtp) = leg(&s, "max");
+    ws.next_event("StasisStart");
+    record(
+        &s,
+        &format!("channels/{id}"),
+        "name=max&format=sln&maxDurationSeconds=1",
+    );
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0x3333);
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 75);
+    let finished = ws.next_event("RecordingFinished");
+    assert_eq!(finished["recording"]["state"], "done");
+    assert_eq!(finished["recording"]["duration"], 1);
+    let (_, bytes) = download(&s, "max");
+    assert_eq!(bytes.len(), 8000 * 2);
+}
+
+#[test]
+fn max_silence_ends_it_and_reports_talk_and_silence() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("sil");
+    let (sock, id, rtp) = leg(&s, "sil");
+    ws.next_event("StasisStart");
+    record(
+        &s,
+        &format!("channels/{id}"),
+        "name=sil&format=sln&maxSilenceSeconds=1",
+    );
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0x4444);
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 100);
+    talk(&mut [(&sock, rtp, &mut a, 0.0)], 75);
+    let finished = ws.next_event("RecordingFinished");
+    let rec = &finished["recording"];
+    assert_eq!(rec["duration"], 2);
+    assert_eq!(rec["talking_duration"], 2);
+    assert_eq!(rec["silence_duration"], 0);
+    // The trailing silence is cut to 200 ms.
+    let (_, bytes) = download(&s, "sil");
+    assert_eq!(bytes.len(), (16_000 + 1600) * 2);
+}
+
+fn digit_packet(seq: u16, ts: u32, event: u8, end: bool, duration: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 101, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+    let d = duration.to_be_bytes();
+    p.extend_from_slice(&[event, if end { 0x8a } else { 0x0a }, d[0], d[1]]);
+    p
+}
+
+#[test]
+fn terminate_on_a_digit_stops_it() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("dig");
+    let (sock, id, rtp) = leg(&s, "dig");
+    ws.next_event("StasisStart");
+    record(
+        &s,
+        &format!("channels/{id}"),
+        "name=dig&format=ulaw&terminateOn=%23",
+    );
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0x5555);
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 25);
+    // A '1' does not stop it; a '#' (event 11) does.
+    let mut seq = 1000;
+    for (event, ts) in [(1u8, 90_000u32), (11, 95_000)] {
+        for k in 1..=3u16 {
+            sock.send_to(&digit_packet(seq, ts, event, false, 160 * k), rtp)
+                .unwrap();
+            seq += 1;
+        }
+        for _ in 0..3 {
+            sock.send_to(&digit_packet(seq, ts, event, true, 640), rtp)
+                .unwrap();
+            seq += 1;
+        }
+        let digit = ws.next_event("ChannelDtmfReceived");
+        if event == 1 {
+            assert_eq!(digit["digit"], "1");
+            assert_eq!(s.get("/ari/recordings/live/dig").ok()["state"], "recording");
+        } else {
+            assert_eq!(digit["digit"], "#");
+        }
+    }
+    let finished = ws.next_event("RecordingFinished");
+    assert_eq!(finished["recording"]["state"], "done");
+    let (_, bytes) = download(&s, "dig");
+    assert_eq!(bytes.len(), 25 * 160);
+}
+
+#[test]
+fn pause_skips_audio_and_mute_writes_silence() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("pause");
+    let (sock, id, rtp) = leg(&s, "pause");
+    ws.next_event("StasisStart");
+    record(&s, &format!("channels/{id}"), "name=p&format=sln");
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0x6666);
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 25);
+    std::thread::sleep(Duration::from_millis(100));
+    s.post("/ari/recordings/live/p/pause").no_content();
+    assert_eq!(s.get("/ari/recordings/live/p").ok()["state"], "paused");
+    talk(&mut [(&sock, rtp, &mut a, 1600.0)], 25);
+    std::thread::sleep(Duration::from_millis(100));
+    s.delete("/ari/recordings/live/p/pause").no_content();
+    s.post("/ari/recordings/live/p/mute").no_content();
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 25);
+    std::thread::sleep(Duration::from_millis(100));
+    s.delete("/ari/recordings/live/p/mute").no_content();
+    s.post("/ari/recordings/live/p/stop").no_content();
+    ws.next_event("RecordingFinished");
+    let (_, bytes) = download(&s, "p");
+    let pcm = decode(FileFormat::Sln, &bytes).unwrap();
+    // 25 packets of tone, the paused 25 skipped (no gap filled), 25 muted.
+    assert_eq!(pcm.samples.len(), 50 * 160);
+    let (tone, muted) = pcm.samples.split_at(25 * 160);
+    assert!(ratio(tone, 8000, 1000.0, 1600.0) > 1000.0);
+    let loud: Vec<usize> = (0..muted.len()).filter(|i| muted[*i] != 0).collect();
+    assert!(
+        loud.is_empty(),
+        "{} loud samples from {:?}",
+        loud.len(),
+        loud.first()
+    );
+    // A finished recording is no more live.
+    s.post("/ari/recordings/live/p/pause")
+        .assert_error(404, "Recording not found");
+}
+
+#[test]
+fn cancel_removes_the_file_and_a_hangup_ends_a_recording() {
+    let (s, dir) = node();
+    let mut ws = s.ws("cancel");
+    let (sock, id, rtp) = leg(&s, "cancel");
+    ws.next_event("StasisStart");
+    record(&s, &format!("channels/{id}"), "name=gone&format=wav");
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0x7777);
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 10);
+    assert!(dir.join("gone.wav").is_file());
+    s.delete("/ari/recordings/live/gone").no_content();
+    ws.next_event("RecordingFinished");
+    assert!(!dir.join("gone.wav").exists());
+    s.get("/ari/recordings/stored/gone")
+        .assert_error(404, "Recording not found");
+
+    record(&s, &format!("channels/{id}"), "name=kept&format=wav");
+    ws.next_event("RecordingStarted");
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 10);
+    s.delete(&format!("/ari/channels/{id}")).no_content();
+    let events = ws.events_until("ChannelDestroyed");
+    let kinds = types(&events);
+    let finished = kinds.iter().position(|t| *t == "RecordingFinished");
+    assert!(finished.is_some(), "{kinds:?}");
+    assert_eq!(events[finished.unwrap()]["recording"]["state"], "done");
+    // The writer completes the file after the channel went (bounded wait).
+    let mut pcm = None;
+    for _ in 0..100 {
+        if let Ok(bytes) = std::fs::read(dir.join("kept.wav")) {
+            if u32::from_le_bytes(bytes[40..44].try_into().unwrap()) > 0 {
+                pcm = Some(decode(FileFormat::Wav, &bytes).unwrap());
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pcm.expect("the file was completed").samples.len(), 1600);
+}
+
+#[test]
+fn beep_plays_before_the_recording_starts() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("beep");
+    let (sock, id, _rtp) = leg(&s, "beep");
+    ws.next_event("StasisStart");
+    let body = record(&s, &format!("channels/{id}"), "name=b&format=wav&beep=true");
+    assert_eq!(body["state"], "queued");
+    // The beep arrives (bounded read), then the recording starts.
+    let mut received = 0;
+    let mut buf = [0u8; 2048];
+    for _ in 0..100 {
+        if sock.recv_from(&mut buf).is_ok() {
+            received += 1;
+            if received >= 5 {
+                break;
+            }
+        }
+    }
+    assert!(received >= 5, "no beep heard");
+    assert_eq!(s.get("/ari/recordings/live/b").ok()["state"], "queued");
+    let started = ws.next_event("RecordingStarted");
+    assert_eq!(started["recording"]["name"], "b");
+    s.post("/ari/recordings/live/b/stop").no_content();
+    ws.next_event("RecordingFinished");
+}
+
+#[test]
+fn if_exists_names_and_stored_recordings() {
+    let (s, dir) = node();
+    let mut ws = s.ws("st");
+    let (_sock, id, _rtp) = leg(&s, "st");
+    ws.next_event("StasisStart");
+    let ch = format!("channels/{id}");
+    // Refusals.
+    s.post("/ari/channels/nope/record?name=x&format=wav")
+        .assert_error(404, "Channel not found");
+    s.post("/ari/bridges/nope/record?name=x&format=wav")
+        .assert_error(404, "Bridge not found");
+    s.post(&format!("/ari/{ch}/record?name=x&format=mp3"))
+        .assert_error(422, "specified format is unknown on this system");
+    s.post(&format!("/ari/{ch}/record?name=..%2Fx&format=wav"))
+        .assert_error(400, "Recording name invalid");
+    s.post(&format!(
+        "/ari/{ch}/record?name=x&format=wav&maxDurationSeconds=-1"
+    ))
+    .assert_error(400, "max_duration_seconds cannot be negative");
+    assert_eq!(
+        s.post(&format!("/ari/{ch}/record?name=x&format=wav&terminateOn=5"))
+            .status,
+        400
+    );
+    // A recording in a subdirectory; the same name while it runs.
+    let r = s.post(&format!("/ari/{ch}/record?name=a%2Fb&format=wav"));
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("location"), Some("/recordings/live/a%2Fb"));
+    ws.next_event("RecordingStarted");
+    s.post(&format!(
+        "/ari/{ch}/record?name=a%2Fb&format=wav&ifExists=overwrite"
+    ))
+    .assert_error(
+        409,
+        "Recording 'a/b' already exists and can not be overwritten",
+    );
+    s.post("/ari/recordings/live/a%2Fb/stop").no_content();
+    ws.next_event("RecordingFinished");
+    assert!(dir.join("a/b.wav").is_file());
+    // ifExists=fail (the default) on a stored one; overwrite is allowed.
+    s.post(&format!("/ari/{ch}/record?name=a%2Fb&format=ulaw"))
+        .assert_error(
+            409,
+            "Recording 'a/b' already exists and can not be overwritten",
+        );
+    record(&s, &ch, "name=a%2Fb&format=wav&ifExists=overwrite");
+    ws.next_event("RecordingStarted");
+    s.post("/ari/recordings/live/a%2Fb/stop").no_content();
+    ws.next_event("RecordingFinished");
+    // Stored: list, get, copy, delete.
+    let list = s.get("/ari/recordings/stored");
+    assert_eq!(
+        list.ok(),
+        &serde_json::json!([{"name": "a/b", "format": "wav"}])
+    );
+    assert_eq!(
+        s.get("/ari/recordings/stored/a%2Fb").ok(),
+        &serde_json::json!({"name": "a/b", "format": "wav"})
+    );
+    let copy = s.post("/ari/recordings/stored/a%2Fb/copy?destinationRecordingName=c");
+    assert_eq!(
+        copy.ok(),
+        &serde_json::json!({"name": "c", "format": "wav"})
+    );
+    s.post("/ari/recordings/stored/a%2Fb/copy?destinationRecordingName=c")
+        .assert_error(
+            409,
+            "A recording with the same name already exists on the system",
+        );
+    s.post("/ari/recordings/stored/a%2Fb/copy?destinationRecordingName=..%2Fc")
+        .assert_error(403, "Destination file path is forbidden");
+    s.post("/ari/recordings/stored/nope/copy?destinationRecordingName=d")
+        .assert_error(404, "Recording not found");
+    assert_eq!(
+        std::fs::read(dir.join("c.wav")).unwrap(),
+        std::fs::read(dir.join("a/b.wav")).unwrap()
+    );
+    s.get("/ari/recordings/stored/..%2Fetc")
+        .assert_error(404, "Recording not found");
+    s.delete("/ari/recordings/stored/c").no_content();
+    s.get("/ari/recordings/stored/c")
+        .assert_error(404, "Recording not found");
+    s.delete("/ari/recordings/stored/c")
+        .assert_error(404, "Recording not found");
+    assert_eq!(
+        s.get("/ari/recordings/stored")
+            .ok()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Live operations on nothing.
+    s.post("/ari/recordings/live/nope/stop")
+        .assert_error(404, "Recording not found");
+    s.delete("/ari/recordings/live/nope/mute")
+        .assert_error(404, "Recording not found");
+}
