@@ -2540,3 +2540,181 @@ fn a_clip_replaces_the_bridge_audio_while_it_plays() {
     assert!(goertzel_energy(&pcm, 1000.0, 8000) > 100.0 * goertzel_energy(&pcm, 1600.0, 8000));
     assert_clean(&sim);
 }
+
+// ---- taps (recording feeds) ----
+
+/// The frames a tap's receiver holds now.
+fn tap_frames(
+    rx: &std::sync::mpsc::Receiver<crossbar::media::tap::TapFrame>,
+) -> Vec<crossbar::media::tap::TapFrame> {
+    rx.try_iter().collect()
+}
+
+/// A leg's tap gets each RTP packet the leg receives, once, in order, as
+/// the leg's format; not while the leg is muted in.
+#[test]
+fn a_leg_tap_gets_every_received_packet_once() {
+    use crossbar::media::tap::{Tap, TapAudio};
+    use crossbar::media::{MediaOp, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 1000.0))
+        .unwrap();
+    sim.run_for(ms(100)).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1000);
+    let done = sim
+        .media_op(Target::Leg(LegId(1)), MediaOp::StartTap(Tap::new(4, tx)))
+        .unwrap();
+    assert!(done.applied);
+    let sent_before = sim.peer(a).unwrap().frames_sent();
+    sim.run_for(ms(1000)).unwrap();
+    let frames = tap_frames(&rx);
+    let sent = sim.peer(a).unwrap().frames_sent() - sent_before;
+    // The packets in flight on the 5 ms link when the tap started or
+    // stopped: at most one either way.
+    assert!(
+        (frames.len() as u64).abs_diff(sent) <= 1,
+        "{} frames for {sent} sent",
+        frames.len()
+    );
+    assert!(frames.len() >= 45);
+    let mut seqs = Vec::new();
+    let mut pcm = Vec::new();
+    for f in &frames {
+        assert_eq!(f.key, 4);
+        match &f.audio {
+            TapAudio::Rtp {
+                format,
+                seq,
+                payload,
+                ..
+            } => {
+                assert_eq!(*format, Format::Ulaw);
+                seqs.push(*seq);
+                let mut out = vec![0i16; payload.len()];
+                crossbar::codec::g711::decode_ulaw(payload, &mut out).unwrap();
+                pcm.extend(out);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0].wrapping_add(1), "{seqs:?}");
+    }
+    assert!(goertzel_energy(&pcm, 1000.0, 8000) > 100.0 * goertzel_energy(&pcm, 1600.0, 8000));
+    // Stopped: nothing more.
+    let done = sim
+        .media_op(Target::Leg(LegId(1)), MediaOp::StopTap { key: 4 })
+        .unwrap();
+    assert!(done.applied);
+    sim.run_for(ms(200)).unwrap();
+    assert!(tap_frames(&rx).is_empty());
+    assert_clean(&sim);
+}
+
+/// A bridge's tap gets the whole mix, one tick at a time: both talkers.
+/// The bridge mixes while it is tapped.
+#[test]
+fn a_bridge_tap_gets_the_mix_of_two_talkers() {
+    use crossbar::media::tap::{Tap, TapAudio};
+    use crossbar::media::{BridgeKey, MediaOp, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    assert_eq!(
+        sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap(),
+        Technology::NativeRtp
+    );
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 600.0))
+        .unwrap();
+    sim.start_sender(b, SenderConfig::tone(Format::Ulaw, 0xb, 1400.0))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1000);
+    let done = sim
+        .media_op(
+            Target::Bridge(BridgeKey(9)),
+            MediaOp::StartTap(Tap::new(5, tx)),
+        )
+        .unwrap();
+    assert!(done.applied);
+    assert_eq!(done.technology, Some(Technology::Softmix));
+    sim.run_for(ms(1000)).unwrap();
+    let frames = tap_frames(&rx);
+    // One frame per 20 ms tick.
+    assert!((48..=51).contains(&frames.len()), "{}", frames.len());
+    let mut pcm = Vec::new();
+    for f in &frames {
+        match &f.audio {
+            TapAudio::Pcm { rate, samples } => {
+                assert_eq!(*rate, 8000);
+                assert_eq!(samples.len(), 160);
+                pcm.extend_from_slice(samples);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let tail = &pcm[pcm.len() / 4..];
+    for freq in [600.0, 1400.0] {
+        assert!(
+            goertzel_energy(tail, freq, 8000) > 100.0 * goertzel_energy(tail, 2200.0, 8000),
+            "{freq} Hz"
+        );
+    }
+    let done = sim
+        .media_op(Target::Bridge(BridgeKey(9)), MediaOp::StopTap { key: 5 })
+        .unwrap();
+    assert!(done.applied);
+    assert_eq!(done.technology, Some(Technology::NativeRtp));
+    assert_clean(&sim);
+}
+
+/// A tap whose receiver is gone is forgotten (stopping it finds nothing);
+/// a full queue drops frames without blocking the shard, and the tap goes
+/// on once there is room.
+#[test]
+fn a_gone_consumer_closes_a_tap_and_a_full_queue_drops() {
+    use crossbar::media::tap::{Tap, TapAudio};
+    use crossbar::media::{BridgeKey, MediaOp, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap();
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 1000.0))
+        .unwrap();
+    for target in [Target::Leg(LegId(1)), Target::Bridge(BridgeKey(9))] {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1000);
+        sim.media_op(target, MediaOp::StartTap(Tap::new(6, tx)))
+            .unwrap();
+        sim.run_for(ms(100)).unwrap();
+        assert!(!tap_frames(&rx).is_empty());
+        drop(rx);
+        sim.run_for(ms(100)).unwrap();
+        let done = sim.media_op(target, MediaOp::StopTap { key: 6 }).unwrap();
+        assert!(!done.applied, "{target:?}: the closed tap was kept");
+    }
+    // A queue of 5: the first 5 frames wait, the rest are dropped, the
+    // media goes on (b hears a all along).
+    let (tx, rx) = std::sync::mpsc::sync_channel(5);
+    sim.media_op(Target::Leg(LegId(1)), MediaOp::StartTap(Tap::new(8, tx)))
+        .unwrap();
+    let heard = rtp_of(&sim, b).len();
+    sim.run_for(ms(1000)).unwrap();
+    assert!(rtp_of(&sim, b).len() >= heard + 45);
+    let first = tap_frames(&rx);
+    assert_eq!(first.len(), 5);
+    sim.run_for(ms(200)).unwrap();
+    let later = tap_frames(&rx);
+    assert_eq!(later.len(), 5, "the tap goes on once there is room");
+    let seq = |f: &crossbar::media::tap::TapFrame| match &f.audio {
+        TapAudio::Rtp { seq, .. } => *seq,
+        other => panic!("{other:?}"),
+    };
+    // The frames in between were dropped.
+    assert!(seq(&later[0]).wrapping_sub(seq(&first[4])) > 40);
+    assert_clean(&sim);
+}
