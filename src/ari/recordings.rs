@@ -162,8 +162,8 @@ async fn record(node: &Node, args: Args, owner: Owner) -> Result<Reply, AriError
         file,
         if_exists,
         limits: Limits {
-            max_duration_ms: max_duration as u64 * 1000,
-            max_silence_ms: max_silence as u64 * 1000,
+            max_duration_ms: (max_duration as u64).saturating_mul(1000),
+            max_silence_ms: (max_silence as u64).saturating_mul(1000),
         },
     };
     let rec = ctl

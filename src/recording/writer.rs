@@ -429,7 +429,7 @@ impl Recording {
         let elapsed = now
             .saturating_duration_since(self.started)
             .saturating_sub(paused);
-        elapsed.as_millis() as u64 >= self.limits.max_duration_ms + 1000
+        elapsed.as_millis() >= u128::from(self.limits.max_duration_ms) + 1000
     }
 
     /// Completes the file (cut trailing silence, WAV header) or removes it.
@@ -459,14 +459,26 @@ impl Recording {
                 talking_s: None,
             });
         }
-        self.total_silence_ms += self.silence_ms;
-        let mut duration_ms = self.written_ms();
+        // Durations as `ast_play_and_record_full` computes them: whole
+        // seconds of what was written; with a silence limit, the talk is
+        // that less all silence but 200 ms, and the duration loses the
+        // trailing silence but 200 ms.
+        let total_silence = self.total_silence_ms + self.silence_ms;
+        let written_s = (self.written_ms() / 1000) as i64;
+        let less_200 = |ms: u64| (ms as i64 - KEEP_SILENCE_MS as i64) / 1000;
+        let (duration_s, talking_s) = if self.limits.max_silence_ms > 0 {
+            let talking = (written_s - less_200(total_silence)).max(0);
+            let duration = (written_s - less_200(self.silence_ms)).max(0);
+            (duration, Some(talking))
+        } else {
+            (written_s, None)
+        };
         if end == End::MaxSilence && self.silence_ms > KEEP_SILENCE_MS {
-            let cut_ms = (self.silence_ms - KEEP_SILENCE_MS).min(duration_ms);
+            // The trailing silence is cut, all but 200 ms.
+            let cut_ms = self.silence_ms - KEEP_SILENCE_MS;
             let cut = self.bytes_of_ms(cut_ms).min(self.data_bytes);
             self.data_bytes -= cut;
             self.out.truncate(self.data_start + self.data_bytes)?;
-            duration_ms -= cut_ms;
         }
         if is_wav(self.file) {
             self.out.seek(SeekFrom::Start(0))?;
@@ -474,14 +486,10 @@ impl Recording {
                 .write_all(&wav_header(self.rate, self.data_bytes))?;
         }
         self.out.flush()?;
-        let talking_s = (self.limits.max_silence_ms > 0).then(|| {
-            let silent = self.total_silence_ms.saturating_sub(KEEP_SILENCE_MS) / 1000;
-            (duration_ms / 1000).saturating_sub(silent) as i64
-        });
         Ok(Report::Finished {
             key: self.key,
             end,
-            duration_s: (duration_ms / 1000) as i64,
+            duration_s,
             talking_s,
         })
     }
@@ -809,13 +817,15 @@ mod tests {
             }
             seq += 1;
         }
+        // 3.02 s written; Asterisk's whole seconds: (1020 - 200) / 1000 = 0
+        // taken off either.
         assert_eq!(
             report.unwrap(),
             Report::Finished {
                 key: 1,
                 end: End::MaxSilence,
-                duration_s: 2,
-                talking_s: Some(2),
+                duration_s: 3,
+                talking_s: Some(3),
             }
         );
         // 2 s of talk and 200 ms of the silence are left.
@@ -876,6 +886,70 @@ mod tests {
             let mean = tail.iter().map(|s| f64::from(*s).abs()).sum::<f64>() / tail.len() as f64;
             assert!(mean > 3000.0, "{file:?}: mean {mean}");
         }
+    }
+
+    #[test]
+    fn appending_to_a_wav_continues_its_data_and_fixes_its_header() {
+        let store = Shared::default();
+        let mut existing = wav_header(8000, 1600).to_vec();
+        existing.extend([7i16; 800].iter().flat_map(|s| s.to_le_bytes()));
+        store
+            .0
+            .lock()
+            .unwrap()
+            .get_mut()
+            .extend_from_slice(&existing);
+        let rec = Recording::new(
+            1,
+            Box::new(store.clone()),
+            None,
+            FileFormat::Wav,
+            Limits::default(),
+            existing.len() as u64,
+            Instant::now(),
+        )
+        .unwrap();
+        let mut w = Writers::default();
+        w.insert(rec);
+        w.frame(rtp(1, 0, 0, &[1000; 160]));
+        w.end(1, End::Stopped).unwrap();
+        let pcm = crate::sounds::decode_wav(&store.bytes()).unwrap();
+        assert_eq!(pcm.samples.len(), 960);
+        assert_eq!(pcm.samples[0], 7);
+        assert!(pcm.samples[800] > 900);
+    }
+
+    #[test]
+    fn durations_with_a_silence_limit_are_asterisks() {
+        // 3 s of talk, 2 s of silence, 1 s of talk, 1.5 s of silence, stopped.
+        let limits = Limits {
+            max_duration_ms: 0,
+            max_silence_ms: 5000,
+        };
+        let (mut w, _) = start(FileFormat::Sln, limits);
+        let mut seq = 0u16;
+        for (loud, frames) in [(true, 150), (false, 100), (true, 50), (false, 75)] {
+            for _ in 0..frames {
+                let pcm = if loud {
+                    tone(500.0, 8000, 160, 0)
+                } else {
+                    vec![0; 160]
+                };
+                assert_eq!(w.frame(rtp(1, seq, u32::from(seq) * 160, &pcm)), None);
+                seq += 1;
+            }
+        }
+        // Written 7.5 s → 7; silence 3.5 s → talk 7 - 3 = 4; the trailing
+        // 1.5 s → duration 7 - 1 = 6.
+        assert_eq!(
+            w.end(1, End::Stopped).unwrap(),
+            Report::Finished {
+                key: 1,
+                end: End::Stopped,
+                duration_s: 6,
+                talking_s: Some(4),
+            }
+        );
     }
 
     #[test]
