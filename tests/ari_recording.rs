@@ -590,3 +590,27 @@ fn if_exists_names_and_stored_recordings() {
     s.delete("/ari/recordings/live/nope/mute")
         .assert_error(404, "Recording not found");
 }
+
+#[test]
+fn a_channel_not_answered_is_answered_first() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("rec2");
+    let mut orig = s.ws("orig");
+    let r = s.post("/ari/channels?endpoint=Local/x@rec2&app=orig");
+    assert_eq!(r.status, 200, "{r:?}");
+    let start = ws.next_event("StasisStart");
+    assert_eq!(start["channel"]["state"], "Ring");
+    let id = start["channel"]["id"].as_str().unwrap().to_string();
+    record(&s, &format!("channels/{id}"), "name=l&format=wav");
+    let events = ws.events_until("RecordingStarted");
+    let kinds = types(&events);
+    let up = events
+        .iter()
+        .position(|e| e["type"] == "ChannelStateChange" && e["channel"]["id"] == id.as_str());
+    assert!(up.is_some(), "{kinds:?}");
+    assert_eq!(events[up.unwrap()]["channel"]["state"], "Up");
+    // The originating half goes on into its application, as when answered.
+    orig.next_event("StasisStart");
+    s.post("/ari/recordings/live/l/stop").no_content();
+    ws.next_event("RecordingFinished");
+}

@@ -166,6 +166,17 @@ async fn record(node: &Node, args: Args, owner: Owner) -> Result<Reply, AriError
             max_silence_ms: (max_silence as u64).saturating_mul(1000),
         },
     };
+    if let Owner::Channel(id) = &owner {
+        // Asterisk's record_file answers the channel first (ast_auto_answer).
+        if ctl
+            .reg
+            .channel(id)
+            .is_some_and(|c| c.state != crate::control::channel::ChannelState::Up)
+        {
+            super::sip::answer(&mut ctl, id);
+            super::ops::answer(&mut ctl, now, id);
+        }
+    }
     let rec = ctl
         .reg
         .insert_recording(name.clone(), format, owner.clone(), terminate_on);
