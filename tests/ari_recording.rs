@@ -614,3 +614,112 @@ fn a_channel_not_answered_is_answered_first() {
     s.post("/ari/recordings/live/l/stop").no_content();
     ws.next_event("RecordingFinished");
 }
+
+#[test]
+fn api_docs_declare_the_recording_operations_and_models() {
+    let s = Server::start();
+    let listing = s.get("/ari/api-docs/resources.json");
+    assert!(listing.text.contains("/api-docs/recordings.{format}"));
+    let doc = s.get("/ari/api-docs/recordings.json");
+    let doc = doc.ok();
+    let mut ops: Vec<String> = doc["apis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|api| {
+            api["operations"].as_array().unwrap().iter().map(|op| {
+                format!(
+                    "{} {} {}",
+                    op["httpMethod"].as_str().unwrap(),
+                    api["path"].as_str().unwrap(),
+                    op["nickname"].as_str().unwrap()
+                )
+            })
+        })
+        .collect();
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            "DELETE /recordings/live/{recordingName} cancel",
+            "DELETE /recordings/live/{recordingName}/mute unmute",
+            "DELETE /recordings/live/{recordingName}/pause unpause",
+            "DELETE /recordings/stored/{recordingName} deleteStored",
+            "GET /recordings/live/{recordingName} getLive",
+            "GET /recordings/stored listStored",
+            "GET /recordings/stored/{recordingName} getStored",
+            "GET /recordings/stored/{recordingName}/file getStoredFile",
+            "POST /recordings/live/{recordingName}/mute mute",
+            "POST /recordings/live/{recordingName}/pause pause",
+            "POST /recordings/live/{recordingName}/stop stop",
+            "POST /recordings/stored/{recordingName}/copy copyStored",
+        ]
+    );
+    let live: Vec<&str> = doc["models"]["LiveRecording"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for field in [
+        "name",
+        "format",
+        "target_uri",
+        "state",
+        "duration",
+        "talking_duration",
+        "silence_duration",
+        "cause",
+    ] {
+        assert!(live.contains(&field), "{field} in {live:?}");
+    }
+    assert!(doc["models"]["StoredRecording"].is_object());
+    for (resource, path) in [
+        ("channels", "/channels/{channelId}/record"),
+        ("bridges", "/bridges/{bridgeId}/record"),
+    ] {
+        let doc = s.get(&format!("/ari/api-docs/{resource}.json"));
+        let api = doc.ok()["apis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["path"] == path)
+            .unwrap_or_else(|| panic!("{path}"))
+            .clone();
+        let op = &api["operations"][0];
+        assert_eq!(op["nickname"], "record");
+        assert_eq!(op["responseClass"], "LiveRecording");
+        let params: Vec<&str> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            params[1..],
+            [
+                "name",
+                "format",
+                "maxDurationSeconds",
+                "maxSilenceSeconds",
+                "ifExists",
+                "beep",
+                "terminateOn"
+            ]
+        );
+    }
+    let events = s.get("/ari/api-docs/events.json");
+    for ty in ["RecordingStarted", "RecordingFinished", "RecordingFailed"] {
+        assert_eq!(
+            events.ok()["models"][ty]["properties"]["recording"]["type"],
+            "LiveRecording"
+        );
+    }
+    // The bridge's recorder_format is refused, not ignored.
+    let bridge = s.bridge("");
+    let r = s.post(&format!(
+        "/ari/bridges/{bridge}/record?name=x&format=wav&recorder_format=ulaw"
+    ));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().contains("recorder_format"), "{}", r.message());
+}
