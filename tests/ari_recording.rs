@@ -723,3 +723,40 @@ fn api_docs_declare_the_recording_operations_and_models() {
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.message().contains("recorder_format"), "{}", r.message());
 }
+
+#[test]
+fn a_members_digit_ends_a_bridge_recording_with_terminate_on_any() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("bdig");
+    let (sock_a, a_id, rtp_a) = leg(&s, "bdig");
+    let (_sock_b, b_id, _rtp_b) = leg(&s, "bdig");
+    let bridge = s.bridge("?type=mixing");
+    s.add(&bridge, &a_id);
+    s.add(&bridge, &b_id);
+    record(
+        &s,
+        &format!("bridges/{bridge}"),
+        "name=bdig&format=wav&terminateOn=any",
+    );
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0xc);
+    talk(&mut [(&sock_a, rtp_a, &mut a, 1000.0)], 10);
+    let mut seq = 2000;
+    for k in 1..=3u16 {
+        sock_a
+            .send_to(&digit_packet(seq, 50_000, 5, false, 160 * k), rtp_a)
+            .unwrap();
+        seq += 1;
+    }
+    for _ in 0..3 {
+        sock_a
+            .send_to(&digit_packet(seq, 50_000, 5, true, 640), rtp_a)
+            .unwrap();
+        seq += 1;
+    }
+    let digit = ws.next_event("ChannelDtmfReceived");
+    assert_eq!(digit["digit"], "5");
+    let finished = ws.next_event("RecordingFinished");
+    assert_eq!(finished["recording"]["name"], "bdig");
+    assert_eq!(finished["recording"]["state"], "done");
+}

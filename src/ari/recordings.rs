@@ -316,10 +316,15 @@ async fn stop_tap(node: &Node, ctl: &mut Control, owner: &Owner, key: u64) {
     playbacks::apply(node, ctl, owner, MediaOp::StopTap { key }).await;
 }
 
-/// A digit arrived on channel `id`: its recordings that stop on it stop.
+/// A digit arrived on channel `id`: its recordings, and its bridge's (a
+/// member's digit reaches Asterisk's Recorder channel in the bridge), that
+/// stop on it stop.
 pub async fn dtmf(node: &Node, ctl: &mut Control, id: &str, digit: char) {
-    let owner = Owner::Channel(id.to_string());
-    for name in ctl.reg.recordings_of(&owner) {
+    let mut names = ctl.reg.recordings_of(&Owner::Channel(id.to_string()));
+    if let Some(bridge) = ctl.reg.channel(id).and_then(|c| c.bridge.clone()) {
+        names.extend(ctl.reg.recordings_of(&Owner::Bridge(bridge)));
+    }
+    for name in names {
         let stops = ctl
             .reg
             .recording(&name)
