@@ -284,6 +284,20 @@ fn a_bridge_recording_holds_both_talkers() {
         let r = ratio(mid, 16000, freq, other);
         assert!(r > 100.0, "{freq} Hz over {other} Hz: {r}");
     }
+    // Stopped, the bridge goes back to relaying its two members.
+    assert_eq!(
+        s.get(&format!("/ari/bridges/{bridge}")).ok()["technology"],
+        "native_rtp"
+    );
+    // A bridge destroyed ends its recording before BridgeDestroyed.
+    record(&s, &format!("bridges/{bridge}"), "name=conf2&format=wav");
+    ws.next_event("RecordingStarted");
+    s.delete(&format!("/ari/bridges/{bridge}")).no_content();
+    let events = ws.events_until("BridgeDestroyed");
+    let kinds = types(&events);
+    assert!(kinds.contains(&"RecordingFinished"), "{kinds:?}");
+    s.get("/ari/recordings/live/conf2")
+        .assert_error(404, "Recording not found");
 }
 
 #[test]

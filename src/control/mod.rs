@@ -1032,8 +1032,8 @@ impl Registry {
     /// `targets` are the subscribers computed while its members were still in it.
     pub fn remove_bridge(&mut self, now: Timestamp, id: &str, mut targets: Vec<String>) {
         self.end_playbacks_of(now, &playback::Owner::Bridge(id.to_string()));
-        self.end_recordings_of(now, &playback::Owner::Bridge(id.to_string()));
         merge_targets(&mut targets, self.bridge_targets(id));
+        self.end_recordings_to(now, &playback::Owner::Bridge(id.to_string()), &targets);
         let Some(bridge) = self.bridges.remove(id) else {
             return;
         };

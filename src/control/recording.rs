@@ -150,7 +150,7 @@ impl Registry {
         if let Some(r) = self.recordings.get_mut(name) {
             r.state = RecordingState::Recording;
             r.tapping = true;
-            self.recording_event(now, name, "RecordingStarted", None);
+            self.recording_event(now, name, "RecordingStarted", None, &[]);
         }
     }
 
@@ -163,6 +163,17 @@ impl Registry {
         name: &str,
         durations: Option<(i64, Option<i64>)>,
         cause: Option<&str>,
+    ) {
+        self.end_recording(now, name, durations, cause, &[]);
+    }
+
+    fn end_recording(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        durations: Option<(i64, Option<i64>)>,
+        cause: Option<&str>,
+        also: &[String],
     ) {
         let Some(r) = self.recordings.get_mut(name) else {
             return;
@@ -183,7 +194,7 @@ impl Registry {
         } else {
             "RecordingFinished"
         };
-        self.recording_event(now, name, kind, cause);
+        self.recording_event(now, name, kind, cause, also);
         if let Some(r) = self.recordings.remove(name) {
             self.recording_keys.remove(&r.key);
         }
@@ -192,13 +203,19 @@ impl Registry {
     /// Ends the recordings of a channel or bridge that has gone (`done`);
     /// their writers are to be told ([`Registry::take_recording_ends`]).
     pub fn end_recordings_of(&mut self, now: Timestamp, target: &Owner) {
+        self.end_recordings_to(now, target, &[]);
+    }
+
+    /// [`Registry::end_recordings_of`], the events also going to `also`
+    /// (the apps of a bridge's members, who have left it already).
+    pub fn end_recordings_to(&mut self, now: Timestamp, target: &Owner, also: &[String]) {
         for name in self.recordings_of(target) {
             if let Some(r) = self.recordings.get_mut(&name) {
                 r.state = RecordingState::Done;
                 let key = r.key;
                 self.recording_ends.push(key);
             }
-            self.finish_recording(now, &name, None, None);
+            self.end_recording(now, &name, None, None, also);
         }
     }
 
@@ -208,7 +225,14 @@ impl Registry {
         std::mem::take(&mut self.recording_ends)
     }
 
-    fn recording_event(&mut self, now: Timestamp, name: &str, kind: &str, cause: Option<&str>) {
+    fn recording_event(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        kind: &str,
+        cause: Option<&str>,
+        also: &[String],
+    ) {
         let Some(r) = self.recordings.get(name) else {
             return;
         };
@@ -216,10 +240,11 @@ impl Registry {
         if let Some(cause) = cause {
             snapshot["cause"] = json!(cause);
         }
-        let targets = match &r.target {
+        let mut targets = match &r.target {
             Owner::Channel(id) => self.channel_targets(id),
             Owner::Bridge(id) => self.bridge_targets(id),
         };
+        super::merge_targets(&mut targets, also.to_vec());
         self.emit(&targets, kind, now, vec![("recording", snapshot)]);
     }
 }
