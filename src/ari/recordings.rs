@@ -71,6 +71,22 @@ fn with_ext(path: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Whether `path`'s directory, as far as it exists, is inside `root` once
+/// symbolic links are resolved (Asterisk checks the real path too).
+fn inside(root: &Path, path: &Path) -> bool {
+    let Ok(root) = root.canonicalize() else {
+        return true;
+    };
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if let Ok(real) = d.canonicalize() {
+            return real.starts_with(&root);
+        }
+        dir = d.parent();
+    }
+    true
+}
+
 /// The stored recording `path` (without extension): its file and format,
 /// the first recording format found in name order.
 fn find_stored(path: &Path) -> Option<(PathBuf, String)> {
@@ -145,6 +161,7 @@ async fn record(node: &Node, args: Args, owner: Owner) -> Result<Reply, AriError
         ));
     };
     let base = recording_path(ctl.recorder.dir(), &name)
+        .filter(|p| inside(ctl.recorder.dir(), p))
         .ok_or_else(|| AriError::bad_request("Recording name invalid"))?;
     let exists = || {
         AriError::conflict(format!(
@@ -509,7 +526,9 @@ pub async fn list_stored(node: &Node, _args: Args) -> Result<Reply, AriError> {
 
 /// The stored recording `name`: its file and format (404 otherwise).
 fn stored(node: &Node, name: &str) -> Result<(PathBuf, String), AriError> {
-    recording_path(&node.config.recordings.path, name)
+    let root = &node.config.recordings.path;
+    recording_path(root, name)
+        .filter(|p| inside(root, p))
         .and_then(|p| find_stored(&p))
         .ok_or_else(not_found)
 }
@@ -565,7 +584,8 @@ pub async fn copy_stored(node: &Node, args: Args) -> Result<Reply, AriError> {
     let destination = args
         .non_empty("destinationRecordingName")
         .ok_or_else(|| AriError::bad_request("Missing parameter destinationRecordingName"))?;
-    let Some(base) = recording_path(&node.config.recordings.path, destination) else {
+    let root = &node.config.recordings.path;
+    let Some(base) = recording_path(root, destination).filter(|p| inside(root, p)) else {
         return Err(AriError::new(403, "Destination file path is forbidden"));
     };
     if find_stored(&base).is_some() {
@@ -601,5 +621,20 @@ mod tests {
         for bad in ["", "../a", "a/../../b", "/etc/passwd", "a/", ".", "./a"] {
             assert_eq!(recording_path(dir, bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_symbolic_link_out_of_the_directory_is_outside() {
+        let base = std::env::temp_dir().join(format!("crossbar-inside-{}", std::process::id()));
+        let root = base.join("rec");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(base.join("elsewhere")).unwrap();
+        let _ = std::os::unix::fs::symlink(base.join("elsewhere"), root.join("out"));
+        assert!(inside(&root, &root.join("a")));
+        assert!(inside(&root, &root.join("sub/a")));
+        assert!(inside(&root, &root.join("new/dir/a")));
+        assert!(!inside(&root, &root.join("out/a")));
+        assert!(!inside(&root, &root.join("out/x/a")));
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -229,7 +229,7 @@ fn apply(
             let started = open(&spec).and_then(|(file, existing)| {
                 writer::Recording::new(
                     key,
-                    Box::new(file),
+                    Box::new(std::io::BufWriter::new(file)),
                     Some(spec.path.clone()),
                     spec.file,
                     spec.limits.clone(),

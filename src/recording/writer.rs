@@ -56,6 +56,15 @@ impl Store for std::fs::File {
     }
 }
 
+/// A file behind a buffer: one `write` system call per 8 KiB, not per
+/// frame (a second of μ-law is 8 KB).
+impl Store for io::BufWriter<std::fs::File> {
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.flush()?;
+        self.get_ref().set_len(len)
+    }
+}
+
 impl Store for io::Cursor<Vec<u8>> {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.get_mut().truncate(len as usize);
