@@ -774,3 +774,12 @@ fn a_members_digit_ends_a_bridge_recording_with_terminate_on_any() {
     assert_eq!(finished["recording"]["name"], "bdig");
     assert_eq!(finished["recording"]["state"], "done");
 }
+
+#[test]
+fn the_recordings_directory_is_created_at_start() {
+    let dir = temp_path("fresh").join("spool/recordings");
+    assert!(!dir.exists());
+    let s = Server::start_with(&[("CROSSBAR_RECORDINGS_PATH", dir.to_str().unwrap())]);
+    assert!(dir.is_dir());
+    assert_eq!(s.get("/ari/recordings/stored").ok(), &serde_json::json!([]));
+}
