@@ -783,3 +783,37 @@ fn the_recordings_directory_is_created_at_start() {
     assert!(dir.is_dir());
     assert_eq!(s.get("/ari/recordings/stored").ok(), &serde_json::json!([]));
 }
+
+/// A recording whose file is `/dev/full` (every write: "No space left on
+/// device") fails with its cause; the channel goes on and records again.
+#[test]
+fn a_full_disk_fails_the_recording_not_the_call() {
+    let (s, dir) = node();
+    let mut ws = s.ws("full");
+    let (sock, id, rtp) = leg(&s, "full");
+    ws.next_event("StasisStart");
+    std::os::unix::fs::symlink("/dev/full", dir.join("full.sln")).unwrap();
+    record(&s, &format!("channels/{id}"), "name=full&format=sln");
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0xd);
+    // 8 KiB of sln (the writer's buffer) is 0.5 s: the failure comes
+    // within the second sent.
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 50);
+    let failed = ws.next_event("RecordingFailed");
+    let rec = &failed["recording"];
+    assert_eq!(rec["name"], "full");
+    assert_eq!(rec["state"], "failed");
+    let cause = rec["cause"].as_str().unwrap();
+    assert!(cause.contains("No space left on device"), "{cause}");
+    s.get("/ari/recordings/live/full")
+        .assert_error(404, "Recording not found");
+    // The call goes on, and records again.
+    assert_eq!(s.get(&format!("/ari/channels/{id}")).ok()["state"], "Up");
+    record(&s, &format!("channels/{id}"), "name=after&format=sln");
+    ws.next_event("RecordingStarted");
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 10);
+    s.post("/ari/recordings/live/after/stop").no_content();
+    ws.next_event("RecordingFinished");
+    let (_, bytes) = download(&s, "after");
+    assert_eq!(bytes.len(), 10 * 320);
+}
