@@ -1010,3 +1010,59 @@ async fn the_watchdog_ends_the_channels_of_a_panicked_shard() {
     );
     assert_eq!(call(Method::Delete, "/bridges/b1").await.status, 204);
 }
+
+/// A recording whose tap the data plane refuses: 201 `queued`, then
+/// `RecordingFailed` with a cause, and the file the writer opened is gone.
+#[tokio::test]
+async fn a_refused_tap_fails_the_recording() {
+    let dir = std::env::temp_dir().join(format!("crossbar-host-rec-{}", std::process::id()));
+    let mut config = Config::defaults();
+    config.recordings.path = dir.clone();
+    let fake = FakePlane::new();
+    let node = Node::with_ids(
+        config,
+        Box::new(fake.clone()),
+        Timestamp(EPOCH * 1000),
+        Box::new(SequentialIds::new(EPOCH)),
+    );
+    let (sink, events) = EventSink::new(100);
+    node.lock()
+        .await
+        .attach(node.now(), &["A".to_string()], false, sink);
+    let mut h = Harness { node, fake, events };
+    let ch = h.external_media("A", 4000, None).await;
+    let id = ch["id"].as_str().unwrap().to_string();
+    h.events();
+    h.fake.fail_next(Op::Media, DataplaneError::Unknown);
+    let reply = h
+        .expect(
+            Method::Post,
+            &format!("/channels/{id}/record?name=r&format=wav"),
+            201,
+        )
+        .await;
+    assert_eq!(reply["state"], "queued");
+    let got = h.events();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "RecordingFailed");
+    assert_eq!(got[0]["recording"]["state"], "failed");
+    assert_eq!(
+        got[0]["recording"]["cause"],
+        "The target's media could not be recorded"
+    );
+    assert!(matches!(
+        h.fake.calls().last(),
+        Some(Call::Media { op, .. }) if op.starts_with("StartTap")
+    ));
+    h.expect(Method::Get, "/recordings/live/r", 404).await;
+    // The writer removes the file it opened (bounded wait).
+    let file = dir.join("r.wav");
+    for _ in 0..100 {
+        if !file.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!file.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
