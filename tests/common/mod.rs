@@ -78,6 +78,9 @@ pub fn crossbar_command() -> Command {
             cmd.env_remove(k);
         }
     }
+    // Recordings go to a scratch directory, not the working one (the node
+    // creates `recordings.path` at start).
+    cmd.env("CROSSBAR_RECORDINGS_PATH", temp_path("recordings"));
     cmd
 }
 
@@ -219,8 +222,6 @@ impl Server {
             // SIP is off unless a test gives it an address (tests run in
             // parallel: no two may take 127.0.0.1:5060).
             .env("CROSSBAR_SIP_BIND", "off")
-            // Recordings go to a scratch directory, not the working one.
-            .env("CROSSBAR_RECORDINGS_PATH", temp_path("recordings"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file));

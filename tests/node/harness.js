@@ -62,6 +62,7 @@ async function startServer() {
     CROSSBAR_RTP_PORT_MAX: String(RTP_MAX),
     CROSSBAR_DATAPLANE_SHARDS: '1',
     CROSSBAR_DATAPLANE_PIN: 'false',
+    CROSSBAR_RECORDINGS_PATH: require('node:fs').mkdtempSync(path.join(require('node:os').tmpdir(), 'crossbar-node-rec-')),
     CROSSBAR_ARI_USERNAME: USER,
     CROSSBAR_ARI_PASSWORD: PASS,
   };

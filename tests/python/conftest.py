@@ -64,6 +64,7 @@ def crossbar():
         CROSSBAR_RTP_PORT_MAX=str(RTP_MAX),
         CROSSBAR_DATAPLANE_SHARDS="1",
         CROSSBAR_DATAPLANE_PIN="false",
+        CROSSBAR_RECORDINGS_PATH=tempfile.mkdtemp(prefix="crossbar-py-rec-"),
         CROSSBAR_ARI_USERNAME=USER,
         CROSSBAR_ARI_PASSWORD=PASS,
     )
