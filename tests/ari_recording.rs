@@ -817,3 +817,28 @@ fn a_full_disk_fails_the_recording_not_the_call() {
     let (_, bytes) = download(&s, "after");
     assert_eq!(bytes.len(), 10 * 320);
 }
+
+#[test]
+fn a_beep_does_not_cut_into_a_playback() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("pb");
+    let (_sock, id, _rtp) = leg(&s, "pb");
+    ws.next_event("StasisStart");
+    let r = s.post(&format!("/ari/channels/{id}/play/p1?media=tone:1000"));
+    assert_eq!(r.status, 201, "{r:?}");
+    ws.next_event("PlaybackStarted");
+    record(
+        &s,
+        &format!("channels/{id}"),
+        "name=pb&format=wav&beep=true",
+    );
+    // The recording starts at once (no beep to wait for), and the endless
+    // tone plays on.
+    assert_eq!(s.get("/ari/recordings/live/pb").ok()["state"], "recording");
+    let events = ws.events_until("RecordingStarted");
+    assert!(!types(&events).contains(&"PlaybackFinished"), "{events:?}");
+    assert_eq!(s.get("/ari/playbacks/p1").ok()["state"], "playing");
+    s.post("/ari/recordings/live/pb/stop").no_content();
+    ws.next_event("RecordingFinished");
+    s.delete("/ari/playbacks/p1").no_content();
+}

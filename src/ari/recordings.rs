@@ -209,6 +209,12 @@ async fn record(node: &Node, args: Args, owner: Owner) -> Result<Reply, AriError
 /// Plays `sound:beep` to the target with the recording's key; false when
 /// there is none to play (the recording starts at once).
 async fn play_beep(node: &Node, ctl: &mut Control, owner: &Owner, key: u64) -> bool {
+    if ctl.reg.playing_on(owner) {
+        // A clip would replace the playback's: the playback goes on, and
+        // the recording starts without its beep.
+        tracing::info!(target = ?owner, "recording without its beep: a playback plays");
+        return false;
+    }
     let format = match owner {
         Owner::Channel(id) => ctl.reg.channel(id).map_or(Format::Slin, |c| c.format),
         Owner::Bridge(_) => Format::Slin,
