@@ -2540,3 +2540,132 @@ fn a_clip_replaces_the_bridge_audio_while_it_plays() {
     assert!(goertzel_energy(&pcm, 1000.0, 8000) > 100.0 * goertzel_energy(&pcm, 1600.0, 8000));
     assert_clean(&sim);
 }
+
+/// A clip played into a native two-party bridge makes it mix: both
+/// members hear the clip, it is reported done once, and the bridge stays
+/// mixing until its membership changes (as Asterisk's announcer channel
+/// stays), then relays again.
+#[test]
+fn a_bridge_clip_is_heard_by_every_member() {
+    use crossbar::media::player::Clip;
+    use crossbar::media::{MediaOp, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    assert_eq!(
+        sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap(),
+        Technology::NativeRtp
+    );
+    let done = sim
+        .media_op(
+            Target::Bridge(crossbar::media::BridgeKey(9)),
+            MediaOp::Play {
+                key: 5,
+                clip: Clip::Pcm {
+                    rate: 16000,
+                    samples: tone(1600.0, 16000, 4800).into(),
+                },
+            },
+        )
+        .unwrap();
+    assert!(done.applied);
+    assert_eq!(done.technology, Some(Technology::Softmix));
+    sim.run_for(ms(500)).unwrap();
+    assert_eq!(
+        sim.take_events(),
+        vec![crossbar::media::MediaEvent::PlaybackDone {
+            target: Target::Bridge(crossbar::media::BridgeKey(9)),
+            key: 5
+        }]
+    );
+    for peer in [a, b] {
+        let got = rtp_of(&sim, peer);
+        assert!(got.len() >= 20, "{} frames", got.len());
+        let pcm = decode(Format::Ulaw, &got[2..14]).unwrap();
+        let on = goertzel_energy(&pcm, 1600.0, 8000);
+        assert!(on > 100.0 * goertzel_energy(&pcm, 1000.0, 8000), "{on}");
+    }
+    // A membership change (the same members set again) relays again.
+    assert_eq!(
+        sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap(),
+        Technology::NativeRtp
+    );
+    assert_clean(&sim);
+}
+
+/// A bridge's generator (music on hold) is heard while no clip plays; a
+/// paused clip makes nothing and resumes where it was; stopping the
+/// generator on a bridge with no other extras goes back to relaying.
+#[test]
+fn a_bridge_generator_plays_under_a_clip_and_pause_holds_the_clip() {
+    use crossbar::media::player::{Clip, PlayerControl};
+    use crossbar::media::{BridgeKey, MediaOp, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap();
+    let bridge = Target::Bridge(BridgeKey(9));
+    let moh = Clip::Pcm {
+        rate: 8000,
+        samples: tone(500.0, 8000, 800).into(),
+    };
+    sim.media_op(bridge, MediaOp::Generate(Some(moh))).unwrap();
+    sim.run_for(ms(300)).unwrap();
+    let heard = |sim: &Sim, from: usize, to: usize, f: f64| {
+        let got = rtp_of(sim, a);
+        let pcm = decode(Format::Ulaw, &got[from..to]).unwrap();
+        goertzel_energy(&pcm, f, 8000)
+    };
+    let n = rtp_of(&sim, a).len();
+    assert!(heard(&sim, n - 8, n, 500.0) > 100.0 * heard(&sim, n - 8, n, 1600.0));
+    // A clip over it.
+    sim.media_op(
+        bridge,
+        MediaOp::Play {
+            key: 6,
+            clip: Clip::Pcm {
+                rate: 8000,
+                samples: tone(1600.0, 8000, 8000).into(),
+            },
+        },
+    )
+    .unwrap();
+    sim.run_for(ms(200)).unwrap();
+    let m = rtp_of(&sim, a).len();
+    assert!(heard(&sim, m - 6, m, 1600.0) > 100.0 * heard(&sim, m - 6, m, 500.0));
+    // Paused: the generator is not heard either, and the clip keeps its
+    // place (it ends 1 s of playing after it started, plus the pause).
+    let paused = sim
+        .media_op(
+            bridge,
+            MediaOp::Control {
+                key: 6,
+                control: PlayerControl::Pause,
+            },
+        )
+        .unwrap();
+    assert!(paused.applied);
+    sim.run_for(ms(400)).unwrap();
+    let p = rtp_of(&sim, a).len();
+    assert!(heard(&sim, p - 6, p, 1600.0) < 1.0);
+    sim.media_op(
+        bridge,
+        MediaOp::Control {
+            key: 6,
+            control: PlayerControl::Unpause,
+        },
+    )
+    .unwrap();
+    sim.run_for(ms(500)).unwrap();
+    assert!(sim.take_events().is_empty(), "700 ms of clip: not over yet");
+    sim.run_for(ms(400)).unwrap();
+    assert_eq!(sim.take_events().len(), 1);
+    // The generator alone again; then stopped: relaying.
+    let done = sim.media_op(bridge, MediaOp::Generate(None)).unwrap();
+    assert_eq!(done.technology, Some(Technology::NativeRtp));
+    assert_clean(&sim);
+}

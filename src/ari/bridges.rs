@@ -82,6 +82,11 @@ pub async fn destroy(node: &Node, args: Args) -> Result<Reply, AriError> {
         .destroy_bridge(key)
         .await
         .map_err(ops::dataplane_error)?;
+    // Its playbacks end first, while its members' apps still hear it.
+    ctl.reg.end_playbacks_of(
+        now,
+        &crate::control::playback::Owner::Bridge(id.to_string()),
+    );
     for channel in &members {
         ctl.reg.leave_bridge(now, id, channel, tech);
         super::sip::direct_media(&mut ctl, id, Some(channel));
