@@ -2669,3 +2669,84 @@ fn a_bridge_generator_plays_under_a_clip_and_pause_holds_the_clip() {
     assert_eq!(done.technology, Some(Technology::NativeRtp));
     assert_clean(&sim);
 }
+
+// ---- snoop ----
+
+/// A snoop spying on both directions of a bridged leg hears both parties;
+/// a snoop whispering out is heard by its target's caller on top of the
+/// bridge; removing the target leaves the snoop hearing nothing.
+#[test]
+fn a_snoop_hears_both_directions_and_a_whisper_is_heard_by_the_target() {
+    use crossbar::media::SnoopSpec;
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    let c = sim.add_peer(clean(), clean());
+    let d = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(10, bridge_spec(&[1, 2])).unwrap();
+    // Leg 3 spies on both directions of leg 1; leg 4 (peer c) listens.
+    sim.add_snoop_leg(
+        3,
+        1,
+        SnoopSpec {
+            spy: Some(Direction::Both),
+            whisper: None,
+        },
+    )
+    .unwrap();
+    sim.add_rtp_leg(4, c, Format::Alaw).unwrap();
+    assert_eq!(
+        sim.set_bridge(11, bridge_spec(&[3, 4])).unwrap(),
+        Technology::SimpleBridge,
+        "slin to A-law: transcoded"
+    );
+    // Leg 5 whispers into what leg 1 is sent; peer d (leg 6) speaks.
+    sim.add_snoop_leg(
+        5,
+        1,
+        SnoopSpec {
+            spy: None,
+            whisper: Some(Direction::Out),
+        },
+    )
+    .unwrap();
+    sim.add_rtp_leg(6, d, Format::Ulaw).unwrap();
+    sim.set_bridge(12, bridge_spec(&[5, 6])).unwrap();
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 500.0))
+        .unwrap();
+    sim.start_sender(b, SenderConfig::tone(Format::Ulaw, 0xb, 1000.0))
+        .unwrap();
+    sim.start_sender(d, SenderConfig::tone(Format::Ulaw, 0xd, 1500.0))
+        .unwrap();
+    sim.run_for(ms(600)).unwrap();
+    let energy = |sim: &Sim, p: PeerId, format: Format, f: f64| {
+        let got = rtp_of(sim, p);
+        assert!(got.len() >= 20, "{} frames", got.len());
+        let pcm = decode(format, &got[got.len() - 15..]).unwrap();
+        goertzel_energy(&pcm, f, 8000)
+    };
+    // The snoop's listener hears a (500 Hz, in) and b (1000 Hz, out).
+    let (e500, e1000, e1500) = (
+        energy(&sim, c, Format::Alaw, 500.0),
+        energy(&sim, c, Format::Alaw, 1000.0),
+        energy(&sim, c, Format::Alaw, 1500.0),
+    );
+    assert!(e500 > 100.0 * e1500.max(1.0), "{e500} {e1500}");
+    assert!(e1000 > 100.0 * e1500.max(1.0), "{e1000} {e1500}");
+    // a hears b (1000 Hz) and the whisper (1500 Hz); b hears a only.
+    let (a1000, a1500) = (
+        energy(&sim, a, Format::Ulaw, 1000.0),
+        energy(&sim, a, Format::Ulaw, 1500.0),
+    );
+    assert!(a1000 > 1e6 && a1500 > 1e6, "{a1000} {a1500}");
+    assert!(energy(&sim, b, Format::Ulaw, 1500.0) < a1500 / 100.0);
+    // The target goes: the snoop hears nothing more.
+    sim.remove_leg(1).unwrap();
+    let before = stats(&mut sim, 3).rx_packets;
+    sim.run_for(ms(200)).unwrap();
+    let after = stats(&mut sim, 3).rx_packets;
+    assert_eq!(after, before);
+    assert_clean(&sim);
+}

@@ -25,5 +25,6 @@ pub mod ops;
 pub mod playbacks;
 pub mod routes;
 pub mod sip;
+pub mod snoop;
 pub mod sounds;
 pub mod spec;

@@ -127,12 +127,16 @@ pub async fn hangup(
     cause: Cause,
     soft: bool,
 ) -> Result<(), AriError> {
-    let mut next = Some((id.to_string(), soft));
-    while let Some((id, soft)) = next.take() {
+    // The channel, then its Local peer and its snoops (hung up with it, as
+    // Asterisk's snoop channel ends when its spyee does); bounded by the
+    // channels there are.
+    let mut queue = vec![(id.to_string(), soft)];
+    while let Some((id, soft)) = queue.pop() {
         let Some(ch) = ctl.reg.channel(&id) else {
-            break;
+            continue;
         };
         let peer = ch.local_peer().map(str::to_string);
+        let snoops = ch.snoops.clone();
         let bridge = ch.bridge.clone();
         let leg = ch.leg;
         ctl.reg
@@ -149,9 +153,13 @@ pub async fn hangup(
             Err(e) => return Err(dataplane_error(e)),
         }
         ctl.reg.remove_channel(now, &id, cause);
-        next = peer
-            .filter(|p| ctl.reg.channel(p).is_some())
-            .map(|p| (p, false));
+        queue.extend(
+            snoops
+                .into_iter()
+                .chain(peer)
+                .filter(|c| ctl.reg.channel(c).is_some())
+                .map(|c| (c, false)),
+        );
     }
     Ok(())
 }

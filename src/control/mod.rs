@@ -502,6 +502,11 @@ impl Registry {
         let targets = self.channel_targets(id);
         self.end_playbacks_of(now, &playback::Owner::Channel(id.to_string()));
         let mut ch = self.channels.remove(id)?;
+        if let channel::ChannelKind::Snoop { target } = &ch.kind {
+            if let Some(t) = self.channels.get_mut(target) {
+                t.snoops.retain(|s| s != id);
+            }
+        }
         if self.by_leg.get(&ch.leg).is_some_and(|c| c == id) {
             self.by_leg.remove(&ch.leg);
         }

@@ -69,6 +69,8 @@ pub(super) enum LegKind {
         peer: LegId,
         peer_slot: Option<LegRef>,
     },
+    /// A snoop on another leg of this core (see `snoop`).
+    Snoop(Box<super::snoop::Snoop>),
 }
 
 /// The RTCP side of an RTP leg (RFC 3550 §6): where reports go and their
@@ -128,6 +130,8 @@ pub(super) struct Leg {
     pub generator: Option<Box<super::player::Player>>,
     /// Recordings of what the leg receives.
     pub taps: Vec<super::tap::Tap>,
+    /// The snoop legs spying on or whispering into this leg.
+    pub snoops: Vec<LegId>,
 }
 
 impl Leg {
@@ -213,7 +217,7 @@ impl LegTable {
         let id = leg.id;
         let peer = match &leg.kind {
             LegKind::Local { peer, .. } => Some(*peer),
-            LegKind::Rtp { .. } => None,
+            LegKind::Rtp { .. } | LegKind::Snoop(_) => None,
         };
         let slot = match self.free.pop() {
             Some(slot) => slot,

@@ -1165,6 +1165,18 @@ impl Sim {
         Ok(())
     }
 
+    /// A snoop leg on `target` (see [`Core::add_snoop_leg`]).
+    pub fn add_snoop_leg(
+        &mut self,
+        id: impl Into<LegId>,
+        target: impl Into<LegId>,
+        spec: crate::media::SnoopSpec,
+    ) -> Result<(), SimError> {
+        self.core.add_snoop_leg(id.into(), target.into(), spec)?;
+        self.settle();
+        Ok(())
+    }
+
     /// Removes a leg; its farewell (RR + BYE) goes out through the link.
     pub fn remove_leg(&mut self, id: impl Into<LegId>) -> Result<(), SimError> {
         let id = id.into();
