@@ -2750,3 +2750,48 @@ fn a_snoop_hears_both_directions_and_a_whisper_is_heard_by_the_target() {
     assert_eq!(after, before);
     assert_clean(&sim);
 }
+
+/// Talk detection on a member of a softmix: one spurt of talk in the
+/// member's stream gives one started and one finished event, whatever the
+/// mix does with its audio.
+#[test]
+fn talk_is_detected_on_a_softmix_member() {
+    use crossbar::media::MediaEvent;
+    let mut sim = sim();
+    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
+    for (i, &p) in peers.iter().enumerate() {
+        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
+    }
+    assert_eq!(
+        sim.set_bridge(5, bridge_spec(&[1, 2, 3])).unwrap(),
+        Technology::Softmix
+    );
+    sim.set_talk_detect(1, Some((300, 256))).unwrap();
+    // 50 frames a period: 40 of silence, then 10 (200 ms) of tone.
+    sim.start_sender(
+        peers[0],
+        SenderConfig::new(Format::Ulaw, 0x1, spurts(700.0, 50, 10)),
+    )
+    .unwrap();
+    sim.run_for(ms(1000) + ms(400)).unwrap();
+    let talk: Vec<MediaEvent> = sim
+        .take_events()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                MediaEvent::TalkingStarted { .. } | MediaEvent::TalkingFinished { .. }
+            )
+        })
+        .collect();
+    assert_eq!(talk.len(), 2, "{talk:?}");
+    assert_eq!(talk[0], MediaEvent::TalkingStarted { leg: LegId(1) });
+    match talk[1] {
+        MediaEvent::TalkingFinished { leg, duration_ms } => {
+            assert_eq!(leg, LegId(1));
+            assert!((150..=400).contains(&duration_ms), "{duration_ms}");
+        }
+        ref other => panic!("{other:?}"),
+    }
+    assert_clean(&sim);
+}

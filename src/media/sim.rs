@@ -1165,6 +1165,17 @@ impl Sim {
         Ok(())
     }
 
+    /// Starts or stops talk detection on a leg (see
+    /// [`Core::set_talk_detect`]).
+    pub fn set_talk_detect(
+        &mut self,
+        leg: impl Into<LegId>,
+        params: Option<(u32, u32)>,
+    ) -> Result<(), SimError> {
+        self.core.set_talk_detect(leg.into(), params)?;
+        Ok(())
+    }
+
     /// A snoop leg on `target` (see [`Core::add_snoop_leg`]).
     pub fn add_snoop_leg(
         &mut self,
