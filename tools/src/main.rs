@@ -128,6 +128,8 @@ media scenario options (relay, reflector, transcode, mix, churn):
   --calls N          relay, reflector, transcode (default 10)
   --pair P           transcode: pcmu-pcma (default) or pcmu-opus (needs the `opus` feature)
   --participants N --bridges M --talkers F   mix (defaults 10, 1, 1.0)
+  --bridge-media play,record   mix: after plain softmix, the same with a tone played into
+                     each bridge and/or each bridge recorded (wav); reports vs_plain
   --rate R --call-time D   churn: calls per second (default 5), media time per call (default 500ms)
   --json             one JSON line per run instead of the tables
 
