@@ -2,8 +2,6 @@
 //! `technology` a bridge reports is the one its shard confirmed for the
 //! current membership.
 
-use serde_json::Value;
-
 use super::args::Args;
 use super::error::AriError;
 use super::ops;
@@ -14,14 +12,15 @@ use crate::shard::BridgeSpec;
 
 /// `GET /bridges`.
 pub async fn list(node: &Node, _args: Args) -> Result<Reply, AriError> {
-    let ctl = node.lock().await;
-    let all: Vec<Value> = ctl
-        .reg
-        .bridges_sorted()
-        .iter()
-        .map(|b| b.snapshot())
-        .collect();
-    Ok(Reply::Json(Value::Array(all)))
+    let body = ops::paged_list(node, |ctl, after, upto| {
+        ctl.reg
+            .bridges_page(after, upto, ops::LIST_PAGE)
+            .into_iter()
+            .map(|(seq, b)| (seq, b.snapshot()))
+            .collect()
+    })
+    .await;
+    Ok(Reply::JsonText(body))
 }
 
 /// `GET /bridges/{bridgeId}`.

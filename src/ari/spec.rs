@@ -20,6 +20,9 @@ pub enum Reply {
     Created(serde_json::Value, String),
     /// 204, no body.
     NoContent,
+    /// 200 with a JSON body already serialized (a long list, built a page
+    /// at a time: see `ari::ops::paged_list`).
+    JsonText(String),
 }
 
 /// A boxed handler future.

@@ -224,6 +224,11 @@ pub async fn invoke(
             body: None,
             location: None,
         },
+        Ok(Reply::JsonText(text)) => Outcome {
+            status: 200,
+            body: Some(text),
+            location: None,
+        },
         Err(e) => {
             if e.status >= 500 {
                 tracing::error!(operation = op.nickname, "{}", e.message);
@@ -444,8 +449,8 @@ fn driver_metric(d: &crate::driver::DriverChoice) -> String {
 
 pub(super) async fn render_metrics(node: &Node) -> String {
     let ctl = node.lock().await;
-    let channels = ctl.reg.channels_sorted().len() as u64;
-    let bridges = ctl.reg.bridges_sorted().len() as u64;
+    let channels = ctl.reg.channel_count() as u64;
+    let bridges = ctl.reg.bridge_count() as u64;
     let apps = ctl.reg.app_names().len() as u64;
     let sip = ctl.sip.as_ref().map(|s| {
         (
