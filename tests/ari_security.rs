@@ -68,9 +68,9 @@ fn default_credentials_on_a_non_loopback_address_refuse_to_start() {
 
 #[test]
 fn a_non_loopback_address_with_a_real_password_starts() {
-    // A port below the ephemeral range: one from `free_port` can be taken by
-    // another test's outgoing connection before the node binds it on 0.0.0.0.
-    let port = common::sip_port();
+    // `free_port` hands out ports below the ephemeral range: no other
+    // test's outgoing connection takes it before the node binds 0.0.0.0.
+    let port = free_port();
     let bind = format!("0.0.0.0:{port}");
     let s = Server::start_on(
         port,
