@@ -55,6 +55,15 @@ auth_fail_window_s = 60
 # Events an events WebSocket may have queued, unwritten, before the node
 # closes it (code 1008): a client that stops reading cannot grow memory.
 ws_queue_events = 100000
+# The same bound in bytes (event text plus 64 bytes each): 4 MiB per client.
+ws_queue_bytes = 4194304
+# The bytes queued across all events WebSockets: when an event would cross
+# it, the client holding the most is closed (1008) and its queue dropped.
+ws_queue_total_bytes = 67108864
+# Events WebSockets open at once; beyond, the upgrade gets 503
+# {"message": "Too many event WebSockets"} (counted in
+# crossbar_ws_refused_total). They count toward max_connections too.
+max_event_sockets = 512
 
 [rtp]
 # Local address external media legs bind to.
@@ -330,6 +339,9 @@ pub struct AriConfig {
     pub entity_id: String,
     pub system_name: String,
     pub ws_queue_events: usize,
+    pub ws_queue_bytes: usize,
+    pub ws_queue_total_bytes: usize,
+    pub max_event_sockets: usize,
     pub max_body_bytes: usize,
     pub max_uri_bytes: usize,
     pub max_header_bytes: usize,
@@ -539,6 +551,19 @@ impl Config {
         }
         if !(16..=10_000_000).contains(&self.ari.ws_queue_events) {
             return bad("ari.ws_queue_events", "must be between 16 and 10000000");
+        }
+        if !(65_536..=1 << 30).contains(&self.ari.ws_queue_bytes) {
+            return bad("ari.ws_queue_bytes", "must be 65536 to 1073741824");
+        }
+        let total = self.ari.ws_queue_total_bytes;
+        if total < self.ari.ws_queue_bytes || total > 1 << 34 {
+            return bad(
+                "ari.ws_queue_total_bytes",
+                "must be at least ari.ws_queue_bytes and at most 17179869184",
+            );
+        }
+        if !(1..=1_000_000).contains(&self.ari.max_event_sockets) {
+            return bad("ari.max_event_sockets", "must be 1 to 1000000");
         }
         self.validate_connections()?;
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {

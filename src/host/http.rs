@@ -136,8 +136,17 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
                 )
             }
         };
+        let max = node.config.ari.max_event_sockets;
+        let Some(permit) = super::session::SocketPermit::take(&node.ws_open, max) else {
+            node.metrics.inc(&node.metrics.ws_refused_total);
+            super::session::log_refused(max);
+            return respond(
+                &node,
+                Outcome::error(&AriError::new(503, "Too many event WebSockets")),
+            );
+        };
         node.metrics.count_status(101);
-        return super::session::upgrade(node.clone(), upgrade, args);
+        return super::session::upgrade(node.clone(), upgrade, args, permit);
     }
     let body = match read_body(body, node.config.ari.max_body_bytes).await {
         Ok(b) => b,
@@ -452,6 +461,16 @@ pub(super) async fn render_metrics(node: &Node) -> String {
             "crossbar_shards",
             "Data plane shards",
             node.dataplane.shard_count() as u64,
+        ),
+        (
+            "crossbar_ws_open",
+            "Events WebSockets open now",
+            node.ws_open.load(std::sync::atomic::Ordering::Relaxed) as u64,
+        ),
+        (
+            "crossbar_ws_queued_bytes",
+            "Bytes of events queued to events WebSockets now, across clients",
+            node.ws_budget.total() as u64,
         ),
     ]);
     text.push_str(&shard_metrics(&node.dataplane.shards_up()));

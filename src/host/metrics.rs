@@ -16,6 +16,11 @@ pub struct Metrics {
     pub ws_bad_messages: AtomicU64,
     pub events_sent: AtomicU64,
     pub events_dropped: AtomicU64,
+    /// Events WebSockets closed (1008) for not reading: over their own
+    /// bound, or the biggest when the total was reached.
+    pub ws_slow_closed_total: AtomicU64,
+    /// Events WebSocket upgrades refused (503) at `ari.max_event_sockets`.
+    pub ws_refused_total: AtomicU64,
     // Connections of the control socket (`host::conn`).
     pub http_connections_open: AtomicU64,
     pub http_connections_refused: AtomicU64,
@@ -98,6 +103,7 @@ impl Metrics {
             );
         }
         self.render_connections(&mut out);
+        self.render_websockets(&mut out);
         for (name, help, value) in extra {
             let _ = writeln!(
                 out,
@@ -105,6 +111,29 @@ impl Metrics {
             );
         }
         out
+    }
+
+    /// The events WebSockets' limits (`host::session`).
+    fn render_websockets(&self, out: &mut String) {
+        let rows: [(&str, &str, &AtomicU64); 2] = [
+            (
+                "crossbar_ws_slow_closed_total",
+                "Events WebSockets closed with 1008: over ari.ws_queue_bytes or ari.ws_queue_events, or the biggest queue when ari.ws_queue_total_bytes was reached",
+                &self.ws_slow_closed_total,
+            ),
+            (
+                "crossbar_ws_refused_total",
+                "Events WebSocket upgrades refused with 503 at ari.max_event_sockets",
+                &self.ws_refused_total,
+            ),
+        ];
+        for (name, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
     }
 
     /// The connection counters and gauge (`host::conn`).
