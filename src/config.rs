@@ -31,6 +31,16 @@ idle_timeout_ms = 15000
 # Development credentials: change them for anything but a laptop.
 username = "asterisk"
 password = "asterisk"
+# Further users (file only), each a table beside the user above:
+#   [[ari.user]]
+#   name = "monitor"
+#   password = "…"
+#   read_only = true    # GET and the events WebSocket only; else 403
+# A read_only user's other requests get 403 {"message": "Write access
+# denied"}, as Asterisk's ari.conf read_only. Every user is held to the
+# rules of username/password (no empty password; asterisk/asterisk refused
+# off loopback).
+user = []
 # "off" (default): no ChannelVarset BRIDGEPEER events, so building a bridge of
 # N costs O(N) events; reading the BRIDGEPEER variable still answers. "asterisk":
 # Asterisk's exact behaviour, BRIDGEPEER set on every member on every join and
@@ -335,6 +345,8 @@ pub struct AriConfig {
     pub idle_timeout_ms: u64,
     pub username: String,
     pub password: String,
+    /// Further users (`[[ari.user]]`).
+    pub user: Vec<AriUserConfig>,
     pub bridgepeer: BridgePeerMode,
     pub entity_id: String,
     pub system_name: String,
@@ -347,6 +359,17 @@ pub struct AriConfig {
     pub max_header_bytes: usize,
     pub auth_fail_limit: u32,
     pub auth_fail_window_s: u32,
+}
+
+/// One `[[ari.user]]`: a further ARI user.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AriUserConfig {
+    pub name: String,
+    pub password: String,
+    /// GET (and the events WebSocket) only, as Asterisk's `read_only`.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// How `ChannelVarset BRIDGEPEER` events are emitted (ARI.md's trap).
@@ -525,6 +548,7 @@ impl Config {
                 ),
             );
         }
+        self.validate_users()?;
         if !(1024..=1 << 30).contains(&self.ari.max_body_bytes) {
             return bad("ari.max_body_bytes", "must be 1024 to 1073741824");
         }
@@ -628,6 +652,56 @@ impl Config {
             return bad("ari.idle_timeout_ms", "must be 100 to 3600000");
         }
         Ok(())
+    }
+
+    /// Each `[[ari.user]]`: held to the rules of `ari.username` and
+    /// `ari.password`, names unique.
+    fn validate_users(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let mut names = vec![self.ari.username.as_str()];
+        for (i, u) in self.ari.user.iter().enumerate() {
+            if u.name.is_empty() || u.name.contains(':') {
+                return bad(
+                    format!("ari.user[{i}].name"),
+                    "must be non-empty and contain no ':'",
+                );
+            }
+            if names.contains(&u.name.as_str()) {
+                return bad(format!("ari.user[{i}].name"), "another user has this name");
+            }
+            names.push(&u.name);
+            if u.password.is_empty() {
+                return bad(format!("ari.user[{i}].password"), "must not be empty");
+            }
+            if u.name == "asterisk" && u.password == "asterisk" && !is_loopback(self.ari.bind.ip())
+            {
+                return bad(
+                    format!("ari.user[{i}].password"),
+                    &format!(
+                        "the development credentials asterisk/asterisk are refused when ari.bind ({}) is not a loopback address",
+                        self.ari.bind
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every ARI user: `(name, password, read_only)`, the `ari.username`
+    /// one first (never read-only).
+    pub fn ari_users(&self) -> Vec<(&str, &str, bool)> {
+        std::iter::once((
+            self.ari.username.as_str(),
+            self.ari.password.as_str(),
+            false,
+        ))
+        .chain(
+            self.ari
+                .user
+                .iter()
+                .map(|u| (u.name.as_str(), u.password.as_str(), u.read_only)),
+        )
+        .collect()
     }
 
     /// True while the development credentials are in use.
@@ -851,5 +925,52 @@ mod tests {
             .unwrap_err()
             .0;
         assert_eq!(err, "ari.password: must not be empty");
+    }
+
+    #[test]
+    fn further_users_are_held_to_the_same_rules() {
+        let users = "[[ari.user]]\nname = \"ro\"\npassword = \"r\"\nread_only = true\n\
+                     [[ari.user]]\nname = \"rw\"\npassword = \"w\"\n";
+        let c = Config::from_layers(Some(&format!("[ari]\n{users}")), []).unwrap();
+        assert_eq!(
+            c.ari_users(),
+            vec![
+                ("asterisk", "asterisk", false),
+                ("ro", "r", true),
+                ("rw", "w", false)
+            ]
+        );
+        let cases = [
+            (
+                "[[ari.user]]\nname = \"x\"\npassword = \"\"\n",
+                "ari.user[0].password: must not be empty",
+            ),
+            (
+                "[[ari.user]]\nname = \"a:b\"\npassword = \"p\"\n",
+                "ari.user[0].name: must be non-empty and contain no ':'",
+            ),
+            (
+                "[[ari.user]]\nname = \"x\"\npassword = \"p\"\n[[ari.user]]\nname = \"x\"\npassword = \"q\"\n",
+                "ari.user[1].name: another user has this name",
+            ),
+            (
+                "[[ari.user]]\nname = \"x\"\npassword = \"p\"\nwrite = true\n",
+                "unknown field `write`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::from_layers(Some(&format!("[ari]\n{text}")), [])
+                .unwrap_err()
+                .0;
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        // Off loopback: asterisk/asterisk refused for a further user too.
+        let text = "[ari]\nbind = \"0.0.0.0:8088\"\nusername = \"admin\"\npassword = \"s\"\n\
+                    [[ari.user]]\nname = \"asterisk\"\npassword = \"asterisk\"\n";
+        let err = Config::from_layers(Some(text), []).unwrap_err().0;
+        assert!(
+            err.starts_with("ari.user[0].password: the development credentials"),
+            "{err}"
+        );
     }
 }

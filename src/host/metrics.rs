@@ -12,6 +12,8 @@ pub struct Metrics {
     pub http_server_errors: AtomicU64,
     pub auth_failures: AtomicU64,
     pub auth_throttled: AtomicU64,
+    /// Writes refused (403) to a `read_only` user.
+    pub auth_read_only_refused: AtomicU64,
     pub ws_sessions: AtomicU64,
     pub ws_bad_messages: AtomicU64,
     pub events_sent: AtomicU64,
@@ -115,7 +117,12 @@ impl Metrics {
 
     /// The events WebSockets' limits (`host::session`).
     fn render_websockets(&self, out: &mut String) {
-        let rows: [(&str, &str, &AtomicU64); 2] = [
+        let rows: [(&str, &str, &AtomicU64); 3] = [
+            (
+                "crossbar_auth_read_only_refused_total",
+                "Requests refused with 403 Write access denied: a read_only user's method other than GET",
+                &self.auth_read_only_refused,
+            ),
             (
                 "crossbar_ws_slow_closed_total",
                 "Events WebSockets closed with 1008: over ari.ws_queue_bytes or ari.ws_queue_events, or the biggest queue when ari.ws_queue_total_bytes was reached",

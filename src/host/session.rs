@@ -13,9 +13,10 @@ use axum::http::Response;
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
-use super::http::{invoke, parse_query, phrase, route, MAX_BODY};
+use super::http::{invoke, parse_query, phrase, route, Access, MAX_BODY};
 use super::{EventSink, Node};
 use crate::ari::args::Args;
+use crate::ari::error::AriError;
 use crate::ari::spec::Method;
 
 /// Largest message a client may send: a `RESTRequest` carrying a body of up
@@ -75,6 +76,7 @@ pub fn upgrade(
     upgrade: WebSocketUpgrade,
     args: Args,
     permit: SocketPermit,
+    access: Access,
 ) -> Response<Body> {
     let apps: Vec<String> = args.list("app").to_vec();
     let subscribe_all = args.bool("subscribeAll");
@@ -82,7 +84,7 @@ pub fn upgrade(
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .protocols(["ari"])
-        .on_upgrade(move |socket| run(node, socket, apps, subscribe_all, permit))
+        .on_upgrade(move |socket| run(node, socket, apps, subscribe_all, permit, access))
         .into_response()
 }
 
@@ -92,6 +94,7 @@ async fn run(
     apps: Vec<String>,
     subscribe_all: bool,
     permit: SocketPermit,
+    access: Access,
 ) {
     let _permit = permit;
     node.metrics.inc(&node.metrics.ws_sessions);
@@ -128,7 +131,7 @@ async fn run(
             incoming = socket.recv() => {
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        let reply = rest_over_ws(&node, text.as_str()).await;
+                        let reply = rest_over_ws(&node, text.as_str(), access).await;
                         if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
                             break false;
                         }
@@ -185,7 +188,7 @@ async fn close_overflowed(socket: &mut WebSocket, apps: &[String]) {
 }
 
 /// Answers one `RESTRequest` message.
-async fn rest_over_ws(node: &Node, text: &str) -> Value {
+async fn rest_over_ws(node: &Node, text: &str, access: Access) -> Value {
     let bad = |tid: &Value, rid: &Value, why: &str| {
         json!({
             "type": "RESTResponse",
@@ -239,7 +242,14 @@ async fn rest_over_ws(node: &Node, text: &str) -> Value {
             _ => return bad(&tid, &rid, "No 'content_type' for 'message_body'."),
         }
     }
+    // A read-only user's socket carries its reads only.
+    let refused = access.refuses(method);
     let outcome = match route(method, &path) {
+        _ if refused.is_some() => {
+            node.metrics.inc(&node.metrics.auth_read_only_refused);
+            let body = refused.map(|e: AriError| e.body());
+            super::http::Outcome { status: 403, body }
+        }
         Ok(op) if op.0.upgrade.is_none() => invoke(node, op, query, &body).await,
         Ok(_) => super::http::Outcome {
             status: 400,

@@ -414,9 +414,12 @@ impl Server {
 
     /// Opens the events WebSocket with `extra` appended to the query.
     pub fn ws_query(&self, app: &str, extra: &str) -> Ws {
-        let ws = self.ws_raw(&format!(
-            "/ari/events?app={app}&api_key={USER}:{PASS}{extra}"
-        ));
+        self.ws_as(app, &format!("{USER}:{PASS}"), extra)
+    }
+
+    /// Opens the events WebSocket as `api_key` (`user:password`).
+    pub fn ws_as(&self, app: &str, api_key: &str, extra: &str) -> Ws {
+        let ws = self.ws_raw(&format!("/ari/events?app={app}&api_key={api_key}{extra}"));
         let first = app.split(',').next().unwrap_or(app).to_string();
         for name in app.split(',') {
             self.wait_app(name);
