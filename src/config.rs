@@ -16,6 +16,12 @@ pub const DEFAULT_TOML: &str = r#"
 [ari]
 # Where the ARI HTTP/WebSocket control socket listens.
 bind = "127.0.0.1:8088"
+# TLS: PEM files of the certificate (chain, leaf first) and of its private
+# key (PKCS#8, PKCS#1 or SEC1). When both are set the control socket speaks
+# TLS only (https://, wss://); a file that cannot be read or a key that does
+# not fit the certificate stops the node at start (exit 2). Empty: plain HTTP.
+tls_cert = ""
+tls_key = ""
 # -- Connections to the control socket (see the README's Security section).
 # Connections open at once; at the limit the one idle the longest is closed to
 # admit a new one, and only when none is idle is the new one refused (503).
@@ -338,6 +344,9 @@ impl SipConfig {
 #[serde(deny_unknown_fields)]
 pub struct AriConfig {
     pub bind: SocketAddr,
+    /// PEM certificate chain and key; both empty: no TLS.
+    pub tls_cert: String,
+    pub tls_key: String,
     // Connections (`host::conn`).
     pub max_connections: usize,
     pub max_connections_per_source: usize,
@@ -549,6 +558,12 @@ impl Config {
             );
         }
         self.validate_users()?;
+        if self.ari.tls_cert.is_empty() != self.ari.tls_key.is_empty() {
+            return bad(
+                "ari.tls_key",
+                "ari.tls_cert and ari.tls_key are set together (both, or neither)",
+            );
+        }
         if !(1024..=1 << 30).contains(&self.ari.max_body_bytes) {
             return bad("ari.max_body_bytes", "must be 1024 to 1073741824");
         }

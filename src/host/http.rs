@@ -43,9 +43,13 @@ impl Outcome {
 /// client's delayed ACK cost 40 ms of call setup (`crossbar-load sip`).
 /// Connection limits and timeouts are `host::conn`'s; requests reach
 /// [`entry`] with the peer's address as `ConnectInfo<SocketAddr>`.
-pub async fn serve(node: Arc<Node>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: tokio::net::TcpListener,
+    tls: Option<super::tls::TlsAcceptor>,
+) -> std::io::Result<()> {
     let app = Router::new().fallback(entry).with_state(node.clone());
-    super::conn::run(node, listener, app).await
+    super::conn::run(node, listener, app, tls).await
 }
 
 async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Body> {
@@ -104,7 +108,12 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
             .unwrap_or_else(|| node.config.ari.bind.to_string());
-        let base = format!("http://{host}/ari");
+        let scheme = if node.config.ari.tls_cert.is_empty() {
+            "http"
+        } else {
+            "https"
+        };
+        let base = format!("{scheme}://{host}/ari");
         let doc = match file {
             "resources.json" => Some(docs::resources_listing(&base)),
             other => other

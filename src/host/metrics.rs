@@ -30,6 +30,8 @@ pub struct Metrics {
     pub http_header_timeouts: AtomicU64,
     pub http_idle_closed: AtomicU64,
     pub http_accept_fd_exhausted: AtomicU64,
+    /// TLS handshakes that failed or timed out (`ari.tls_cert`).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -117,7 +119,12 @@ impl Metrics {
 
     /// The events WebSockets' limits (`host::session`).
     fn render_websockets(&self, out: &mut String) {
-        let rows: [(&str, &str, &AtomicU64); 3] = [
+        let rows: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "crossbar_tls_handshake_failures_total",
+                "ARI connections closed because their TLS handshake failed or was not done within ari.header_timeout_ms (plain HTTP to the TLS port included)",
+                &self.tls_handshake_failures,
+            ),
             (
                 "crossbar_auth_read_only_refused_total",
                 "Requests refused with 403 Write access denied: a read_only user's method other than GET",

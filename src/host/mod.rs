@@ -29,6 +29,7 @@ mod session;
 pub mod sip;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
