@@ -855,6 +855,11 @@ mod tests {
         assert_eq!((c.rtp.port_min, c.rtp.port_max), (10000, 20000));
         assert_eq!(c.ari.bridgepeer, BridgePeerMode::Off);
         assert_eq!(c.dataplane.shard_stall_ms, 2000);
+        assert_eq!(c.ari.ws_queue_bytes, 4 << 20);
+        assert_eq!(c.ari.ws_queue_total_bytes, 64 << 20);
+        assert_eq!(c.ari.max_event_sockets, 512);
+        assert!(c.ari.tls_cert.is_empty() && c.ari.tls_key.is_empty());
+        assert!(c.ari.user.is_empty());
     }
 
     #[test]
