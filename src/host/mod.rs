@@ -146,20 +146,20 @@ impl EventSink {
 
     /// Queues one event. A client over its own bound is told to end; over
     /// the total bound the caller decides ([`Control::flush`] closes the
-    /// biggest client).
-    fn offer(&self, text: String) -> Result<(), Refused> {
+    /// biggest client and offers the event, handed back, again).
+    fn offer(&self, text: String) -> Result<(), (Refused, String)> {
         let cost = text.len() + EVENT_OVERHEAD;
         let mut held = self.held();
         if held.closed {
-            return Err(Refused::Closed);
+            return Err((Refused::Closed, text));
         }
         if held.bytes.saturating_add(cost) > self.budget.per_client {
             drop(held);
             self.overflow.notify_one();
-            return Err(Refused::ClientFull);
+            return Err((Refused::ClientFull, text));
         }
         if self.budget.total().saturating_add(cost) > self.budget.total_limit {
-            return Err(Refused::TotalFull);
+            return Err((Refused::TotalFull, text));
         }
         match self.events.try_send(text) {
             Ok(()) => {
@@ -167,12 +167,12 @@ impl EventSink {
                 self.budget.total.fetch_add(cost, Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(mpsc::error::TrySendError::Full(text)) => {
                 drop(held);
                 self.overflow.notify_one();
-                Err(Refused::ClientFull)
+                Err((Refused::ClientFull, text))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Refused::Closed),
+            Err(mpsc::error::TrySendError::Closed(text)) => Err((Refused::Closed, text)),
         }
     }
 
@@ -275,11 +275,14 @@ impl Control {
                 continue;
             };
             let (sid, sink) = (*sid, sink.clone());
-            let text = delivery.event.to_string();
             // Bounded by the number of sockets: each round closes one.
-            let mut result = sink.offer(text.clone());
-            while result == Err(Refused::TotalFull) {
+            let mut result = sink
+                .offer(delivery.event.to_string())
+                .map_err(|(why, text)| (why, Some(text)));
+            while let Err((Refused::TotalFull, text)) = &mut result {
+                let Some(text) = text.take() else { break };
                 let Some((victim_sid, victim)) = self.biggest_open_sink() else {
+                    result = Err((Refused::TotalFull, None));
                     break;
                 };
                 let freed = victim.close();
@@ -292,12 +295,12 @@ impl Control {
                     overflowed.push(victim_sid);
                 }
                 if victim.same(&sink) {
-                    result = Err(Refused::Closed);
+                    result = Err((Refused::Closed, None));
                     break;
                 }
-                result = sink.offer(text.clone());
+                result = sink.offer(text).map_err(|(why, text)| (why, Some(text)));
             }
-            match result {
+            match result.map_err(|(why, _)| why) {
                 Ok(()) => metrics.inc(&metrics.events_sent),
                 Err(Refused::Closed) => metrics.inc(&metrics.events_dropped),
                 Err(Refused::ClientFull | Refused::TotalFull) => {
