@@ -289,3 +289,69 @@ fn a_client_that_stops_reading_is_closed_with_1008_and_memory_returns() {
     );
     assert!(s.metric("crossbar_events_dropped_total") >= 1);
 }
+
+#[test]
+fn at_the_total_bound_the_client_holding_the_most_is_closed() {
+    const QUEUE: u64 = 1 << 20;
+    let s = Server::start_with_config(&format!(
+        "[ari]\nws_queue_bytes = {QUEUE}\nws_queue_total_bytes = {}\n",
+        QUEUE + QUEUE / 4
+    ));
+    let blob = "x".repeat(16 * 1024);
+    let big_event = format!("{{\"variables\":{{\"blob\":\"{blob}\"}}}}");
+    let mut first = handshake(connect_small(s.port, 4096), s.port, "app=first").expect("first");
+    let second = handshake(connect_small(s.port, 4096), s.port, "app=second").expect("second");
+    s.wait_app("first");
+    s.wait_app("second");
+    // Neither reads. The first's queue grows to ~700 KiB (after what the
+    // kernel takes), below its own bound of 1 MiB.
+    let mut filled = false;
+    for _ in 0..1000 {
+        s.post_json("/ari/events/user/big?application=first", &big_event)
+            .no_content();
+        if s.metric("crossbar_ws_queued_bytes") >= 700 * 1024 {
+            filled = true;
+            break;
+        }
+    }
+    assert!(filled, "the first queue never grew");
+    // Then the second's, until the total (1.25 MiB) is reached: the first,
+    // holding the most, is closed; the second, holding less, stays.
+    let mut closed = false;
+    for _ in 0..1000 {
+        let sent = s.post_json("/ari/events/user/big?application=second", &big_event);
+        sent.no_content();
+        if s.metric("crossbar_ws_slow_closed_total") == 1 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "nobody was closed at the total");
+    assert_eq!(s.get("/ari/applications/first").status, 404);
+    assert_eq!(s.get("/ari/applications/second").status, 200);
+    assert!(s.log_text().contains("reached ari.ws_queue_total_bytes"));
+    assert!(s.metric("crossbar_ws_queued_bytes") < QUEUE + QUEUE / 4);
+    // The first gets its 1008 once it reads again.
+    let deadline = Instant::now() + common::WAIT;
+    let mut code = None;
+    for _ in 0..100_000 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match first.read() {
+            Ok(Message::Close(frame)) => {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("first socket ended without a close frame: {e}"),
+        }
+    }
+    assert_eq!(code, Some(1008));
+    drop(second);
+}
