@@ -248,7 +248,11 @@ async fn rest_over_ws(node: &Node, text: &str, access: Access) -> Value {
         _ if refused.is_some() => {
             node.metrics.inc(&node.metrics.auth_read_only_refused);
             let body = refused.map(|e: AriError| e.body());
-            super::http::Outcome { status: 403, body }
+            super::http::Outcome {
+                status: 403,
+                body,
+                location: None,
+            }
         }
         Ok(op) if op.0.upgrade.is_none() => invoke(node, op, query, &body).await,
         Ok(_) => super::http::Outcome {
