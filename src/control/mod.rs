@@ -732,6 +732,9 @@ impl Registry {
     /// `seq` of the last one.
     pub fn bridges_page(&self, after: Option<u64>, upto: u64, limit: usize) -> Vec<(u64, &Bridge)> {
         let from = after.map_or(0, |a| a.saturating_add(1));
+        if from > upto {
+            return Vec::new();
+        }
         self.bridge_order
             .range(from..=upto)
             .filter_map(|(seq, id)| self.bridges.get(id).map(|b| (*seq, b)))
@@ -747,6 +750,9 @@ impl Registry {
         limit: usize,
     ) -> Vec<(u64, &Channel)> {
         let from = after.map_or(0, |a| a.saturating_add(1));
+        if from > upto {
+            return Vec::new();
+        }
         self.channel_order
             .range(from..=upto)
             .filter_map(|(seq, id)| self.channels.get(id).map(|c| (*seq, c)))

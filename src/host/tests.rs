@@ -1103,3 +1103,39 @@ async fn event_queues_are_bounded_in_bytes_per_client_and_in_total() {
         reader.queued_bytes() + idle.queued_bytes() + small.queued_bytes()
     );
 }
+
+#[tokio::test]
+async fn long_lists_come_whole_and_in_creation_order_across_pages() {
+    let h = Harness::new(&["app"]).await;
+    let n = crate::ari::ops::LIST_PAGE * 2 + 1;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let b = h.expect(Method::Post, "/bridges?type=mixing", 200).await;
+        ids.push(b["id"].as_str().unwrap().to_string());
+    }
+    // One destroyed in the middle is not listed.
+    let gone = ids.remove(n / 2);
+    h.expect(Method::Delete, &format!("/bridges/{gone}"), 204)
+        .await;
+    let listed = h.expect(Method::Get, "/bridges", 200).await;
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids);
+    // Exactly one page, and an empty table.
+    for id in ids.drain(crate::ari::ops::LIST_PAGE..) {
+        h.expect(Method::Delete, &format!("/bridges/{id}"), 204)
+            .await;
+    }
+    let listed = h.expect(Method::Get, "/bridges", 200).await;
+    assert_eq!(listed.as_array().unwrap().len(), ids.len());
+    for id in ids.drain(..) {
+        h.expect(Method::Delete, &format!("/bridges/{id}"), 204)
+            .await;
+    }
+    assert_eq!(h.expect(Method::Get, "/bridges", 200).await, json!([]));
+    assert_eq!(h.expect(Method::Get, "/channels", 200).await, json!([]));
+}
