@@ -1733,6 +1733,7 @@ fn random_commands_over_rough_links_keep_the_buffers_whole() {
                             leg: LegId(leg),
                             mute: rng.below(6) == 0,
                             announcer: rng.below(8) == 0,
+                            absorb_dtmf: false,
                         });
                     }
                 }
@@ -2432,6 +2433,33 @@ fn digits_in_a_bridge_are_reported_with_dtmf_events_only() {
         let passed = rtp_of(&sim, b).iter().filter(|p| p.pt == 101).count();
         assert_eq!(passed, 4, "dtmf_events={dtmf_events}");
     }
+}
+
+/// A member that absorbs its digits (`absorbDTMF`): they are reported, and
+/// not passed to the other member; its audio still passes.
+#[test]
+fn an_absorbing_member_s_digits_are_reported_not_passed() {
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    let mut spec = bridge_spec(&[1, 2]);
+    spec.dtmf_events = true;
+    spec.members[0].absorb_dtmf = true;
+    sim.set_bridge(1, spec).unwrap();
+    for (seq, end) in [(1, false), (2, true), (3, true), (4, true)] {
+        sim.send(a, Port::Rtp, dtmf_packet(seq, 500, 7, end, 800))
+            .unwrap();
+        sim.run_for(ms(20)).unwrap();
+    }
+    assert_eq!(sim.take_events().len(), 1, "reported");
+    assert_eq!(rtp_of(&sim, b).iter().filter(|p| p.pt == 101).count(), 0);
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 1000.0))
+        .unwrap();
+    sim.run_for(ms(200)).unwrap();
+    assert!(rtp_of(&sim, b).iter().filter(|p| p.pt == 0).count() >= 8);
+    assert_clean(&sim);
 }
 
 /// Digits sent on a leg: each an event of one timestamp, marker on its

@@ -100,6 +100,7 @@ pub async fn add_channel(node: &Node, args: Args) -> Result<Reply, AriError> {
     let channels = args.list("channel");
     let role = args.str("role").unwrap_or("").to_string();
     let mute = args.bool("mute");
+    let absorb_dtmf = args.bool("absorbDTMF");
     let now = node.now();
     let mut ctl = node.lock().await;
     ctl.reg.existing_bridge(id)?;
@@ -117,6 +118,7 @@ pub async fn add_channel(node: &Node, args: Args) -> Result<Reply, AriError> {
             channel: ch.clone(),
             role: role.clone(),
             mute,
+            absorb_dtmf,
         };
         ops::join_bridge(node, &mut ctl, now, id, member).await?;
     }

@@ -1083,6 +1083,7 @@ mod tests {
                 channel: "c1".into(),
                 role: String::new(),
                 mute: false,
+                absorb_dtmf: false,
             }],
             creationtime: Timestamp(0),
             seq: 2,
@@ -1138,6 +1139,7 @@ mod tests {
                 channel: c.into(),
                 role: String::new(),
                 mute: false,
+                absorb_dtmf: false,
             };
             reg.join_bridge(now, "b1", m, "native_rtp");
         }

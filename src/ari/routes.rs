@@ -762,19 +762,19 @@ const ADD_CHANNEL_PARAMS: &[Param] = &[
     )
     .typed(DataType::Boolean)
     .default("false"),
+    Param::query(
+        "absorbDTMF",
+        "Absorb DTMF coming from this channel, preventing it to pass through to the bridge (it is still reported).",
+    )
+    .typed(DataType::Boolean)
+    .default("false"),
 ];
 
 /// addChannel parameters of Asterisk's that crossbar cannot honour yet.
-const ADD_CHANNEL_REFUSED: &[(&str, &str)] = &[
-    (
-        "absorbDTMF",
-        "its bridges cannot hold back one member's DTMF (telephone-events) yet",
-    ),
-    (
-        "inhibitConnectedLineUpdates",
-        "it sends no connected-line updates between bridge members",
-    ),
-];
+const ADD_CHANNEL_REFUSED: &[(&str, &str)] = &[(
+    "inhibitConnectedLineUpdates",
+    "it sends no connected-line updates between bridge members",
+)];
 
 const REMOVE_CHANNEL_PARAMS: &[Param] = &[
     BRIDGE_ID,

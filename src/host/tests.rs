@@ -110,6 +110,7 @@ fn member(leg: LegId) -> MemberSpec {
         leg,
         mute: false,
         announcer: false,
+        absorb_dtmf: false,
     }
 }
 

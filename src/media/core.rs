@@ -895,6 +895,7 @@ impl Core {
             mute_out: false,
             member_mute: false,
             announcer: false,
+            absorb_dtmf: false,
             hold: false,
             bridge: None,
             mode: Mode::Drop,
@@ -1020,8 +1021,9 @@ impl Core {
             let Some(leg) = self.media.legs.get(r) else {
                 return;
             };
-            if pt != PT_TELEPHONE_EVENT {
-                // Only crossbar's own number passes through bridges.
+            if pt != PT_TELEPHONE_EVENT || leg.absorb_dtmf {
+                // Only crossbar's own number passes through bridges, and
+                // not from a member that absorbs its digits.
                 leg.stats.rx_dropped += 1;
                 return;
             }

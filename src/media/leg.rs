@@ -104,6 +104,8 @@ pub(super) struct Leg {
     pub mute_out: bool,
     pub member_mute: bool,
     pub announcer: bool,
+    /// A bridge member whose telephone-events are not passed on.
+    pub absorb_dtmf: bool,
     pub hold: bool,
     pub bridge: Option<BridgeKey>,
     pub mode: Mode,
@@ -151,6 +153,7 @@ impl Leg {
         self.mix_ssrc = None;
         self.member_mute = false;
         self.announcer = false;
+        self.absorb_dtmf = false;
         self.out.switch_source();
     }
 }

@@ -101,6 +101,8 @@ pub struct MemberSpec {
     pub mute: bool,
     /// `role=announcer`: heard by all, hears no one.
     pub announcer: bool,
+    /// `absorbDTMF`: its telephone-events are reported but not passed on.
+    pub absorb_dtmf: bool,
 }
 
 /// What the core tells the control plane about a leg (drained with

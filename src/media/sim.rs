@@ -731,6 +731,7 @@ pub fn bridge_spec(legs: &[u64]) -> BridgeSpec {
                 leg: LegId(leg),
                 mute: false,
                 announcer: false,
+                absorb_dtmf: false,
             })
             .collect(),
         ..BridgeSpec::default()
