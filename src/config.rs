@@ -16,6 +16,12 @@ pub const DEFAULT_TOML: &str = r#"
 [ari]
 # Where the ARI HTTP/WebSocket control socket listens.
 bind = "127.0.0.1:8088"
+# TLS: PEM files of the certificate (chain, leaf first) and of its private
+# key (PKCS#8, PKCS#1 or SEC1). When both are set the control socket speaks
+# TLS only (https://, wss://); a file that cannot be read or a key that does
+# not fit the certificate stops the node at start (exit 2). Empty: plain HTTP.
+tls_cert = ""
+tls_key = ""
 # -- Connections to the control socket (see the README's Security section).
 # Connections open at once; at the limit the one idle the longest is closed to
 # admit a new one, and only when none is idle is the new one refused (503).
@@ -31,6 +37,16 @@ idle_timeout_ms = 15000
 # Development credentials: change them for anything but a laptop.
 username = "asterisk"
 password = "asterisk"
+# Further users (file only), each a table beside the user above:
+#   [[ari.user]]
+#   name = "monitor"
+#   password = "…"
+#   read_only = true    # GET and the events WebSocket only; else 403
+# A read_only user's other requests get 403 {"message": "Write access
+# denied"}, as Asterisk's ari.conf read_only. Every user is held to the
+# rules of username/password (no empty password; asterisk/asterisk refused
+# off loopback).
+user = []
 # "off" (default): no ChannelVarset BRIDGEPEER events, so building a bridge of
 # N costs O(N) events; reading the BRIDGEPEER variable still answers. "asterisk":
 # Asterisk's exact behaviour, BRIDGEPEER set on every member on every join and
@@ -55,6 +71,15 @@ auth_fail_window_s = 60
 # Events an events WebSocket may have queued, unwritten, before the node
 # closes it (code 1008): a client that stops reading cannot grow memory.
 ws_queue_events = 100000
+# The same bound in bytes (event text plus 64 bytes each): 4 MiB per client.
+ws_queue_bytes = 4194304
+# The bytes queued across all events WebSockets: when an event would cross
+# it, the client holding the most is closed (1008) and its queue dropped.
+ws_queue_total_bytes = 67108864
+# Events WebSockets open at once; beyond, the upgrade gets 503
+# {"message": "Too many event WebSockets"} (counted in
+# crossbar_ws_refused_total). They count toward max_connections too.
+max_event_sockets = 512
 
 [rtp]
 # Local address external media legs bind to.
@@ -344,6 +369,9 @@ impl SipConfig {
 #[serde(deny_unknown_fields)]
 pub struct AriConfig {
     pub bind: SocketAddr,
+    /// PEM certificate chain and key; both empty: no TLS.
+    pub tls_cert: String,
+    pub tls_key: String,
     // Connections (`host::conn`).
     pub max_connections: usize,
     pub max_connections_per_source: usize,
@@ -351,15 +379,31 @@ pub struct AriConfig {
     pub idle_timeout_ms: u64,
     pub username: String,
     pub password: String,
+    /// Further users (`[[ari.user]]`).
+    pub user: Vec<AriUserConfig>,
     pub bridgepeer: BridgePeerMode,
     pub entity_id: String,
     pub system_name: String,
     pub ws_queue_events: usize,
+    pub ws_queue_bytes: usize,
+    pub ws_queue_total_bytes: usize,
+    pub max_event_sockets: usize,
     pub max_body_bytes: usize,
     pub max_uri_bytes: usize,
     pub max_header_bytes: usize,
     pub auth_fail_limit: u32,
     pub auth_fail_window_s: u32,
+}
+
+/// One `[[ari.user]]`: a further ARI user.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AriUserConfig {
+    pub name: String,
+    pub password: String,
+    /// GET (and the events WebSocket) only, as Asterisk's `read_only`.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// How `ChannelVarset BRIDGEPEER` events are emitted (ARI.md's trap).
@@ -538,6 +582,13 @@ impl Config {
                 ),
             );
         }
+        self.validate_users()?;
+        if self.ari.tls_cert.is_empty() != self.ari.tls_key.is_empty() {
+            return bad(
+                "ari.tls_key",
+                "ari.tls_cert and ari.tls_key are set together (both, or neither)",
+            );
+        }
         if !(1024..=1 << 30).contains(&self.ari.max_body_bytes) {
             return bad("ari.max_body_bytes", "must be 1024 to 1073741824");
         }
@@ -564,6 +615,19 @@ impl Config {
         }
         if !(16..=10_000_000).contains(&self.ari.ws_queue_events) {
             return bad("ari.ws_queue_events", "must be between 16 and 10000000");
+        }
+        if !(65_536..=1 << 30).contains(&self.ari.ws_queue_bytes) {
+            return bad("ari.ws_queue_bytes", "must be 65536 to 1073741824");
+        }
+        let total = self.ari.ws_queue_total_bytes;
+        if total < self.ari.ws_queue_bytes || total > 1 << 34 {
+            return bad(
+                "ari.ws_queue_total_bytes",
+                "must be at least ari.ws_queue_bytes and at most 17179869184",
+            );
+        }
+        if !(1..=1_000_000).contains(&self.ari.max_event_sockets) {
+            return bad("ari.max_event_sockets", "must be 1 to 1000000");
         }
         self.validate_connections()?;
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
@@ -628,6 +692,56 @@ impl Config {
             return bad("ari.idle_timeout_ms", "must be 100 to 3600000");
         }
         Ok(())
+    }
+
+    /// Each `[[ari.user]]`: held to the rules of `ari.username` and
+    /// `ari.password`, names unique.
+    fn validate_users(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let mut names = vec![self.ari.username.as_str()];
+        for (i, u) in self.ari.user.iter().enumerate() {
+            if u.name.is_empty() || u.name.contains(':') {
+                return bad(
+                    format!("ari.user[{i}].name"),
+                    "must be non-empty and contain no ':'",
+                );
+            }
+            if names.contains(&u.name.as_str()) {
+                return bad(format!("ari.user[{i}].name"), "another user has this name");
+            }
+            names.push(&u.name);
+            if u.password.is_empty() {
+                return bad(format!("ari.user[{i}].password"), "must not be empty");
+            }
+            if u.name == "asterisk" && u.password == "asterisk" && !is_loopback(self.ari.bind.ip())
+            {
+                return bad(
+                    format!("ari.user[{i}].password"),
+                    &format!(
+                        "the development credentials asterisk/asterisk are refused when ari.bind ({}) is not a loopback address",
+                        self.ari.bind
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every ARI user: `(name, password, read_only)`, the `ari.username`
+    /// one first (never read-only).
+    pub fn ari_users(&self) -> Vec<(&str, &str, bool)> {
+        std::iter::once((
+            self.ari.username.as_str(),
+            self.ari.password.as_str(),
+            false,
+        ))
+        .chain(
+            self.ari
+                .user
+                .iter()
+                .map(|u| (u.name.as_str(), u.password.as_str(), u.read_only)),
+        )
+        .collect()
     }
 
     /// True while the development credentials are in use.
@@ -766,6 +880,11 @@ mod tests {
         assert_eq!((c.rtp.port_min, c.rtp.port_max), (10000, 20000));
         assert_eq!(c.ari.bridgepeer, BridgePeerMode::Off);
         assert_eq!(c.dataplane.shard_stall_ms, 2000);
+        assert_eq!(c.ari.ws_queue_bytes, 4 << 20);
+        assert_eq!(c.ari.ws_queue_total_bytes, 64 << 20);
+        assert_eq!(c.ari.max_event_sockets, 512);
+        assert!(c.ari.tls_cert.is_empty() && c.ari.tls_key.is_empty());
+        assert!(c.ari.user.is_empty());
     }
 
     #[test]
@@ -851,5 +970,52 @@ mod tests {
             .unwrap_err()
             .0;
         assert_eq!(err, "ari.password: must not be empty");
+    }
+
+    #[test]
+    fn further_users_are_held_to_the_same_rules() {
+        let users = "[[ari.user]]\nname = \"ro\"\npassword = \"r\"\nread_only = true\n\
+                     [[ari.user]]\nname = \"rw\"\npassword = \"w\"\n";
+        let c = Config::from_layers(Some(&format!("[ari]\n{users}")), []).unwrap();
+        assert_eq!(
+            c.ari_users(),
+            vec![
+                ("asterisk", "asterisk", false),
+                ("ro", "r", true),
+                ("rw", "w", false)
+            ]
+        );
+        let cases = [
+            (
+                "[[ari.user]]\nname = \"x\"\npassword = \"\"\n",
+                "ari.user[0].password: must not be empty",
+            ),
+            (
+                "[[ari.user]]\nname = \"a:b\"\npassword = \"p\"\n",
+                "ari.user[0].name: must be non-empty and contain no ':'",
+            ),
+            (
+                "[[ari.user]]\nname = \"x\"\npassword = \"p\"\n[[ari.user]]\nname = \"x\"\npassword = \"q\"\n",
+                "ari.user[1].name: another user has this name",
+            ),
+            (
+                "[[ari.user]]\nname = \"x\"\npassword = \"p\"\nwrite = true\n",
+                "unknown field `write`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::from_layers(Some(&format!("[ari]\n{text}")), [])
+                .unwrap_err()
+                .0;
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        // Off loopback: asterisk/asterisk refused for a further user too.
+        let text = "[ari]\nbind = \"0.0.0.0:8088\"\nusername = \"admin\"\npassword = \"s\"\n\
+                    [[ari.user]]\nname = \"asterisk\"\npassword = \"asterisk\"\n";
+        let err = Config::from_layers(Some(text), []).unwrap_err().0;
+        assert!(
+            err.starts_with("ari.user[0].password: the development credentials"),
+            "{err}"
+        );
     }
 }

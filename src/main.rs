@@ -36,6 +36,11 @@ fn main() {
         Ok(c) => c,
         Err(e) => fail(&format!("bad configuration: {e}")),
     };
+    // The TLS files are part of the configuration: refused like a bad key.
+    let tls = match crossbar::host::tls::acceptor(&config.ari) {
+        Ok(t) => t,
+        Err(e) => fail(&format!("bad configuration: {e}")),
+    };
     let level = match config.log.level.as_str() {
         "error" => tracing::Level::ERROR,
         "warn" => tracing::Level::WARN,
@@ -113,7 +118,12 @@ fn main() {
             Ok(l) => l,
             Err(e) => fail(&format!("cannot listen on {bind}: {e}")),
         };
-        tracing::info!("ARI listening on http://{bind}/ari (events: ws://{bind}/ari/events)");
+        let (http, ws) = if tls.is_some() {
+            ("https", "wss")
+        } else {
+            ("http", "ws")
+        };
+        tracing::info!("ARI listening on {http}://{bind}/ari (events: {ws}://{bind}/ari/events)");
         let events = dataplane.take_events();
         let node = Node::new(config, Box::new(dataplane));
         match crossbar::host::sip::start(&node).await {
@@ -131,7 +141,7 @@ fn main() {
             ));
         }
         tokio::select! {
-            r = serve(node, listener) => {
+            r = serve(node, listener, tls) => {
                 if let Err(e) = r {
                     fail(&format!("control socket failed: {e}"));
                 }

@@ -444,6 +444,40 @@ pub fn load(file: &SoundFile) -> Result<Pcm, SoundError> {
     decode(file.format, &bytes)
 }
 
+/// Decoded sounds kept for the process, up to [`CACHE_SAMPLES`] in all:
+/// prompts play again and again, and reading and decoding them each time
+/// would hold the control thread for nothing.
+pub const CACHE_SAMPLES: usize = 16 * 1024 * 1024;
+
+/// [`load`], through a cache of decoded files (whole cache dropped when
+/// it would grow past [`CACHE_SAMPLES`]; a file larger than that is not
+/// kept).
+pub fn load_shared(file: &SoundFile) -> Result<(u32, Arc<[i16]>), SoundError> {
+    type Cache = Mutex<(usize, BTreeMap<PathBuf, (u32, Arc<[i16]>)>)>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some((rate, pcm)) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .1
+        .get(&file.path)
+    {
+        return Ok((*rate, Arc::clone(pcm)));
+    }
+    let Pcm { rate, samples } = load(file)?;
+    let pcm: Arc<[i16]> = samples.into();
+    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if pcm.len() <= CACHE_SAMPLES {
+        if c.0 + pcm.len() > CACHE_SAMPLES {
+            c.1.clear();
+            c.0 = 0;
+        }
+        c.0 += pcm.len();
+        c.1.insert(file.path.clone(), (rate, Arc::clone(&pcm)));
+    }
+    Ok((rate, pcm))
+}
+
 /// Decodes the bytes of a file of `format`. Raw linear files are
 /// little-endian (Asterisk writes host order); a trailing odd byte is
 /// ignored.

@@ -68,9 +68,9 @@ fn default_credentials_on_a_non_loopback_address_refuse_to_start() {
 
 #[test]
 fn a_non_loopback_address_with_a_real_password_starts() {
-    // A port below the ephemeral range: one from `free_port` can be taken by
-    // another test's outgoing connection before the node binds it on 0.0.0.0.
-    let port = common::sip_port();
+    // `free_port` hands out ports below the ephemeral range: no other
+    // test's outgoing connection takes it before the node binds 0.0.0.0.
+    let port = free_port();
     let bind = format!("0.0.0.0:{port}");
     let s = Server::start_on(
         port,
@@ -380,4 +380,129 @@ fn failed_logins_are_logged_counted_and_slowed_per_source() {
         lines.iter().any(|l| l.contains("source=127.0.0.2 ")),
         "{log}"
     );
+}
+
+const USERS: &str = "[ari]\n\
+    [[ari.user]]\nname = \"ops\"\npassword = \"ops-pw\"\n\
+    [[ari.user]]\nname = \"watch\"\npassword = \"watch-pw\"\nread_only = true\n";
+
+#[test]
+fn several_users_and_a_read_only_one() {
+    let s = Server::start_with_config(USERS);
+    // The single user of ari.username keeps working; a further user too.
+    assert_eq!(s.get("/ari/asterisk/ping").ok()["ping"], "pong");
+    let ops = Auth::Basic("ops", "ops-pw");
+    let watch = Auth::Basic("watch", "watch-pw");
+    let created = s.request("POST", "/ari/bridges", None, ops);
+    let id = created.ok()["id"].as_str().expect("bridge id").to_string();
+
+    // The read-only user reads, also /metrics and with api_key.
+    let listed = s.request("GET", "/ari/bridges", None, watch);
+    assert_eq!(listed.ok()[0]["id"], id.as_str());
+    assert_eq!(s.request("GET", "/metrics", None, watch).status, 200);
+    let key = s.request(
+        "GET",
+        "/ari/asterisk/ping",
+        None,
+        Auth::ApiKey("watch:watch-pw"),
+    );
+    assert_eq!(key.ok()["ping"], "pong");
+    // ...and nothing else: Asterisk's 403 for a read_only user, before
+    // routing (an unknown path too).
+    let writes = [
+        ("POST", "/ari/bridges".to_string(), watch),
+        ("DELETE", format!("/ari/bridges/{id}"), watch),
+        ("POST", "/ari/nowhere".to_string(), watch),
+        (
+            "PUT",
+            "/ari/asterisk/config/dynamic/x/y/z".to_string(),
+            watch,
+        ),
+        (
+            "POST",
+            "/ari/bridges".to_string(),
+            Auth::ApiKey("watch:watch-pw"),
+        ),
+    ];
+    for (method, path, auth) in &writes {
+        s.request(method, path, None, *auth)
+            .assert_error(403, "Write access denied");
+    }
+    assert_eq!(
+        s.get(&format!("/ari/bridges/{id}")).status,
+        200,
+        "not destroyed"
+    );
+    // Wrong passwords: 401, each user its own password.
+    for auth in [
+        Auth::Basic("watch", "ops-pw"),
+        Auth::Basic("ops", "watch-pw"),
+        Auth::Basic("watch", ""),
+        Auth::Basic("nobody", "watch-pw"),
+    ] {
+        s.request("GET", "/ari/asterisk/ping", None, auth)
+            .assert_error(401, "Authentication required");
+    }
+
+    // Its events WebSocket opens and carries events; REST over it reads only.
+    let mut ws = s.ws_as("mon", "watch:watch-pw", "&subscribeAll=true");
+    let other = s.request("POST", "/ari/bridges", None, ops).ok()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        ws.next_event("BridgeCreated")["bridge"]["id"],
+        other.as_str()
+    );
+    ws.send_text(r#"{"type":"RESTRequest","transaction_id":"t1","request_id":"r1","method":"GET","uri":"asterisk/ping"}"#);
+    let reply = ws.next_event("RESTResponse");
+    assert_eq!(reply["status_code"], 200, "{reply}");
+    ws.send_text(r#"{"type":"RESTRequest","transaction_id":"t2","request_id":"r2","method":"DELETE","uri":"bridges/x"}"#);
+    let reply = ws.next_event("RESTResponse");
+    assert_eq!(reply["status_code"], 403, "{reply}");
+    assert_eq!(
+        reply["message_body"].as_str().map(message),
+        Some("Write access denied".to_string())
+    );
+    assert_eq!(
+        s.metric("crossbar_auth_read_only_refused_total"),
+        writes.len() as u64 + 1
+    );
+    assert_eq!(s.metric("crossbar_auth_failures_total"), 4);
+}
+
+#[test]
+fn every_user_is_refused_the_default_or_an_empty_password() {
+    let file = common::temp_path("users.toml");
+    let cases = [
+        (
+            "0.0.0.0",
+            "[ari]\nusername = \"admin\"\npassword = \"s3cret\"\n\
+             [[ari.user]]\nname = \"asterisk\"\npassword = \"asterisk\"\nread_only = true\n",
+            "ari.user[0].password: the development credentials asterisk/asterisk are refused \
+             when ari.bind (0.0.0.0:PORT) is not a loopback address",
+        ),
+        (
+            "127.0.0.1",
+            "[ari]\n[[ari.user]]\nname = \"watch\"\npassword = \"\"\n",
+            "ari.user[0].password: must not be empty",
+        ),
+    ];
+    for (ip, toml, want) in cases {
+        std::fs::write(&file, toml).expect("write config");
+        let port = free_port();
+        let out = run(crossbar_command()
+            .arg("--config")
+            .arg(&file)
+            .env("CROSSBAR_ARI_BIND", format!("{ip}:{port}")));
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim_end(),
+            format!(
+                "crossbar: bad configuration: {}",
+                want.replace("PORT", &port.to_string())
+            )
+        );
+    }
+    let _ = std::fs::remove_file(&file);
 }

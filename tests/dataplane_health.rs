@@ -60,6 +60,7 @@ fn bridge(legs: &[u64]) -> BridgeSpec {
                 leg: LegId(l),
                 mute: false,
                 announcer: false,
+                absorb_dtmf: false,
             })
             .collect(),
         ..BridgeSpec::default()

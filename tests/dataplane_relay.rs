@@ -78,6 +78,7 @@ fn member(leg: u64) -> MemberSpec {
         leg: LegId(leg),
         mute: false,
         announcer: false,
+        absorb_dtmf: false,
     }
 }
 

@@ -35,6 +35,7 @@ fn bridge(legs: &[u64]) -> BridgeSpec {
                 leg: LegId(leg),
                 mute: false,
                 announcer: false,
+                absorb_dtmf: false,
             })
             .collect(),
         ..BridgeSpec::default()

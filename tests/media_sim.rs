@@ -1733,6 +1733,7 @@ fn random_commands_over_rough_links_keep_the_buffers_whole() {
                             leg: LegId(leg),
                             mute: rng.below(6) == 0,
                             announcer: rng.below(8) == 0,
+                            absorb_dtmf: false,
                         });
                     }
                 }
@@ -2434,6 +2435,33 @@ fn digits_in_a_bridge_are_reported_with_dtmf_events_only() {
     }
 }
 
+/// A member that absorbs its digits (`absorbDTMF`): they are reported, and
+/// not passed to the other member; its audio still passes.
+#[test]
+fn an_absorbing_member_s_digits_are_reported_not_passed() {
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    let mut spec = bridge_spec(&[1, 2]);
+    spec.dtmf_events = true;
+    spec.members[0].absorb_dtmf = true;
+    sim.set_bridge(1, spec).unwrap();
+    for (seq, end) in [(1, false), (2, true), (3, true), (4, true)] {
+        sim.send(a, Port::Rtp, dtmf_packet(seq, 500, 7, end, 800))
+            .unwrap();
+        sim.run_for(ms(20)).unwrap();
+    }
+    assert_eq!(sim.take_events().len(), 1, "reported");
+    assert_eq!(rtp_of(&sim, b).iter().filter(|p| p.pt == 101).count(), 0);
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 1000.0))
+        .unwrap();
+    sim.run_for(ms(200)).unwrap();
+    assert!(rtp_of(&sim, b).iter().filter(|p| p.pt == 0).count() >= 8);
+    assert_clean(&sim);
+}
+
 /// Digits sent on a leg: each an event of one timestamp, marker on its
 /// first packet, durations growing by the tick, three end packets; no audio
 /// to the leg while a digit plays; audio resumes after.
@@ -2538,6 +2566,261 @@ fn a_clip_replaces_the_bridge_audio_while_it_plays() {
     let after: Vec<RtpRecv> = got[got.len() - 10..].to_vec();
     let pcm = decode(Format::Ulaw, &after).unwrap();
     assert!(goertzel_energy(&pcm, 1000.0, 8000) > 100.0 * goertzel_energy(&pcm, 1600.0, 8000));
+    assert_clean(&sim);
+}
+
+/// A clip played into a native two-party bridge makes it mix: both
+/// members hear the clip, it is reported done once, and the bridge stays
+/// mixing until its membership changes (as Asterisk's announcer channel
+/// stays), then relays again.
+#[test]
+fn a_bridge_clip_is_heard_by_every_member() {
+    use crossbar::media::player::Clip;
+    use crossbar::media::{MediaOp, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    assert_eq!(
+        sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap(),
+        Technology::NativeRtp
+    );
+    let done = sim
+        .media_op(
+            Target::Bridge(crossbar::media::BridgeKey(9)),
+            MediaOp::Play {
+                key: 5,
+                clip: Clip::Pcm {
+                    rate: 16000,
+                    samples: tone(1600.0, 16000, 4800).into(),
+                },
+            },
+        )
+        .unwrap();
+    assert!(done.applied);
+    assert_eq!(done.technology, Some(Technology::Softmix));
+    sim.run_for(ms(500)).unwrap();
+    assert_eq!(
+        sim.take_events(),
+        vec![crossbar::media::MediaEvent::PlaybackDone {
+            target: Target::Bridge(crossbar::media::BridgeKey(9)),
+            key: 5
+        }]
+    );
+    for peer in [a, b] {
+        let got = rtp_of(&sim, peer);
+        assert!(got.len() >= 20, "{} frames", got.len());
+        let pcm = decode(Format::Ulaw, &got[2..14]).unwrap();
+        let on = goertzel_energy(&pcm, 1600.0, 8000);
+        assert!(on > 100.0 * goertzel_energy(&pcm, 1000.0, 8000), "{on}");
+    }
+    // A membership change (the same members set again) relays again.
+    assert_eq!(
+        sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap(),
+        Technology::NativeRtp
+    );
+    assert_clean(&sim);
+}
+
+/// A bridge's generator (music on hold) is heard while no clip plays; a
+/// paused clip makes nothing and resumes where it was; stopping the
+/// generator on a bridge with no other extras goes back to relaying.
+#[test]
+fn a_bridge_generator_plays_under_a_clip_and_pause_holds_the_clip() {
+    use crossbar::media::player::{Clip, PlayerControl};
+    use crossbar::media::{BridgeKey, MediaOp, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap();
+    let bridge = Target::Bridge(BridgeKey(9));
+    let moh = Clip::Pcm {
+        rate: 8000,
+        samples: tone(500.0, 8000, 800).into(),
+    };
+    sim.media_op(bridge, MediaOp::Generate(Some(moh))).unwrap();
+    sim.run_for(ms(300)).unwrap();
+    let heard = |sim: &Sim, from: usize, to: usize, f: f64| {
+        let got = rtp_of(sim, a);
+        let pcm = decode(Format::Ulaw, &got[from..to]).unwrap();
+        goertzel_energy(&pcm, f, 8000)
+    };
+    let n = rtp_of(&sim, a).len();
+    assert!(heard(&sim, n - 8, n, 500.0) > 100.0 * heard(&sim, n - 8, n, 1600.0));
+    // A clip over it.
+    sim.media_op(
+        bridge,
+        MediaOp::Play {
+            key: 6,
+            clip: Clip::Pcm {
+                rate: 8000,
+                samples: tone(1600.0, 8000, 8000).into(),
+            },
+        },
+    )
+    .unwrap();
+    sim.run_for(ms(200)).unwrap();
+    let m = rtp_of(&sim, a).len();
+    assert!(heard(&sim, m - 6, m, 1600.0) > 100.0 * heard(&sim, m - 6, m, 500.0));
+    // Paused: the generator is not heard either, and the clip keeps its
+    // place (it ends 1 s of playing after it started, plus the pause).
+    let paused = sim
+        .media_op(
+            bridge,
+            MediaOp::Control {
+                key: 6,
+                control: PlayerControl::Pause,
+            },
+        )
+        .unwrap();
+    assert!(paused.applied);
+    sim.run_for(ms(400)).unwrap();
+    let p = rtp_of(&sim, a).len();
+    assert!(heard(&sim, p - 6, p, 1600.0) < 1.0);
+    sim.media_op(
+        bridge,
+        MediaOp::Control {
+            key: 6,
+            control: PlayerControl::Unpause,
+        },
+    )
+    .unwrap();
+    sim.run_for(ms(500)).unwrap();
+    assert!(sim.take_events().is_empty(), "700 ms of clip: not over yet");
+    sim.run_for(ms(400)).unwrap();
+    assert_eq!(sim.take_events().len(), 1);
+    // The generator alone again; then stopped: relaying.
+    let done = sim.media_op(bridge, MediaOp::Generate(None)).unwrap();
+    assert_eq!(done.technology, Some(Technology::NativeRtp));
+    assert_clean(&sim);
+}
+
+// ---- snoop ----
+
+/// A snoop spying on both directions of a bridged leg hears both parties;
+/// a snoop whispering out is heard by its target's caller on top of the
+/// bridge; removing the target leaves the snoop hearing nothing.
+#[test]
+fn a_snoop_hears_both_directions_and_a_whisper_is_heard_by_the_target() {
+    use crossbar::media::SnoopSpec;
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    let c = sim.add_peer(clean(), clean());
+    let d = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(10, bridge_spec(&[1, 2])).unwrap();
+    // Leg 3 spies on both directions of leg 1; leg 4 (peer c) listens.
+    sim.add_snoop_leg(
+        3,
+        1,
+        SnoopSpec {
+            spy: Some(Direction::Both),
+            whisper: None,
+        },
+    )
+    .unwrap();
+    sim.add_rtp_leg(4, c, Format::Alaw).unwrap();
+    assert_eq!(
+        sim.set_bridge(11, bridge_spec(&[3, 4])).unwrap(),
+        Technology::SimpleBridge,
+        "slin to A-law: transcoded"
+    );
+    // Leg 5 whispers into what leg 1 is sent; peer d (leg 6) speaks.
+    sim.add_snoop_leg(
+        5,
+        1,
+        SnoopSpec {
+            spy: None,
+            whisper: Some(Direction::Out),
+        },
+    )
+    .unwrap();
+    sim.add_rtp_leg(6, d, Format::Ulaw).unwrap();
+    sim.set_bridge(12, bridge_spec(&[5, 6])).unwrap();
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 500.0))
+        .unwrap();
+    sim.start_sender(b, SenderConfig::tone(Format::Ulaw, 0xb, 1000.0))
+        .unwrap();
+    sim.start_sender(d, SenderConfig::tone(Format::Ulaw, 0xd, 1500.0))
+        .unwrap();
+    sim.run_for(ms(600)).unwrap();
+    let energy = |sim: &Sim, p: PeerId, format: Format, f: f64| {
+        let got = rtp_of(sim, p);
+        assert!(got.len() >= 20, "{} frames", got.len());
+        let pcm = decode(format, &got[got.len() - 15..]).unwrap();
+        goertzel_energy(&pcm, f, 8000)
+    };
+    // The snoop's listener hears a (500 Hz, in) and b (1000 Hz, out).
+    let (e500, e1000, e1500) = (
+        energy(&sim, c, Format::Alaw, 500.0),
+        energy(&sim, c, Format::Alaw, 1000.0),
+        energy(&sim, c, Format::Alaw, 1500.0),
+    );
+    assert!(e500 > 100.0 * e1500.max(1.0), "{e500} {e1500}");
+    assert!(e1000 > 100.0 * e1500.max(1.0), "{e1000} {e1500}");
+    // a hears b (1000 Hz) and the whisper (1500 Hz); b hears a only.
+    let (a1000, a1500) = (
+        energy(&sim, a, Format::Ulaw, 1000.0),
+        energy(&sim, a, Format::Ulaw, 1500.0),
+    );
+    assert!(a1000 > 1e6 && a1500 > 1e6, "{a1000} {a1500}");
+    assert!(energy(&sim, b, Format::Ulaw, 1500.0) < a1500 / 100.0);
+    // The target goes: the snoop hears nothing more.
+    sim.remove_leg(1).unwrap();
+    let before = stats(&mut sim, 3).rx_packets;
+    sim.run_for(ms(200)).unwrap();
+    let after = stats(&mut sim, 3).rx_packets;
+    assert_eq!(after, before);
+    assert_clean(&sim);
+}
+
+/// Talk detection on a member of a softmix: one spurt of talk in the
+/// member's stream gives one started and one finished event, whatever the
+/// mix does with its audio.
+#[test]
+fn talk_is_detected_on_a_softmix_member() {
+    use crossbar::media::MediaEvent;
+    let mut sim = sim();
+    let peers: Vec<PeerId> = (0..3).map(|_| sim.add_peer(clean(), clean())).collect();
+    for (i, &p) in peers.iter().enumerate() {
+        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
+    }
+    assert_eq!(
+        sim.set_bridge(5, bridge_spec(&[1, 2, 3])).unwrap(),
+        Technology::Softmix
+    );
+    sim.set_talk_detect(1, Some((300, 256))).unwrap();
+    // 50 frames a period: 40 of silence, then 10 (200 ms) of tone.
+    sim.start_sender(
+        peers[0],
+        SenderConfig::new(Format::Ulaw, 0x1, spurts(700.0, 50, 10)),
+    )
+    .unwrap();
+    sim.run_for(ms(1000) + ms(400)).unwrap();
+    let talk: Vec<MediaEvent> = sim
+        .take_events()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                MediaEvent::TalkingStarted { .. } | MediaEvent::TalkingFinished { .. }
+            )
+        })
+        .collect();
+    assert_eq!(talk.len(), 2, "{talk:?}");
+    assert_eq!(talk[0], MediaEvent::TalkingStarted { leg: LegId(1) });
+    match talk[1] {
+        MediaEvent::TalkingFinished { leg, duration_ms } => {
+            assert_eq!(leg, LegId(1));
+            assert!((150..=400).contains(&duration_ms), "{duration_ms}");
+        }
+        ref other => panic!("{other:?}"),
+    }
     assert_clean(&sim);
 }
 

@@ -314,7 +314,10 @@ mod tests {
         errors: &[],
         upgrade: None,
         handler: None,
-        refused: &[("absorbDTMF", "no DTMF here")],
+        refused: &[(
+            "inhibitConnectedLineUpdates",
+            "no connected-line updates here",
+        )],
     };
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -370,14 +373,14 @@ mod tests {
                 "Invalid value '-1' for parameter timeout: expected at least 0",
             ),
             (
-                &[("channel", "a"), ("absorbDTMF", "false")],
+                &[("channel", "a"), ("inhibitConnectedLineUpdates", "false")],
                 b"",
-                "Parameter 'absorbDTMF' of addChannel is not supported by crossbar: no DTMF here",
+                "Parameter 'inhibitConnectedLineUpdates' of addChannel is not supported by crossbar: no connected-line updates here",
             ),
             (
                 &[("channel", "a")],
-                br#"{"absorbDTMF":true}"#,
-                "Parameter 'absorbDTMF' of addChannel is not supported by crossbar: no DTMF here",
+                br#"{"inhibitConnectedLineUpdates":true}"#,
+                "Parameter 'inhibitConnectedLineUpdates' of addChannel is not supported by crossbar: no connected-line updates here",
             ),
             (
                 &[("channel", "a"), ("direction", "up")],

@@ -2,8 +2,6 @@
 //! `technology` a bridge reports is the one its shard confirmed for the
 //! current membership.
 
-use serde_json::Value;
-
 use super::args::Args;
 use super::error::AriError;
 use super::ops;
@@ -14,14 +12,15 @@ use crate::shard::BridgeSpec;
 
 /// `GET /bridges`.
 pub async fn list(node: &Node, _args: Args) -> Result<Reply, AriError> {
-    let ctl = node.lock().await;
-    let all: Vec<Value> = ctl
-        .reg
-        .bridges_sorted()
-        .iter()
-        .map(|b| b.snapshot())
-        .collect();
-    Ok(Reply::Json(Value::Array(all)))
+    let body = ops::paged_list(node, |ctl, after, upto| {
+        ctl.reg
+            .bridges_page(after, upto, ops::LIST_PAGE)
+            .into_iter()
+            .map(|(seq, b)| (seq, b.snapshot()))
+            .collect()
+    })
+    .await;
+    Ok(Reply::JsonText(body))
 }
 
 /// `GET /bridges/{bridgeId}`.
@@ -82,6 +81,11 @@ pub async fn destroy(node: &Node, args: Args) -> Result<Reply, AriError> {
         .destroy_bridge(key)
         .await
         .map_err(ops::dataplane_error)?;
+    // Its playbacks end first, while its members' apps still hear it.
+    ctl.reg.end_playbacks_of(
+        now,
+        &crate::control::playback::Owner::Bridge(id.to_string()),
+    );
     for channel in &members {
         ctl.reg.leave_bridge(now, id, channel, tech);
         super::sip::direct_media(&mut ctl, id, Some(channel));
@@ -96,6 +100,7 @@ pub async fn add_channel(node: &Node, args: Args) -> Result<Reply, AriError> {
     let channels = args.list("channel");
     let role = args.str("role").unwrap_or("").to_string();
     let mute = args.bool("mute");
+    let absorb_dtmf = args.bool("absorbDTMF");
     let now = node.now();
     let mut ctl = node.lock().await;
     ctl.reg.existing_bridge(id)?;
@@ -113,6 +118,7 @@ pub async fn add_channel(node: &Node, args: Args) -> Result<Reply, AriError> {
             channel: ch.clone(),
             role: role.clone(),
             mute,
+            absorb_dtmf,
         };
         ops::join_bridge(node, &mut ctl, now, id, member).await?;
     }

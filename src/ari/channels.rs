@@ -29,14 +29,15 @@ use crate::shard::{Direction, LegId, LegSpec, RtpStats};
 
 /// `GET /channels`.
 pub async fn list(node: &Node, _args: Args) -> Result<Reply, AriError> {
-    let ctl = node.lock().await;
-    let all: Vec<Value> = ctl
-        .reg
-        .channels_sorted()
-        .iter()
-        .map(|c| c.snapshot())
-        .collect();
-    Ok(Reply::Json(Value::Array(all)))
+    let body = ops::paged_list(node, |ctl, after, upto| {
+        ctl.reg
+            .channels_page(after, upto, ops::LIST_PAGE)
+            .into_iter()
+            .map(|(seq, c)| (seq, c.snapshot()))
+            .collect()
+    })
+    .await;
+    Ok(Reply::JsonText(body))
 }
 
 /// `GET /channels/{channelId}`.

@@ -26,5 +26,6 @@ pub mod playbacks;
 pub mod recordings;
 pub mod routes;
 pub mod sip;
+pub mod snoop;
 pub mod sounds;
 pub mod spec;

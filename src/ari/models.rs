@@ -1152,6 +1152,7 @@ mod tests {
                 channel: "c1".into(),
                 role: String::new(),
                 mute: false,
+                absorb_dtmf: false,
             }],
             creationtime: Timestamp(0),
             seq: 2,
@@ -1207,6 +1208,7 @@ mod tests {
                 channel: c.into(),
                 role: String::new(),
                 mute: false,
+                absorb_dtmf: false,
             };
             reg.join_bridge(now, "b1", m, "native_rtp");
         }

@@ -127,12 +127,16 @@ pub async fn hangup(
     cause: Cause,
     soft: bool,
 ) -> Result<(), AriError> {
-    let mut next = Some((id.to_string(), soft));
-    while let Some((id, soft)) = next.take() {
+    // The channel, then its Local peer and its snoops (hung up with it, as
+    // Asterisk's snoop channel ends when its spyee does); bounded by the
+    // channels there are.
+    let mut queue = vec![(id.to_string(), soft)];
+    while let Some((id, soft)) = queue.pop() {
         let Some(ch) = ctl.reg.channel(&id) else {
-            break;
+            continue;
         };
         let peer = ch.local_peer().map(str::to_string);
+        let snoops = ch.snoops.clone();
         let bridge = ch.bridge.clone();
         let leg = ch.leg;
         ctl.reg
@@ -149,9 +153,13 @@ pub async fn hangup(
             Err(e) => return Err(dataplane_error(e)),
         }
         ctl.reg.remove_channel(now, &id, cause);
-        next = peer
-            .filter(|p| ctl.reg.channel(p).is_some())
-            .map(|p| (p, false));
+        queue.extend(
+            snoops
+                .into_iter()
+                .chain(peer)
+                .filter(|c| ctl.reg.channel(c).is_some())
+                .map(|c| (c, false)),
+        );
     }
     Ok(())
 }
@@ -297,4 +305,44 @@ pub fn answer(ctl: &mut Control, now: Timestamp, id: &str) {
     } else if was_dialed {
         ctl.reg.dial_event(now, &peer, "", "ANSWER");
     }
+}
+
+/// Items a list operation takes under the control lock at a time.
+pub const LIST_PAGE: usize = 1000;
+
+/// A list operation over a large table without holding the control
+/// thread: `page(ctl, after, upto)` gives up to [`LIST_PAGE`] items created
+/// after `after` and no later than `upto` (the newest existing when the
+/// list began) as `(seq, snapshot)`; each page is taken under the lock,
+/// serialized after it, and the task yields between pages, so other
+/// requests run in between. The list is every item that existed when it
+/// began and still existed when its page was taken (items created
+/// meanwhile are not in it). Bounded: each page moves `after` forward.
+pub async fn paged_list(
+    node: &Node,
+    page: impl Fn(&Control, Option<u64>, u64) -> Vec<(u64, serde_json::Value)>,
+) -> String {
+    let upto = node.lock().await.reg.last_seq();
+    let mut body = String::from("[");
+    let mut after = None;
+    loop {
+        let items = {
+            let ctl = node.lock().await;
+            page(&ctl, after, upto)
+        };
+        let full = items.len() >= LIST_PAGE;
+        for (seq, item) in items {
+            if body.len() > 1 {
+                body.push(',');
+            }
+            body.push_str(&item.to_string());
+            after = Some(seq);
+        }
+        if !full {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    body.push(']');
+    body
 }

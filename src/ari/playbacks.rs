@@ -14,8 +14,9 @@
 //! unpausing publish no event (Asterisk's `paused` state has none).
 //!
 //! Media: `sound:ID` (the best file of `sounds.path` for the playback's
-//! language and the channel's format, read and decoded here, on the control
-//! thread; the data plane converts its rate), `tone:` (an indication name
+//! language and the channel's format, read and decoded on the control
+//! thread the first time only — `sounds::load_shared` keeps decoded files —
+//! and never on a shard; the data plane converts its rate), `tone:` (an indication name
 //! of the default zone or a tone string, generated on the shard; an endless
 //! tone plays until stopped), `digits:`, `number:` and `characters:` (the
 //! prompts saying them, `media::say`). `recording:` is refused with 400.
@@ -31,7 +32,7 @@ use crate::control::playback::{Owner, PlaybackState};
 use crate::host::{Control, Node};
 use crate::media::player::{Clip, PlayerControl};
 use crate::media::{say, tones, Format, MediaOp, Target};
-use crate::sounds::{index_for, load, Pcm, SoundIndex};
+use crate::sounds::{index_for, load_shared, SoundIndex};
 
 /// The schemes crossbar plays.
 const SCHEMES: &[&str] = &["sound:", "tone:", "digits:", "number:", "characters:"];
@@ -346,42 +347,53 @@ pub(crate) fn clip_of(
     } else {
         return Err(format!("unsupported media '{medium}'"));
     };
-    // The first file's rate; the others are converted to it.
-    let mut rate = 0;
-    let mut samples = Vec::new();
-    for id in &ids {
-        let pcm = sound(&index, id, language, format)?;
-        if rate == 0 {
-            rate = pcm.rate;
+    let mut sounds = ids
+        .iter()
+        .map(|id| sound(&index, id, language, format))
+        .collect::<Result<Vec<_>, String>>()?;
+    let (rate, samples) = match sounds.len() {
+        0 => return Err(format!("nothing to play in '{medium}'")),
+        // One file: the cached samples themselves.
+        1 => sounds.remove(0),
+        // Several: joined at the first file's rate.
+        _ => {
+            let rate = sounds[0].0;
+            let mut all = Vec::new();
+            for (from, pcm) in &sounds {
+                all.extend(resampled(pcm, *from, rate)?);
+            }
+            (rate, all.into())
         }
-        samples.extend(resampled(pcm, rate)?);
-    }
-    if rate == 0 {
-        return Err(format!("nothing to play in '{medium}'"));
-    }
+    };
     let skip = (offset_ms * u64::from(rate) / 1000) as usize;
-    let samples: Arc<[i16]> = samples.get(skip..).unwrap_or(&[]).to_vec().into();
+    let samples = match skip {
+        0 => samples,
+        _ => samples.get(skip..).unwrap_or(&[]).into(),
+    };
     Ok(Clip::Pcm { rate, samples })
 }
 
-/// A sound's samples.
-fn sound(index: &SoundIndex, id: &str, language: &str, format: Format) -> Result<Pcm, String> {
+/// A sound's samples and rate (decoded once, see `sounds::load_shared`).
+fn sound(
+    index: &SoundIndex,
+    id: &str,
+    language: &str,
+    format: Format,
+) -> Result<(u32, Arc<[i16]>), String> {
     let file = index
         .pick(id, language, format)
         .ok_or_else(|| format!("no sound '{id}' for language '{language}'"))?;
-    load(file).map_err(|e| e.to_string())
+    load_shared(file).map_err(|e| e.to_string())
 }
 
-/// `pcm`'s samples at `rate`.
-fn resampled(pcm: Pcm, rate: u32) -> Result<Vec<i16>, String> {
-    if pcm.rate == rate {
-        return Ok(pcm.samples);
+/// `pcm` (at `from`) at `rate`.
+fn resampled(pcm: &[i16], from: u32, rate: u32) -> Result<Vec<i16>, String> {
+    if from == rate {
+        return Ok(pcm.to_vec());
     }
-    let mut r = crate::codec::Resampler::new(pcm.rate, rate).map_err(|e| e.to_string())?;
-    let mut out = vec![0i16; r.output_len(pcm.samples.len()) + 64];
-    let n = r
-        .process(&pcm.samples, &mut out)
-        .map_err(|e| e.to_string())?;
+    let mut r = crate::codec::Resampler::new(from, rate).map_err(|e| e.to_string())?;
+    let mut out = vec![0i16; r.output_len(pcm.len()) + 64];
+    let n = r.process(pcm, &mut out).map_err(|e| e.to_string())?;
     out.truncate(n);
     Ok(out)
 }

@@ -4,7 +4,8 @@
 
 use super::spec::{Api, DataType, Method, Operation, Param, Resource};
 use super::{
-    applications, asterisk, bridges, channels, endpoints, events, playbacks, recordings, sounds,
+    applications, asterisk, bridges, channels, endpoints, events, playbacks, recordings, snoop,
+    sounds,
 };
 use crate::handler;
 
@@ -495,6 +496,32 @@ const CHANNELS: &[Api] = &[
         ],
     },
     Api {
+        path: "/channels/{channelId}/snoop",
+        description: "Snoop (spy/whisper) on a channel",
+        operations: &[op(
+            Method::Post,
+            "snoopChannel",
+            "Start snooping. Snoop (spy/whisper) on a specific channel.",
+            "Channel",
+            SNOOP_PARAMS,
+            SNOOP_ERRORS,
+            handler!(snoop::snoop),
+        )],
+    },
+    Api {
+        path: "/channels/{channelId}/snoop/{snoopId}",
+        description: "Snoop (spy/whisper) on a channel",
+        operations: &[op(
+            Method::Post,
+            "snoopChannelWithId",
+            "Start snooping. Snoop (spy/whisper) on a specific channel.",
+            "Channel",
+            SNOOP_WITH_ID_PARAMS,
+            SNOOP_ERRORS,
+            handler!(snoop::snoop_with_id),
+        )],
+    },
+    Api {
         path: "/channels/{channelId}/dtmf",
         description: "Send DTMF to a channel",
         operations: &[op(
@@ -749,19 +776,19 @@ const ADD_CHANNEL_PARAMS: &[Param] = &[
     )
     .typed(DataType::Boolean)
     .default("false"),
+    Param::query(
+        "absorbDTMF",
+        "Absorb DTMF coming from this channel, preventing it to pass through to the bridge (it is still reported).",
+    )
+    .typed(DataType::Boolean)
+    .default("false"),
 ];
 
 /// addChannel parameters of Asterisk's that crossbar cannot honour yet.
-const ADD_CHANNEL_REFUSED: &[(&str, &str)] = &[
-    (
-        "absorbDTMF",
-        "its bridges cannot hold back one member's DTMF (telephone-events) yet",
-    ),
-    (
-        "inhibitConnectedLineUpdates",
-        "it sends no connected-line updates between bridge members",
-    ),
-];
+const ADD_CHANNEL_REFUSED: &[(&str, &str)] = &[(
+    "inhibitConnectedLineUpdates",
+    "it sends no connected-line updates between bridge members",
+)];
 
 const REMOVE_CHANNEL_PARAMS: &[Param] = &[
     BRIDGE_ID,
@@ -1180,6 +1207,38 @@ const BRIDGE_PLAY_WITH_ID_PARAMS: &[Param] = &[
     OFFSET_MS,
     SKIP_MS,
 ];
+const SPY: Param = Param::query(
+    "spy",
+    "Direction of audio to spy on: none (default), both, out or in.",
+);
+const WHISPER: Param = Param::query(
+    "whisper",
+    "Direction of audio to whisper into: none (default), both, out or in.",
+);
+const SNOOP_APP: Param = Param::query("app", "Application the snooping channel is placed into")
+    .required()
+    .missing("Application name is required");
+const SNOOP_APP_ARGS: Param = Param::query(
+    "appArgs",
+    "The application arguments to pass to the Stasis application",
+);
+const SNOOP_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    SPY,
+    WHISPER,
+    SNOOP_APP,
+    SNOOP_APP_ARGS,
+    Param::query("snoopId", "Unique ID to assign to snooping channel"),
+];
+const SNOOP_WITH_ID_PARAMS: &[Param] = &[
+    CHANNEL_ID,
+    Param::path("snoopId", "Unique ID to assign to snooping channel"),
+    SPY,
+    WHISPER,
+    SNOOP_APP,
+    SNOOP_APP_ARGS,
+];
+const SNOOP_ERRORS: &[(u16, &str)] = &[(400, "Invalid parameters"), (404, "Channel not found")];
 const BRIDGE_MEDIA_ERRORS: &[(u16, &str)] = &[(404, "Bridge not found")];
 const MOH_CLASS: Param = Param::query(
     "mohClass",

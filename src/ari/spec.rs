@@ -23,6 +23,9 @@ pub enum Reply {
     /// 200 with a file's bytes and their `Content-Type` (a stored
     /// recording's `file`).
     File(&'static str, Vec<u8>),
+    /// 200 with a JSON body already serialized (a long list, built a page
+    /// at a time: see `ari::ops::paged_list`).
+    JsonText(String),
 }
 
 /// A boxed handler future.

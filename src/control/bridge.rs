@@ -97,6 +97,8 @@ pub struct Member {
     pub channel: String,
     pub role: String,
     pub mute: bool,
+    /// `absorbDTMF`: its digits do not pass through the bridge.
+    pub absorb_dtmf: bool,
 }
 
 /// A bridge.
@@ -144,6 +146,7 @@ impl Bridge {
                         leg: leg_of(&m.channel)?,
                         mute: m.mute,
                         announcer: m.role == "announcer",
+                        absorb_dtmf: m.absorb_dtmf,
                     })
                 })
                 .collect(),

@@ -47,6 +47,8 @@ pub enum ChannelKind {
         local: SocketAddr,
         endpoint: Option<String>,
     },
+    /// A snoop on the channel `target` (`POST /channels/{id}/snoop`).
+    Snoop { target: String },
 }
 
 /// Where the channel sits in (our absent) dialplan, for the `dialplan` field.
@@ -88,6 +90,8 @@ pub struct Channel {
     pub held: bool,
     /// An originating Local half that has not been dialed yet (`POST /channels/create`).
     pub awaiting_dial: bool,
+    /// Snoop channels on this channel (hung up with it).
+    pub snoops: Vec<String>,
     /// The application (and args) the channel enters once answered or dialed.
     pub pending_stasis: Option<(String, Vec<String>)>,
 }
@@ -130,6 +134,7 @@ impl Channel {
             muted_out: false,
             held: false,
             awaiting_dial: false,
+            snoops: Vec::new(),
             pending_stasis: None,
         }
     }
@@ -185,7 +190,9 @@ impl Channel {
     pub fn local_peer(&self) -> Option<&str> {
         match &self.kind {
             ChannelKind::Local { peer, .. } => Some(peer),
-            ChannelKind::UnicastRtp { .. } | ChannelKind::Sip { .. } => None,
+            ChannelKind::UnicastRtp { .. }
+            | ChannelKind::Sip { .. }
+            | ChannelKind::Snoop { .. } => None,
         }
     }
 

@@ -37,6 +37,7 @@ use crate::shard::{
 pub enum Op {
     CreateRtpLeg,
     CreateLocalPair,
+    CreateSnoopLeg,
     DestroyLeg,
     SetBridge,
     DestroyBridge,
@@ -62,6 +63,11 @@ pub enum Call {
         a: LegId,
         b: LegId,
         format: Format,
+    },
+    CreateSnoopLeg {
+        leg: LegId,
+        target: LegId,
+        spec: crate::media::SnoopSpec,
     },
     DestroyLeg {
         leg: LegId,
@@ -114,6 +120,7 @@ impl Call {
         match self {
             Call::CreateRtpLeg { .. } => Op::CreateRtpLeg,
             Call::CreateLocalPair { .. } => Op::CreateLocalPair,
+            Call::CreateSnoopLeg { .. } => Op::CreateSnoopLeg,
             Call::DestroyLeg { .. } => Op::DestroyLeg,
             Call::SetBridge { .. } => Op::SetBridge,
             Call::DestroyBridge { .. } => Op::DestroyBridge,
@@ -324,6 +331,20 @@ impl MediaPlane for FakePlane {
             placeable(s, b)?;
             s.legs.insert(a);
             s.legs.insert(b);
+            Ok(())
+        })
+    }
+
+    fn create_snoop_leg(
+        &self,
+        leg: LegId,
+        target: LegId,
+        spec: crate::media::SnoopSpec,
+    ) -> PlaneFuture<'_, ()> {
+        self.handle(Call::CreateSnoopLeg { leg, target, spec }, move |s| {
+            known(s, target)?;
+            placeable(s, leg)?;
+            s.legs.insert(leg);
             Ok(())
         })
     }

@@ -79,6 +79,10 @@ pub struct Registry {
     recording_keys: HashMap<u64, String>,
     recording_ends: Vec<u64>,
     bridges: HashMap<String, Bridge>,
+    /// Channel and bridge ids in creation order (by `seq`), for lists
+    /// taken a page at a time.
+    channel_order: BTreeMap<u64, String>,
+    bridge_order: BTreeMap<u64, String>,
     apps: BTreeMap<String, Application>,
     global_vars: Map<String, Value>,
     seq: u64,
@@ -101,6 +105,8 @@ impl Registry {
             recording_keys: HashMap::new(),
             recording_ends: Vec::new(),
             bridges: HashMap::new(),
+            channel_order: BTreeMap::new(),
+            bridge_order: BTreeMap::new(),
             apps: BTreeMap::new(),
             global_vars: Map::new(),
             seq: 0,
@@ -289,9 +295,20 @@ impl Registry {
 
     /// Channels in creation order.
     pub fn channels_sorted(&self) -> Vec<&Channel> {
-        let mut v: Vec<&Channel> = self.channels.values().collect();
-        v.sort_by_key(|c| c.seq);
-        v
+        self.channel_order
+            .values()
+            .filter_map(|id| self.channels.get(id))
+            .collect()
+    }
+
+    /// How many channels there are.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// How many bridges there are.
+    pub fn bridge_count(&self) -> usize {
+        self.bridges.len()
     }
 
     /// A channel that exists.
@@ -417,6 +434,7 @@ impl Registry {
         let snapshot = channel.snapshot();
         let targets = self.subscribe_all_apps();
         self.by_leg.insert(channel.leg, channel.id.clone());
+        self.channel_order.insert(channel.seq, channel.id.clone());
         self.channels.insert(channel.id.clone(), channel);
         self.emit(&targets, "ChannelCreated", now, vec![("channel", snapshot)]);
     }
@@ -512,6 +530,12 @@ impl Registry {
         self.end_playbacks_of(now, &playback::Owner::Channel(id.to_string()));
         self.end_recordings_of(now, &playback::Owner::Channel(id.to_string()));
         let mut ch = self.channels.remove(id)?;
+        self.channel_order.remove(&ch.seq);
+        if let channel::ChannelKind::Snoop { target } = &ch.kind {
+            if let Some(t) = self.channels.get_mut(target) {
+                t.snoops.retain(|s| s != id);
+            }
+        }
         if self.by_leg.get(&ch.leg).is_some_and(|c| c == id) {
             self.by_leg.remove(&ch.leg);
         }
@@ -713,10 +737,50 @@ impl Registry {
     }
 
     /// Bridges in creation order.
+    /// Up to `limit` bridges created after `after` (a `seq`; `None`: from
+    /// the first) and no later than `upto`, in creation order, with the
+    /// `seq` of the last one.
+    pub fn bridges_page(&self, after: Option<u64>, upto: u64, limit: usize) -> Vec<(u64, &Bridge)> {
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        if from > upto {
+            return Vec::new();
+        }
+        self.bridge_order
+            .range(from..=upto)
+            .filter_map(|(seq, id)| self.bridges.get(id).map(|b| (*seq, b)))
+            .take(limit)
+            .collect()
+    }
+
+    /// Like [`Registry::bridges_page`], for channels.
+    pub fn channels_page(
+        &self,
+        after: Option<u64>,
+        upto: u64,
+        limit: usize,
+    ) -> Vec<(u64, &Channel)> {
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        if from > upto {
+            return Vec::new();
+        }
+        self.channel_order
+            .range(from..=upto)
+            .filter_map(|(seq, id)| self.channels.get(id).map(|c| (*seq, c)))
+            .take(limit)
+            .collect()
+    }
+
+    /// The `seq` the next channel or bridge will get, less one: every
+    /// existing one has a `seq` up to it.
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
     pub fn bridges_sorted(&self) -> Vec<&Bridge> {
-        let mut v: Vec<&Bridge> = self.bridges.values().collect();
-        v.sort_by_key(|b| b.seq);
-        v
+        self.bridge_order
+            .values()
+            .filter_map(|id| self.bridges.get(id))
+            .collect()
     }
 
     /// Takes a bridge id: the client's (refused if invalid or taken) or a
@@ -750,6 +814,7 @@ impl Registry {
     pub fn insert_bridge(&mut self, now: Timestamp, bridge: Bridge) {
         let snapshot = bridge.snapshot();
         let targets = self.subscribe_all_apps();
+        self.bridge_order.insert(bridge.seq, bridge.id.clone());
         self.bridges.insert(bridge.id.clone(), bridge);
         self.emit(&targets, "BridgeCreated", now, vec![("bridge", snapshot)]);
     }
@@ -1037,6 +1102,7 @@ impl Registry {
         let Some(bridge) = self.bridges.remove(id) else {
             return;
         };
+        self.bridge_order.remove(&bridge.seq);
         self.emit(
             &targets,
             "BridgeDestroyed",

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::media::dtmf::Step;
 use crate::media::Format;
-use crate::media::{MediaDone, MediaOp, Target};
+use crate::media::{MediaDone, MediaOp, SnoopSpec, Target};
 use crate::shard::{
     BridgeKey, BridgeSpec, Dataplane, DataplaneError, Direction, LegId, LegSpec, RtpStats,
     ShardDown, Technology,
@@ -42,6 +42,8 @@ pub trait MediaPlane: Send + Sync {
     fn create_rtp_leg(&self, leg: LegId, spec: LegSpec) -> PlaneFuture<'_, SocketAddr>;
     /// Creates the two halves of a Local pair, joined back to back.
     fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> PlaneFuture<'_, ()>;
+    /// Creates a snoop leg on `target` (see `media::SnoopSpec`).
+    fn create_snoop_leg(&self, leg: LegId, target: LegId, spec: SnoopSpec) -> PlaneFuture<'_, ()>;
     /// Removes a leg; `Unknown` if there is none.
     fn destroy_leg(&self, leg: LegId) -> PlaneFuture<'_, ()>;
     /// Sets a bridge's membership and flags (creating it if new); answers the
@@ -90,6 +92,10 @@ impl MediaPlane for Dataplane {
 
     fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> PlaneFuture<'_, ()> {
         Box::pin(Dataplane::create_local_pair(self, a, b, format))
+    }
+
+    fn create_snoop_leg(&self, leg: LegId, target: LegId, spec: SnoopSpec) -> PlaneFuture<'_, ()> {
+        Box::pin(Dataplane::create_snoop_leg(self, leg, target, spec))
     }
 
     fn destroy_leg(&self, leg: LegId) -> PlaneFuture<'_, ()> {
@@ -166,6 +172,10 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
 
     fn create_local_pair(&self, a: LegId, b: LegId, format: Format) -> PlaneFuture<'_, ()> {
         (**self).create_local_pair(a, b, format)
+    }
+
+    fn create_snoop_leg(&self, leg: LegId, target: LegId, spec: SnoopSpec) -> PlaneFuture<'_, ()> {
+        (**self).create_snoop_leg(leg, target, spec)
     }
 
     fn destroy_leg(&self, leg: LegId) -> PlaneFuture<'_, ()> {

@@ -459,6 +459,19 @@ impl Shard {
             } => {
                 let _ = reply.send(self.core.add_local_pair(a, b, format).map_err(core_error));
             }
+            Command::CreateSnoopLeg {
+                leg,
+                target,
+                spec,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.core
+                        .add_snoop_leg(leg, target, spec)
+                        .map(|_| ())
+                        .map_err(core_error),
+                );
+            }
             Command::DestroyLeg { leg, reply } => {
                 let result = self.core.remove_leg(leg).map(|removed| {
                     let Removed { leg, farewell } = removed;

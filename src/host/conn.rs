@@ -278,9 +278,61 @@ impl Drop for Registration {
     }
 }
 
-/// A TCP stream that reports the bytes it reads to the table.
+/// A connection's byte stream: plain TCP, or TLS over it (`ari.tls_cert`).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+macro_rules! each_stream {
+    ($s:expr, $io:ident => $e:expr) => {
+        match $s {
+            Stream::Plain($io) => $e,
+            Stream::Tls($io) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each_stream!(self.get_mut(), io => Pin::new(io).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each_stream!(self.get_mut(), io => Pin::new(io).poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_stream!(self.get_mut(), io => Pin::new(io).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_stream!(self.get_mut(), io => Pin::new(io).poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each_stream!(self.get_mut(), io => Pin::new(io).poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        each_stream!(self, io => io.is_write_vectored())
+    }
+}
+
+/// A connection's stream that reports the bytes it reads (plaintext, after
+/// TLS) to the table.
 struct Tracked {
-    io: TcpStream,
+    io: Stream,
     reg: Registration,
 }
 
@@ -343,8 +395,14 @@ pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
-/// Accepts connections on `listener` and serves `app` on each, forever.
-pub async fn run(node: Arc<Node>, listener: TcpListener, app: Router) -> io::Result<()> {
+/// Accepts connections on `listener` and serves `app` on each, forever;
+/// over TLS when `tls` is given.
+pub async fn run(
+    node: Arc<Node>,
+    listener: TcpListener,
+    app: Router,
+    tls: Option<super::tls::TlsAcceptor>,
+) -> io::Result<()> {
     let table = Arc::new(Table::new(Limits::from_config(&node.config.ari)));
     // Descriptor exhaustion: warned once per episode (an episode ends after
     // FD_CALM without EMFILE).
@@ -396,21 +454,21 @@ pub async fn run(node: Arc<Node>, listener: TcpListener, app: Router) -> io::Res
                 node.metrics
                     .http_connections_open
                     .store(table.open() as u64, Ordering::Relaxed);
-                let tracked = Tracked {
-                    io: stream,
-                    reg: Registration {
-                        table: table.clone(),
-                        node: node.clone(),
-                        id,
-                    },
+                let reg = Registration {
+                    table: table.clone(),
+                    node: node.clone(),
+                    id,
                 };
                 tokio::spawn(serve_one(
                     node.clone(),
                     table.clone(),
                     app.clone(),
-                    tracked,
+                    Accepted {
+                        stream,
+                        reg,
+                        tls: tls.clone(),
+                    },
                     peer,
-                    id,
                     wake,
                 ));
             }
@@ -446,15 +504,76 @@ fn refuse(stream: TcpStream, why: Refusal) {
     let _ = stream.try_write(reply.as_bytes());
 }
 
+/// A connection admitted to the table, its TLS handshake still to come.
+struct Accepted {
+    stream: TcpStream,
+    reg: Registration,
+    tls: Option<super::tls::TlsAcceptor>,
+}
+
+/// The TLS handshake of a connection, within `ari.header_timeout_ms` (and
+/// given up when the connection is evicted meanwhile); `None` when it
+/// failed, counted and logged (debug: a plain HTTP request to the TLS port
+/// ends here).
+async fn handshake(
+    node: &Node,
+    table: &Table,
+    acceptor: &super::tls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    wake: &Notify,
+) -> Option<Stream> {
+    let timeout = table.limits.header_timeout;
+    let accept = tokio::time::timeout(timeout, acceptor.accept(stream));
+    tokio::pin!(accept);
+    // Bounded by the timeout above.
+    loop {
+        tokio::select! {
+            r = accept.as_mut() => {
+                return match r {
+                    Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls))),
+                    Ok(Err(e)) => {
+                        node.metrics.inc(&node.metrics.tls_handshake_failures);
+                        tracing::debug!(peer = %peer, "ARI TLS handshake failed: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        node.metrics.inc(&node.metrics.tls_handshake_failures);
+                        node.metrics.inc(&node.metrics.http_header_timeouts);
+                        tracing::debug!(peer = %peer, "ARI TLS handshake not done within ari.header_timeout_ms");
+                        None
+                    }
+                };
+            }
+            _ = wake.notified() => {
+                if table.evicted_idle(id) {
+                    node.metrics.inc(&node.metrics.http_connections_evicted);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 async fn serve_one(
     node: Arc<Node>,
     table: Arc<Table>,
     app: Router,
-    io: Tracked,
+    accepted: Accepted,
     peer: SocketAddr,
-    id: u64,
     wake: Arc<Notify>,
 ) {
+    let Accepted { stream, reg, tls } = accepted;
+    let id = reg.id;
+    let stream = match &tls {
+        None => Stream::Plain(stream),
+        Some(acceptor) => match handshake(&node, &table, acceptor, stream, peer, id, &wake).await {
+            Some(s) => s,
+            None => return,
+        },
+    };
+    let io = Tracked { io: stream, reg };
     let service = {
         let table = table.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {

@@ -50,9 +50,13 @@ impl Outcome {
 /// client's delayed ACK cost 40 ms of call setup (`crossbar-load sip`).
 /// Connection limits and timeouts are `host::conn`'s; requests reach
 /// [`entry`] with the peer's address as `ConnectInfo<SocketAddr>`.
-pub async fn serve(node: Arc<Node>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: tokio::net::TcpListener,
+    tls: Option<super::tls::TlsAcceptor>,
+) -> std::io::Result<()> {
     let app = Router::new().fallback(entry).with_state(node.clone());
-    super::conn::run(node, listener, app).await
+    super::conn::run(node, listener, app, tls).await
 }
 
 async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Body> {
@@ -72,8 +76,13 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
         return respond(&node, Outcome::error(&AriError::new(405, "Invalid method")));
     };
 
-    if let Err(refused) = authenticate(&node, source, &parts.headers, &query).await {
-        return refused;
+    let access = match authenticate(&node, source, &parts.headers, &query).await {
+        Ok(access) => access,
+        Err(refused) => return refused,
+    };
+    if let Some(e) = access.refuses(method) {
+        node.metrics.inc(&node.metrics.auth_read_only_refused);
+        return respond(&node, Outcome::error(&e));
     }
     let query: Vec<(String, String)> = query.into_iter().filter(|(k, _)| k != "api_key").collect();
 
@@ -106,7 +115,12 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
             .unwrap_or_else(|| node.config.ari.bind.to_string());
-        let base = format!("http://{host}/ari");
+        let scheme = if node.config.ari.tls_cert.is_empty() {
+            "http"
+        } else {
+            "https"
+        };
+        let base = format!("{scheme}://{host}/ari");
         let doc = match file {
             "resources.json" => Some(docs::resources_listing(&base)),
             other => other
@@ -145,8 +159,17 @@ async fn entry(State(node): State<Arc<Node>>, req: Request<Body>) -> Response<Bo
                 )
             }
         };
+        let max = node.config.ari.max_event_sockets;
+        let Some(permit) = super::session::SocketPermit::take(&node.ws_open, max) else {
+            node.metrics.inc(&node.metrics.ws_refused_total);
+            super::session::log_refused(max);
+            return respond(
+                &node,
+                Outcome::error(&AriError::new(503, "Too many event WebSockets")),
+            );
+        };
         node.metrics.count_status(101);
-        return super::session::upgrade(node.clone(), upgrade, args);
+        return super::session::upgrade(node.clone(), upgrade, args, permit, access);
     }
     let body = match read_body(body, node.config.ari.max_body_bytes).await {
         Ok(b) => b,
@@ -236,6 +259,12 @@ pub async fn invoke(
             body: None,
             location: None,
             file: Some((content_type, bytes)),
+        },
+        Ok(Reply::JsonText(text)) => Outcome {
+            status: 200,
+            body: Some(text),
+            location: None,
+            file: None,
         },
         Err(e) => {
             if e.status >= 500 {
@@ -369,13 +398,37 @@ fn presented(headers: &HeaderMap, query: &[(String, String)]) -> Option<String> 
     Some(decoded.unwrap_or_default())
 }
 
-/// Whether `cred` (`user:pass`) are the configured credentials; both parts
-/// are always compared, each in constant time.
-fn credentials_match(node: &Node, cred: &str) -> bool {
+/// The user whose credentials `cred` (`user:pass`) are: `Some(read_only)`.
+/// Every configured user is compared, name and password both, each in
+/// constant time, with no early exit on a match.
+fn credentials_match(node: &Node, cred: &str) -> Option<bool> {
     let (user, pass) = cred.split_once(':').unwrap_or((cred, ""));
-    let user_ok = super::auth::constant_eq(user.as_bytes(), node.config.ari.username.as_bytes());
-    let pass_ok = super::auth::constant_eq(pass.as_bytes(), node.config.ari.password.as_bytes());
-    user_ok & pass_ok & cred.contains(':')
+    let mut found = None;
+    for (name, password, read_only) in node.config.ari_users() {
+        let user_ok = super::auth::constant_eq(user.as_bytes(), name.as_bytes());
+        let pass_ok = super::auth::constant_eq(pass.as_bytes(), password.as_bytes());
+        if std::hint::black_box(user_ok & pass_ok & cred.contains(':')) {
+            found = Some(read_only);
+        }
+    }
+    found
+}
+
+/// Who a request authenticated as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Full,
+    /// `read_only` (`[[ari.user]]`): GET only, as in Asterisk.
+    ReadOnly,
+}
+
+impl Access {
+    /// Asterisk's refusal of a read-only user's write (`res_ari.c`): 403
+    /// "Write access denied" for any method but GET (and OPTIONS).
+    pub fn refuses(self, method: Method) -> Option<AriError> {
+        (self == Access::ReadOnly && method != Method::Get)
+            .then(|| AriError::new(403, "Write access denied"))
+    }
 }
 
 /// Checks a request's credentials, slowing sources with repeated failures
@@ -386,7 +439,7 @@ async fn authenticate(
     source: IpAddr,
     headers: &HeaderMap,
     query: &[(String, String)],
-) -> Result<(), Response<Body>> {
+) -> Result<Access, Response<Body>> {
     use super::auth::Admit;
     let Some(cred) = presented(headers, query) else {
         return Err(unauthorized(node));
@@ -407,9 +460,13 @@ async fn authenticate(
             return Err(r);
         }
     }
-    if credentials_match(node, &cred) {
+    if let Some(read_only) = credentials_match(node, &cred) {
         node.auth.succeeded(source);
-        return Ok(());
+        return Ok(if read_only {
+            Access::ReadOnly
+        } else {
+            Access::Full
+        });
     }
     if let Some(failures) = node.auth.failed(source, Instant::now()) {
         let user: String = cred
@@ -464,8 +521,8 @@ fn driver_metric(d: &crate::driver::DriverChoice) -> String {
 
 pub(super) async fn render_metrics(node: &Node) -> String {
     let ctl = node.lock().await;
-    let channels = ctl.reg.channels_sorted().len() as u64;
-    let bridges = ctl.reg.bridges_sorted().len() as u64;
+    let channels = ctl.reg.channel_count() as u64;
+    let bridges = ctl.reg.bridge_count() as u64;
     let apps = ctl.reg.app_names().len() as u64;
     let sip = ctl.sip.as_ref().map(|s| {
         (
@@ -487,6 +544,16 @@ pub(super) async fn render_metrics(node: &Node) -> String {
             "crossbar_shards",
             "Data plane shards",
             node.dataplane.shard_count() as u64,
+        ),
+        (
+            "crossbar_ws_open",
+            "Events WebSockets open now",
+            node.ws_open.load(std::sync::atomic::Ordering::Relaxed) as u64,
+        ),
+        (
+            "crossbar_ws_queued_bytes",
+            "Bytes of events queued to events WebSockets now, across clients",
+            node.ws_budget.total() as u64,
         ),
     ]);
     text.push_str(&shard_metrics(&node.dataplane.shards_up()));

@@ -12,10 +12,17 @@ pub struct Metrics {
     pub http_server_errors: AtomicU64,
     pub auth_failures: AtomicU64,
     pub auth_throttled: AtomicU64,
+    /// Writes refused (403) to a `read_only` user.
+    pub auth_read_only_refused: AtomicU64,
     pub ws_sessions: AtomicU64,
     pub ws_bad_messages: AtomicU64,
     pub events_sent: AtomicU64,
     pub events_dropped: AtomicU64,
+    /// Events WebSockets closed (1008) for not reading: over their own
+    /// bound, or the biggest when the total was reached.
+    pub ws_slow_closed_total: AtomicU64,
+    /// Events WebSocket upgrades refused (503) at `ari.max_event_sockets`.
+    pub ws_refused_total: AtomicU64,
     // Connections of the control socket (`host::conn`).
     pub http_connections_open: AtomicU64,
     pub http_connections_refused: AtomicU64,
@@ -23,6 +30,8 @@ pub struct Metrics {
     pub http_header_timeouts: AtomicU64,
     pub http_idle_closed: AtomicU64,
     pub http_accept_fd_exhausted: AtomicU64,
+    /// TLS handshakes that failed or timed out (`ari.tls_cert`).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -98,6 +107,7 @@ impl Metrics {
             );
         }
         self.render_connections(&mut out);
+        self.render_websockets(&mut out);
         for (name, help, value) in extra {
             let _ = writeln!(
                 out,
@@ -105,6 +115,39 @@ impl Metrics {
             );
         }
         out
+    }
+
+    /// The events WebSockets' limits (`host::session`).
+    fn render_websockets(&self, out: &mut String) {
+        let rows: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "crossbar_tls_handshake_failures_total",
+                "ARI connections closed because their TLS handshake failed or was not done within ari.header_timeout_ms (plain HTTP to the TLS port included)",
+                &self.tls_handshake_failures,
+            ),
+            (
+                "crossbar_auth_read_only_refused_total",
+                "Requests refused with 403 Write access denied: a read_only user's method other than GET",
+                &self.auth_read_only_refused,
+            ),
+            (
+                "crossbar_ws_slow_closed_total",
+                "Events WebSockets closed with 1008: over ari.ws_queue_bytes or ari.ws_queue_events, or the biggest queue when ari.ws_queue_total_bytes was reached",
+                &self.ws_slow_closed_total,
+            ),
+            (
+                "crossbar_ws_refused_total",
+                "Events WebSocket upgrades refused with 503 at ari.max_event_sockets",
+                &self.ws_refused_total,
+            ),
+        ];
+        for (name, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
     }
 
     /// The connection counters and gauge (`host::conn`).

@@ -29,9 +29,11 @@ mod session;
 pub mod sip;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -47,38 +49,167 @@ pub use http::serve;
 pub use metrics::Metrics;
 pub use sip::SipOut;
 
+/// Bytes an event costs in a queue beyond its text: the `String`, its
+/// allocation's rounding and the channel's slot.
+pub const EVENT_OVERHEAD: usize = 64;
+
+/// The bounds of the events WebSockets' queues in bytes (`ari.ws_queue_bytes`
+/// per client, `ari.ws_queue_total_bytes` across clients) and the bytes
+/// queued now across clients.
+pub struct QueueBudget {
+    pub per_client: usize,
+    pub total_limit: usize,
+    total: AtomicUsize,
+}
+
+impl QueueBudget {
+    pub fn new(per_client: usize, total_limit: usize) -> QueueBudget {
+        QueueBudget {
+            per_client,
+            total_limit,
+            total: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes queued now across all clients.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// Why an event could not be queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The session is gone (or closed by the node).
+    Closed,
+    /// Over this client's bound (events or bytes): the session is told to end.
+    ClientFull,
+    /// Over the bound across clients: the caller closes the biggest client.
+    TotalFull,
+}
+
+/// What a sink holds queued: its bytes, and whether it was closed by the
+/// node (its queue no longer counts).
+#[derive(Default)]
+struct Held {
+    bytes: usize,
+    closed: bool,
+}
+
 /// A WebSocket's outgoing queue of event texts, and the signal that ends the
-/// session when the queue overflows.
+/// session when the queue overflows. The queue is bounded in events
+/// (`ari.ws_queue_events`) and in bytes, per client and across clients
+/// ([`QueueBudget`]).
 #[derive(Clone)]
 pub struct EventSink {
     pub events: mpsc::Sender<String>,
     pub overflow: Arc<tokio::sync::Notify>,
+    held: Arc<std::sync::Mutex<Held>>,
+    budget: Arc<QueueBudget>,
 }
 
 impl EventSink {
-    /// A sink queueing up to `capacity` events (`ari.ws_queue_events`), and
-    /// the receiving end of its queue. A client that stops reading is
-    /// disconnected when the queue is full instead of growing the node's memory.
+    /// A sink queueing up to `capacity` events with no bound in bytes (unit
+    /// tests), and the receiving end of its queue.
     pub fn new(capacity: usize) -> (EventSink, mpsc::Receiver<String>) {
+        EventSink::with_budget(capacity, Arc::new(QueueBudget::new(usize::MAX, usize::MAX)))
+    }
+
+    /// A sink queueing up to `capacity` events (`ari.ws_queue_events`) within
+    /// `budget`. A client that stops reading is disconnected when a bound is
+    /// reached instead of growing the node's memory. The session reports
+    /// each event it takes with [`EventSink::taken`].
+    pub fn with_budget(
+        capacity: usize,
+        budget: Arc<QueueBudget>,
+    ) -> (EventSink, mpsc::Receiver<String>) {
         let (events, rx) = mpsc::channel(capacity.max(1));
         let sink = EventSink {
             events,
             overflow: Arc::new(tokio::sync::Notify::new()),
+            held: Arc::default(),
+            budget,
         };
         (sink, rx)
     }
 
-    /// Queues one event; false if the session is gone or its queue is full
-    /// (then the session is told to end).
-    fn offer(&self, text: String) -> bool {
-        match self.events.try_send(text) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.notify_one();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Bytes queued for this client now.
+    pub fn queued_bytes(&self) -> usize {
+        self.held().bytes
+    }
+
+    /// Queues one event. A client over its own bound is told to end; over
+    /// the total bound the caller decides ([`Control::flush`] closes the
+    /// biggest client and offers the event, handed back, again).
+    fn offer(&self, text: String) -> Result<(), (Refused, String)> {
+        let cost = text.len() + EVENT_OVERHEAD;
+        let mut held = self.held();
+        if held.closed {
+            return Err((Refused::Closed, text));
         }
+        if held.bytes.saturating_add(cost) > self.budget.per_client {
+            drop(held);
+            self.overflow.notify_one();
+            return Err((Refused::ClientFull, text));
+        }
+        if self.budget.total().saturating_add(cost) > self.budget.total_limit {
+            return Err((Refused::TotalFull, text));
+        }
+        match self.events.try_send(text) {
+            Ok(()) => {
+                held.bytes += cost;
+                self.budget.total.fetch_add(cost, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(text)) => {
+                drop(held);
+                self.overflow.notify_one();
+                Err((Refused::ClientFull, text))
+            }
+            Err(mpsc::error::TrySendError::Closed(text)) => Err((Refused::Closed, text)),
+        }
+    }
+
+    /// The session took `text` off its queue (to write it).
+    pub fn taken(&self, text: &str) {
+        let cost = text.len() + EVENT_OVERHEAD;
+        let mut held = self.held();
+        if !held.closed {
+            let cost = cost.min(held.bytes);
+            held.bytes -= cost;
+            self.budget.total.fetch_sub(cost, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the sink: nothing more is queued, and what it holds no longer
+    /// counts toward the total (the session drops its queue); the session is
+    /// told to end. Returns the bytes it held.
+    pub fn close(&self) -> usize {
+        let mut held = self.held();
+        if held.closed {
+            return 0;
+        }
+        held.closed = true;
+        let bytes = std::mem::take(&mut held.bytes);
+        self.budget.total.fetch_sub(bytes, Ordering::Relaxed);
+        drop(held);
+        self.overflow.notify_one();
+        bytes
+    }
+
+    /// Whether the node closed this sink.
+    pub fn closed(&self) -> bool {
+        self.held().closed
+    }
+
+    fn same(&self, other: &EventSink) -> bool {
+        Arc::ptr_eq(&self.held, &other.held)
     }
 }
 
@@ -115,7 +246,8 @@ impl Control {
                         "asterisk_id": self.reg.entity_id(),
                         "application": app,
                     });
-                    old.offer(replaced.to_string());
+                    // A full queue: the old socket is told to end anyway.
+                    let _ = old.offer(replaced.to_string());
                 }
                 None => self.reg.hold_app(app, subscribe_all),
             }
@@ -134,20 +266,58 @@ impl Control {
     }
 
     /// Sends the registry's pending events to the sockets holding their apps.
-    /// A socket whose queue is full loses its applications at once (they are
-    /// released as if it had closed) and is told to end.
+    /// A socket over its own bound (events or bytes) loses its applications
+    /// at once (they are released as if it had closed) and is told to end;
+    /// when the bound across sockets is reached, the socket holding the most
+    /// bytes is closed the same way, until the event fits.
     fn flush(&mut self, metrics: &Metrics) {
         let mut overflowed = Vec::new();
         for delivery in self.reg.take_outbox() {
             let Some((sid, sink)) = self.sinks.get(&delivery.app) else {
                 continue;
             };
-            if sink.offer(delivery.event.to_string()) {
-                metrics.inc(&metrics.events_sent);
-            } else {
-                metrics.inc(&metrics.events_dropped);
-                if !overflowed.contains(sid) {
-                    overflowed.push(*sid);
+            let (sid, sink) = (*sid, sink.clone());
+            // Bounded by the number of sockets: each round closes one.
+            let mut result = sink
+                .offer(delivery.event.to_string())
+                .map_err(|(why, text)| (why, Some(text)));
+            while let Err((Refused::TotalFull, text)) = &mut result {
+                let Some(text) = text.take() else { break };
+                let Some((victim_sid, victim)) = self.biggest_open_sink() else {
+                    result = Err((Refused::TotalFull, None));
+                    break;
+                };
+                let freed = victim.close();
+                metrics.inc(&metrics.ws_slow_closed_total);
+                tracing::warn!(
+                    freed_bytes = freed,
+                    "events WebSocket closed (1008): the queues of all clients reached ari.ws_queue_total_bytes; this client held the most"
+                );
+                if !overflowed.contains(&victim_sid) {
+                    overflowed.push(victim_sid);
+                }
+                if victim.same(&sink) {
+                    result = Err((Refused::Closed, None));
+                    break;
+                }
+                result = sink.offer(text).map_err(|(why, text)| (why, Some(text)));
+            }
+            match result.map_err(|(why, _)| why) {
+                Ok(()) => metrics.inc(&metrics.events_sent),
+                Err(Refused::Closed) => metrics.inc(&metrics.events_dropped),
+                Err(Refused::ClientFull | Refused::TotalFull) => {
+                    metrics.inc(&metrics.events_dropped);
+                    if !sink.closed() {
+                        let freed = sink.close();
+                        metrics.inc(&metrics.ws_slow_closed_total);
+                        tracing::warn!(
+                            freed_bytes = freed,
+                            "events WebSocket closed (1008): the client is not reading its events (ari.ws_queue_bytes or ari.ws_queue_events reached)"
+                        );
+                    }
+                    if !overflowed.contains(&sid) {
+                        overflowed.push(sid);
+                    }
                 }
             }
         }
@@ -160,6 +330,15 @@ impl Control {
                 .collect();
             self.detach(sid, &apps);
         }
+    }
+
+    /// The open sink holding the most bytes, with its session id.
+    fn biggest_open_sink(&self) -> Option<(u64, EventSink)> {
+        self.sinks
+            .values()
+            .filter(|(_, sink)| !sink.closed())
+            .max_by_key(|(_, sink)| sink.queued_bytes())
+            .map(|(sid, sink)| (*sid, sink.clone()))
     }
 }
 
@@ -203,6 +382,11 @@ pub struct Node {
     /// Failed-login accounting per source (logging and slowing).
     pub auth: auth::Guard,
     pub started: Timestamp,
+    /// The events WebSockets' queues, bounded in bytes.
+    pub ws_budget: Arc<QueueBudget>,
+    /// Events WebSockets open (or upgrading) now, at most
+    /// `ari.max_event_sockets`.
+    pub ws_open: Arc<AtomicUsize>,
     control: Mutex<Control>,
     me: Weak<Node>,
 }
@@ -230,6 +414,11 @@ impl Node {
                 config.ari.auth_fail_limit,
                 std::time::Duration::from_secs(u64::from(config.ari.auth_fail_window_s)),
             ),
+            ws_budget: Arc::new(QueueBudget::new(
+                config.ari.ws_queue_bytes,
+                config.ari.ws_queue_total_bytes,
+            )),
+            ws_open: Arc::new(AtomicUsize::new(0)),
             config,
             dataplane,
             metrics: Metrics::default(),

@@ -110,6 +110,7 @@ fn member(leg: LegId) -> MemberSpec {
         leg,
         mute: false,
         announcer: false,
+        absorb_dtmf: false,
     }
 }
 
@@ -1009,6 +1010,135 @@ async fn the_watchdog_ends_the_channels_of_a_panicked_shard() {
         204
     );
     assert_eq!(call(Method::Delete, "/bridges/b1").await.status, 204);
+}
+
+/// The events WebSockets' queues in bytes: a client over its own bound is
+/// closed and released; when the total is reached the client holding the
+/// most is closed, and what it held no longer counts.
+#[tokio::test]
+async fn event_queues_are_bounded_in_bytes_per_client_and_in_total() {
+    let mut config = Config::defaults();
+    config.ari.ws_queue_bytes = 8_000;
+    config.ari.ws_queue_total_bytes = 12_000;
+    let node = Node::with_ids(
+        config,
+        Box::new(FakePlane::new()),
+        Timestamp(EPOCH * 1000),
+        Box::new(SequentialIds::new(EPOCH)),
+    );
+    let budget = node.ws_budget.clone();
+    let (slow, _slow_rx) = EventSink::with_budget(1_000, budget.clone());
+    let (reader, mut reader_rx) = EventSink::with_budget(1_000, budget.clone());
+    let (idle, _idle_rx) = EventSink::with_budget(1_000, budget.clone());
+    {
+        let mut ctl = node.lock().await;
+        ctl.attach(node.now(), &["S".to_string()], true, slow.clone());
+        ctl.attach(node.now(), &["R".to_string()], true, reader.clone());
+        ctl.attach(node.now(), &["I".to_string()], false, idle.clone());
+    }
+    let post = |target: &'static str| {
+        let node = node.clone();
+        async move {
+            let op = route(Method::Post, target).unwrap();
+            invoke(&node, op, Vec::new(), b"").await
+        }
+    };
+    // Bounded: each bridge queues ~300 bytes to each subscribeAll client.
+    for _ in 0..200 {
+        assert_eq!(post("/bridges").await.status, 200);
+        while let Ok(text) = reader_rx.try_recv() {
+            reader.taken(&text);
+        }
+        if slow.closed() {
+            break;
+        }
+    }
+    assert!(slow.closed(), "the client that does not read is closed");
+    assert!(!reader.closed(), "the reading client stays");
+    assert!(!idle.closed());
+    assert_eq!(
+        node.metrics
+            .ws_slow_closed_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(budget.total(), reader.queued_bytes() + idle.queued_bytes());
+    assert!(node.lock().await.reg.app_names().iter().all(|a| a != "S"));
+
+    // The total: a second slow client alongside a first one that fills
+    // beyond half of it; the biggest goes first.
+    let (big, _big_rx) = EventSink::with_budget(1_000, budget.clone());
+    let (small, _small_rx) = EventSink::with_budget(1_000, budget.clone());
+    node.lock()
+        .await
+        .attach(node.now(), &["B".to_string()], true, big.clone());
+    for _ in 0..5 {
+        assert_eq!(post("/bridges").await.status, 200);
+    }
+    while let Ok(text) = reader_rx.try_recv() {
+        reader.taken(&text);
+    }
+    let big_before = big.queued_bytes();
+    assert!(big_before > 1_000, "{big_before}");
+    node.lock()
+        .await
+        .attach(node.now(), &["M".to_string()], true, small.clone());
+    let mut big_last = 0;
+    for _ in 0..200 {
+        big_last = big.queued_bytes();
+        assert_eq!(post("/bridges").await.status, 200);
+        while let Ok(text) = reader_rx.try_recv() {
+            reader.taken(&text);
+        }
+        if big.closed() {
+            break;
+        }
+    }
+    assert!(big.closed(), "the biggest client is closed at the total");
+    // Closed for the total, well below its own bound.
+    assert!(big_last < 7_000, "{big_last}");
+    assert!(!small.closed() && !reader.closed());
+    assert!(budget.total() <= 12_000);
+    assert_eq!(
+        budget.total(),
+        reader.queued_bytes() + idle.queued_bytes() + small.queued_bytes()
+    );
+}
+
+#[tokio::test]
+async fn long_lists_come_whole_and_in_creation_order_across_pages() {
+    let h = Harness::new(&["app"]).await;
+    let n = crate::ari::ops::LIST_PAGE * 2 + 1;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let b = h.expect(Method::Post, "/bridges?type=mixing", 200).await;
+        ids.push(b["id"].as_str().unwrap().to_string());
+    }
+    // One destroyed in the middle is not listed.
+    let gone = ids.remove(n / 2);
+    h.expect(Method::Delete, &format!("/bridges/{gone}"), 204)
+        .await;
+    let listed = h.expect(Method::Get, "/bridges", 200).await;
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids);
+    // Exactly one page, and an empty table.
+    for id in ids.drain(crate::ari::ops::LIST_PAGE..) {
+        h.expect(Method::Delete, &format!("/bridges/{id}"), 204)
+            .await;
+    }
+    let listed = h.expect(Method::Get, "/bridges", 200).await;
+    assert_eq!(listed.as_array().unwrap().len(), ids.len());
+    for id in ids.drain(..) {
+        h.expect(Method::Delete, &format!("/bridges/{id}"), 204)
+            .await;
+    }
+    assert_eq!(h.expect(Method::Get, "/bridges", 200).await, json!([]));
+    assert_eq!(h.expect(Method::Get, "/channels", 200).await, json!([]));
 }
 
 /// A recording whose tap the data plane refuses: 201 `queued`, then

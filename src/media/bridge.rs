@@ -325,6 +325,7 @@ impl Bridges {
             leg.bridge = Some(key);
             leg.member_mute = m.mute;
             leg.announcer = m.announcer;
+            leg.absorb_dtmf = m.absorb_dtmf;
             if changed {
                 leg.out.switch_source();
             }
@@ -406,6 +407,7 @@ mod tests {
                     leg: crate::media::LegId(leg),
                     mute: false,
                     announcer: false,
+                    absorb_dtmf: false,
                 })
                 .collect(),
             ..BridgeSpec::default()

@@ -43,6 +43,7 @@ use super::mixing;
 use super::path::{Media, Mode, HEADER_LEN, PT_CN, PT_TELEPHONE_EVENT};
 use super::player::Player;
 use super::rtcp;
+use super::snoop::{Snoop, SnoopSpec};
 use super::source::{self, SourceGuard};
 use super::tap::TapAudio;
 use super::{
@@ -116,6 +117,10 @@ pub struct Core {
     dtmf_senders: Vec<LegId>,
     /// Legs with a clip playing (they need the tick).
     playing: Vec<LegId>,
+    /// Snoop legs (they hear on the tick).
+    snoopers: Vec<LegId>,
+    /// PCM scratch of the tick.
+    scratch: Box<[i16]>,
 }
 
 /// Events the core keeps for the control plane; beyond, new ones are
@@ -146,6 +151,8 @@ impl Core {
             events: VecDeque::new(),
             dtmf_senders: Vec::new(),
             playing: Vec::new(),
+            snoopers: Vec::new(),
+            scratch: vec![0; crate::codec::MAX_FRAME_SAMPLES].into_boxed_slice(),
             config: CoreConfig { tick_ms, ..config },
         }
     }
@@ -194,9 +201,41 @@ impl Core {
         Ok(())
     }
 
+    /// Adds a snoop leg on `target`, a leg of this core (see `snoop`): it
+    /// hears and/or whispers as `spec` says, in signed linear at the
+    /// target's rate.
+    pub fn add_snoop_leg(
+        &mut self,
+        id: LegId,
+        target: LegId,
+        spec: SnoopSpec,
+    ) -> Result<LegRef, CoreError> {
+        if self.media.legs.contains(id) || id == target {
+            return Err(CoreError::InUse);
+        }
+        let t = self.media.legs.by_id(target).ok_or(CoreError::Unknown)?;
+        let samples = (t.format.sample_rate() * self.config.tick_ms / 1000) as usize;
+        let rate = super::snoop::linear_for(t.format).clock_rate();
+        let stream = OutStream::new(
+            Ssrc(self.rng.next_u32()),
+            SeqNo(self.rng.next_u32() as u16),
+            RtpTimestamp(self.rng.next_u32()),
+            rate,
+        );
+        let t = self.media.legs.by_id(target).ok_or(CoreError::Unknown)?;
+        let snoop =
+            Snoop::new(target, t.format, spec, samples, stream).ok_or(CoreError::Unplayable)?;
+        t.snoops.push(id);
+        let format = snoop.format;
+        let leg = self.new_leg(id, LegKind::Snoop(Box::new(snoop)), format);
+        self.snoopers.push(id);
+        Ok(self.media.legs.insert(leg))
+    }
+
     /// Removes a leg (see [`Removed`]).
     pub fn remove_leg(&mut self, id: LegId) -> Result<Removed, CoreError> {
         let r = self.media.legs.find(id).ok_or(CoreError::Unknown)?;
+        self.unlink_snoop(id);
         let interval = self.config.rtcp_interval_ms;
         let farewell = match self.media.legs.get(r) {
             Some(leg) => rtcp::bye(leg, r, &mut self.media.pool, interval),
@@ -209,9 +248,26 @@ impl Core {
         Ok(Removed { leg: r, farewell })
     }
 
+    /// A snoop leg `id` leaves: its target forgets it.
+    fn unlink_snoop(&mut self, id: LegId) {
+        let target = match self.media.legs.by_id(id) {
+            Some(Leg {
+                kind: LegKind::Snoop(s),
+                ..
+            }) => s.target,
+            _ => return,
+        };
+        self.snoopers.retain(|s| *s != id);
+        if let Some(t) = self.media.legs.by_id(target) {
+            t.snoops.retain(|s| *s != id);
+        }
+    }
+
     /// Takes a leg out to move it to another core.
     pub fn detach_leg(&mut self, id: LegId) -> Result<(LegRef, LegState), CoreError> {
         let r = self.media.legs.find(id).ok_or(CoreError::Unknown)?;
+        // A moving snoop stays linked by id (its target moves with it).
+        self.snoopers.retain(|s| *s != id);
         let leg = self.media.legs.remove(r).ok_or(CoreError::Unknown)?;
         self.ssrcs.remove(&leg.out.ssrc().0);
         self.forget_idle_schedule();
@@ -230,7 +286,11 @@ impl Core {
         }
         self.ssrcs.insert(leg.out.ssrc().0);
         let (id, playing, sending) = (leg.id, leg.playing(), leg.dtmf_tx.is_some());
+        let snooping = matches!(leg.kind, LegKind::Snoop(_));
         let r = self.media.legs.insert(leg);
+        if snooping && !self.snoopers.contains(&id) {
+            self.snoopers.push(id);
+        }
         if playing && !self.playing.contains(&id) {
             self.playing.push(id);
         }
@@ -531,6 +591,65 @@ impl Core {
         }
     }
 
+    /// Each snoop leg "receives" one tick of what it hears (see `snoop`).
+    fn tick_snoops(&mut self, now: Instant) {
+        let tick_ms = self.tick.as_millis() as u32;
+        for i in 0..self.snoopers.len() {
+            let id = self.snoopers[i];
+            let Some(r) = self.media.legs.find(id) else {
+                continue;
+            };
+            let target = match self.media.legs.get(r).map(|l| &l.kind) {
+                Some(LegKind::Snoop(s)) => s.target,
+                _ => continue,
+            };
+            if !self.media.legs.contains(target) {
+                continue; // Its target has gone: nothing to hear.
+            }
+            let Some(leg) = self.media.legs.get(r) else {
+                continue;
+            };
+            let format = leg.format;
+            let samples = (format.sample_rate() * tick_ms / 1000) as usize;
+            let LegKind::Snoop(snoop) = &mut leg.kind else {
+                continue;
+            };
+            if !snoop.heard(samples, &mut self.scratch) {
+                continue;
+            }
+            let Some(buf) = self.media.pool.take() else {
+                continue;
+            };
+            let mut bytes = self.media.pool.lift(&buf);
+            let n = 2 * samples;
+            let written = match bytes.get_mut(HEADER_LEN..HEADER_LEN + n) {
+                Some(payload) => {
+                    for (d, s) in payload.chunks_exact_mut(2).zip(&self.scratch[..samples]) {
+                        d.copy_from_slice(&s.to_be_bytes());
+                    }
+                    let header = snoop.stream.next_local(
+                        now,
+                        Pt(format.payload_type()),
+                        format.clock_rate() * tick_ms / 1000,
+                        n,
+                    );
+                    header.write(&mut bytes[..]).map(|h| h + n)
+                }
+                None => None,
+            };
+            self.media.pool.restore(&buf, bytes);
+            let Some(len) = written else {
+                self.media.pool.release(buf);
+                continue;
+            };
+            leg.stats.rx_packets += 1;
+            leg.stats.rx_octets += n as u64;
+            let mut lent = Lent::none();
+            self.media
+                .ingest(&mut lent, now, r, Packet::Tx { buf, len });
+        }
+    }
+
     /// The next event for the control plane.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.events.pop_front()
@@ -717,6 +836,7 @@ impl Core {
         self.bridges.any_mixing()
             || !self.dtmf_senders.is_empty()
             || !self.playing.is_empty()
+            || !self.snoopers.is_empty()
             || (self.config.rtcp_interval_ms > 0 && self.media.legs.len() > 0)
     }
 
@@ -735,6 +855,7 @@ impl Core {
         self.bridges.tick(&mut self.media, now);
         self.tick_dtmf(now);
         self.tick_players(now);
+        self.tick_snoops(now);
         let ntp = self.ntp(now);
         rtcp::tick(
             &mut self.media,
@@ -774,6 +895,7 @@ impl Core {
             mute_out: false,
             member_mute: false,
             announcer: false,
+            absorb_dtmf: false,
             hold: false,
             bridge: None,
             mode: Mode::Drop,
@@ -789,6 +911,7 @@ impl Core {
             player: None,
             generator: None,
             taps: Vec::new(),
+            snoops: Vec::new(),
         })
     }
 
@@ -898,8 +1021,9 @@ impl Core {
             let Some(leg) = self.media.legs.get(r) else {
                 return;
             };
-            if pt != PT_TELEPHONE_EVENT {
-                // Only crossbar's own number passes through bridges.
+            if pt != PT_TELEPHONE_EVENT || leg.absorb_dtmf {
+                // Only crossbar's own number passes through bridges, and
+                // not from a member that absorbs its digits.
                 leg.stats.rx_dropped += 1;
                 return;
             }
@@ -942,6 +1066,10 @@ impl Core {
                 self.event(MediaEvent::TalkingFinished { leg, duration_ms })
             }
             None => {}
+        }
+        if self.media.legs.get(r).is_some_and(|l| !l.snoops.is_empty()) {
+            self.media
+                .snoop_pass(lent, r, &Packet::Rx { len }, Direction::In);
         }
         self.media.ingest(lent, now, r, Packet::Rx { len });
     }
@@ -990,17 +1118,16 @@ fn send_frame(
         media.pool.release(buf);
         return;
     };
+    let mut lent = Lent::none();
+    let packet = Packet::Tx { buf, len };
     if let Some(leg) = media.legs.get(r) {
         leg.stats.tx_packets += 1;
         leg.stats.tx_octets += payload as u64;
+        if !leg.snoops.is_empty() {
+            media.snoop_pass(&mut lent, r, &packet, Direction::Out);
+        }
     }
-    let mut lent = Lent::none();
-    media.outbox.send(
-        &mut lent,
-        &mut media.pool,
-        r,
-        Port::Rtp,
-        dest,
-        Packet::Tx { buf, len },
-    );
+    media
+        .outbox
+        .send(&mut lent, &mut media.pool, r, Port::Rtp, dest, packet);
 }

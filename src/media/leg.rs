@@ -69,6 +69,8 @@ pub(super) enum LegKind {
         peer: LegId,
         peer_slot: Option<LegRef>,
     },
+    /// A snoop on another leg of this core (see `snoop`).
+    Snoop(Box<super::snoop::Snoop>),
 }
 
 /// The RTCP side of an RTP leg (RFC 3550 §6): where reports go and their
@@ -102,6 +104,8 @@ pub(super) struct Leg {
     pub mute_out: bool,
     pub member_mute: bool,
     pub announcer: bool,
+    /// A bridge member whose telephone-events are not passed on.
+    pub absorb_dtmf: bool,
     pub hold: bool,
     pub bridge: Option<BridgeKey>,
     pub mode: Mode,
@@ -128,6 +132,8 @@ pub(super) struct Leg {
     pub generator: Option<Box<super::player::Player>>,
     /// Recordings of what the leg receives.
     pub taps: Vec<super::tap::Tap>,
+    /// The snoop legs spying on or whispering into this leg.
+    pub snoops: Vec<LegId>,
 }
 
 impl Leg {
@@ -147,6 +153,7 @@ impl Leg {
         self.mix_ssrc = None;
         self.member_mute = false;
         self.announcer = false;
+        self.absorb_dtmf = false;
         self.out.switch_source();
     }
 }
@@ -213,7 +220,7 @@ impl LegTable {
         let id = leg.id;
         let peer = match &leg.kind {
             LegKind::Local { peer, .. } => Some(*peer),
-            LegKind::Rtp { .. } => None,
+            LegKind::Rtp { .. } | LegKind::Snoop(_) => None,
         };
         let slot = match self.free.pop() {
             Some(slot) => slot,

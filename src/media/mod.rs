@@ -46,6 +46,7 @@ pub mod player;
 mod rtcp;
 pub mod say;
 pub mod sim;
+mod snoop;
 mod source;
 pub mod talk;
 pub mod tap;
@@ -57,6 +58,7 @@ pub use self::buffer::{Payload, RxBuf, Transmit, TxBuf};
 pub use self::core::{Core, CoreConfig, LegState, Removed};
 pub use self::format::*;
 pub use self::leg::{LegRef, Port};
+pub use self::snoop::{linear_for, SnoopSpec};
 
 /// A media leg (one channel's media), numbered by the control plane. ARI's
 /// string ids never reach the data plane.
@@ -99,6 +101,8 @@ pub struct MemberSpec {
     pub mute: bool,
     /// `role=announcer`: heard by all, hears no one.
     pub announcer: bool,
+    /// `absorbDTMF`: its telephone-events are reported but not passed on.
+    pub absorb_dtmf: bool,
 }
 
 /// What the core tells the control plane about a leg (drained with

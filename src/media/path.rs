@@ -45,6 +45,7 @@ use std::time::Instant;
 
 use super::buffer::{self, Lent, Outbox, Packet, TxPool};
 use super::leg::{Leg, LegKind, LegRef, LegTable, Port};
+use super::Direction;
 use crate::codec::Transcoder;
 use crate::rtp::{Pt, RtpPacket, RtpPacketMut, RtpTimestamp, SeqNo, Ssrc};
 
@@ -244,7 +245,24 @@ impl Media {
             // leg (as Asterisk).
             return Next::Stop(packet);
         }
-        match &target.kind {
+        if !target.snoops.is_empty() {
+            self.snoop_pass(lent, to, &packet, Direction::Out);
+        }
+        let Some(target) = self.legs.get(to) else {
+            return Next::Stop(packet);
+        };
+        match &mut target.kind {
+            LegKind::Snoop(snoop) => {
+                // What a snoop leg is sent is what it whispers.
+                target.stats.tx_packets += 1;
+                let data = buffer::bytes(lent, &mut self.pool, &packet);
+                if let Ok(p) = RtpPacket::parse(data) {
+                    if p.pt().0 == snoop.format.payload_type() {
+                        snoop.sent(p.payload());
+                    }
+                }
+                Next::Stop(packet)
+            }
             LegKind::Rtp { remote, .. } => {
                 let Some(dest) = *remote else {
                     target.stats.tx_dropped += 1;
@@ -276,6 +294,42 @@ impl Media {
                 }
                 Next::Hop { leg: peer, packet }
             }
+        }
+    }
+
+    /// `packet` passes the leg `r` (which has snoops) in `direction` (see
+    /// `snoop`): whispered into, then spied on.
+    pub(super) fn snoop_pass(
+        &mut self,
+        lent: &mut Lent<'_>,
+        r: LegRef,
+        packet: &Packet,
+        direction: Direction,
+    ) {
+        let Some(leg) = self.legs.get(r) else {
+            return;
+        };
+        let (format_pt, snoops) = (leg.format.payload_type(), std::mem::take(&mut leg.snoops));
+        for &id in &snoops {
+            let data = buffer::bytes(lent, &mut self.pool, packet);
+            let Ok(mut p) = RtpPacketMut::parse(data) else {
+                break;
+            };
+            if p.view().pt().0 != format_pt {
+                break; // CN, telephone-events: no audio.
+            }
+            let Some(Leg {
+                kind: LegKind::Snoop(snoop),
+                ..
+            }) = self.legs.by_id(id)
+            else {
+                continue;
+            };
+            snoop.whisper_into(direction, p.payload_mut());
+            snoop.feed(direction, p.view().payload());
+        }
+        if let Some(leg) = self.legs.get(r) {
+            leg.snoops = snoops;
         }
     }
 

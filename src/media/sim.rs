@@ -731,6 +731,7 @@ pub fn bridge_spec(legs: &[u64]) -> BridgeSpec {
                 leg: LegId(leg),
                 mute: false,
                 announcer: false,
+                absorb_dtmf: false,
             })
             .collect(),
         ..BridgeSpec::default()
@@ -1161,6 +1162,29 @@ impl Sim {
     ) -> Result<(), SimError> {
         let (a, b) = (a.into(), b.into());
         self.core.add_local_pair(a, b, format)?;
+        self.settle();
+        Ok(())
+    }
+
+    /// Starts or stops talk detection on a leg (see
+    /// [`Core::set_talk_detect`]).
+    pub fn set_talk_detect(
+        &mut self,
+        leg: impl Into<LegId>,
+        params: Option<(u32, u32)>,
+    ) -> Result<(), SimError> {
+        self.core.set_talk_detect(leg.into(), params)?;
+        Ok(())
+    }
+
+    /// A snoop leg on `target` (see [`Core::add_snoop_leg`]).
+    pub fn add_snoop_leg(
+        &mut self,
+        id: impl Into<LegId>,
+        target: impl Into<LegId>,
+        spec: crate::media::SnoopSpec,
+    ) -> Result<(), SimError> {
+        self.core.add_snoop_leg(id.into(), target.into(), spec)?;
         self.settle();
         Ok(())
     }

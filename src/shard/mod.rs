@@ -161,6 +161,13 @@ pub enum Command {
         format: Format,
         reply: Reply<()>,
     },
+    /// A snoop leg on `target`, a leg of the shard.
+    CreateSnoopLeg {
+        leg: LegId,
+        target: LegId,
+        spec: crate::media::SnoopSpec,
+        reply: Reply<()>,
+    },
     DestroyLeg {
         leg: LegId,
         reply: Reply<()>,
@@ -278,11 +285,14 @@ impl PortPool {
 }
 
 /// Where a leg lives, what binds it, which port pair it holds.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct LegRoute {
     shard: usize,
     /// The other half of a Local pair.
     peer: Option<LegId>,
+    /// Snoop legs on this leg, or the target of this snoop leg: they share
+    /// a shard.
+    linked: Vec<LegId>,
     /// The even port of its RTP/RTCP pair (RTP legs).
     port: Option<u16>,
 }
@@ -344,6 +354,11 @@ impl Routes {
         if let Some(peer) = route.peer {
             if let Some(r) = self.legs.get_mut(&peer) {
                 r.peer = None;
+            }
+        }
+        for other in &route.linked {
+            if let Some(r) = self.legs.get_mut(other) {
+                r.linked.retain(|l| *l != leg);
             }
         }
         self.membership.remove(&leg);
@@ -653,6 +668,7 @@ impl Dataplane {
                     let route = LegRoute {
                         shard,
                         peer: None,
+                        linked: Vec::new(),
                         port: Some(port),
                     };
                     routes.add_leg(leg, route);
@@ -702,9 +718,55 @@ impl Dataplane {
             let route = LegRoute {
                 shard,
                 peer: Some(peer),
+                linked: Vec::new(),
                 port: None,
             };
             routes.add_leg(leg, route);
+        }
+        Ok(())
+    }
+
+    /// Creates a snoop leg on `target`, on its shard (they stay together).
+    pub async fn create_snoop_leg(
+        &self,
+        leg: LegId,
+        target: LegId,
+        spec: crate::media::SnoopSpec,
+    ) -> Result<(), DataplaneError> {
+        let shard = {
+            let routes = self.routes();
+            if routes.legs.contains_key(&leg) {
+                return Err(DataplaneError::Io("leg id already in use".into()));
+            }
+            let shard = routes
+                .legs
+                .get(&target)
+                .map(|r| r.shard)
+                .ok_or(DataplaneError::Unknown)?;
+            if !routes.up(shard) {
+                return Err(DataplaneError::ShardGone);
+            }
+            shard
+        };
+        self.call(shard, |reply| Command::CreateSnoopLeg {
+            leg,
+            target,
+            spec,
+            reply,
+        })
+        .await?;
+        let mut routes = self.routes();
+        routes.add_leg(
+            leg,
+            LegRoute {
+                shard,
+                peer: None,
+                linked: vec![target],
+                port: None,
+            },
+        );
+        if let Some(t) = routes.legs.get_mut(&target) {
+            t.linked.push(leg);
         }
         Ok(())
     }
@@ -780,11 +842,9 @@ impl Dataplane {
                 if !legs.insert(leg) {
                     continue;
                 }
-                if let Some(LegRoute {
-                    peer: Some(peer), ..
-                }) = routes.legs.get(&leg)
-                {
-                    queue.push(*peer);
+                if let Some(route) = routes.legs.get(&leg) {
+                    queue.extend(route.peer);
+                    queue.extend(route.linked.iter().copied());
                 }
                 if let Some(&other) = routes.membership.get(&leg) {
                     if other != bridge && bridges.insert(other) {
@@ -1184,6 +1244,7 @@ mod tests {
         LegRoute {
             shard,
             peer: None,
+            linked: Vec::new(),
             port: Some(port),
         }
     }

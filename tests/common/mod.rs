@@ -29,10 +29,32 @@ pub const ENTITY_ID: &str = "02:fc:00:00:00:01";
 /// Longest a test waits for any one thing.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A port that was free a moment ago (bind port 0, then release it).
+/// The ARI ports of test servers: 9000–9999, below the kernel's ephemeral
+/// range (`net.ipv4.ip_local_port_range`, 32768–60999 here), so a port
+/// handed out here is never taken meanwhile by another test's outgoing
+/// connection; apart from [`sip_port`] (32000–32767), the RTP slots of
+/// [`rtp_range`] (10000–31999) and `tests/clients.sh` (18088, 18089).
+pub const ARI_PORTS: (u16, u16) = (9000, 9999);
+
+/// A port for a test server's ARI (or any TCP/UDP listener a test needs)
+/// from [`ARI_PORTS`]: a counter per test process, offset by the process id
+/// (test binaries run one after another, tests of one binary in parallel),
+/// skipping ports that cannot be bound now (another process holds them).
+/// What still races — another process binding the port between this check
+/// and the server's bind — is retried where the harness starts a server
+/// (`Server::launch`).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let span = u64::from(ARI_PORTS.1 - ARI_PORTS.0) + 1;
+    let base = u64::from(std::process::id()) * 61;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = ARI_PORTS.0 + ((base + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {ARI_PORTS:?}");
 }
 
 /// A port for SIP (a node's `sip.bind`, a SIPp or baresip agent, a proxy)
@@ -159,6 +181,8 @@ pub struct Server {
     log: PathBuf,
     agent: ureq::Agent,
     user_events: AtomicU64,
+    /// ARI speaks TLS only (`ari.tls_cert` in the config file).
+    pub tls: bool,
 }
 
 impl Server {
@@ -169,21 +193,20 @@ impl Server {
 
     /// Starts the binary with extra environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        Server::launch(port, rtp_range(port), env, None)
+        Server::launch(None, rtp_range(0), env, None)
     }
 
     /// Starts the binary with its ARI on `port` (the test chooses the bind
     /// address with `CROSSBAR_ARI_BIND` in `env`; requests still go to
     /// 127.0.0.1:`port`).
     pub fn start_on(port: u16, env: &[(&str, &str)]) -> Server {
-        Server::launch(port, rtp_range(port), env, None)
+        Server::launch(Some(port), rtp_range(port), env, None)
     }
 
     /// Starts the binary on the RTP ports `rtp.0..=rtp.1` (instead of
     /// [`rtp_range`]) with extra environment variables.
     pub fn start_with_rtp(rtp: (u16, u16), env: &[(&str, &str)]) -> Server {
-        Server::launch(free_port(), rtp, env, None)
+        Server::launch(None, rtp, env, None)
     }
 
     /// Starts the binary with `--config FILE`, FILE holding `toml` (for what
@@ -197,16 +220,37 @@ impl Server {
     pub fn start_with_config_env(toml: &str, env: &[(&str, &str)]) -> Server {
         let file = temp_path("config.toml");
         std::fs::write(&file, toml).expect("write config file");
-        let port = free_port();
-        Server::launch(port, rtp_range(port), env, Some(&file))
+        Server::launch(None, rtp_range(0), env, Some(&file))
     }
 
+    /// Starts the binary on `port`, or on a port of [`free_port`]'s when
+    /// `None`; then, should another process bind that port first (the node
+    /// exits with "cannot listen on …"), on the next one (at most 10 tries).
     fn launch(
-        port: u16,
+        port: Option<u16>,
         rtp: (u16, u16),
         env: &[(&str, &str)],
         config: Option<&std::path::Path>,
     ) -> Server {
+        for _ in 0..10 {
+            let port = port.unwrap_or_else(free_port);
+            match Server::launch_once(port, rtp, env, config) {
+                Ok(server) => return server,
+                Err(log) if port_taken(&log) && !binds_ari(env) => {
+                    eprintln!("ARI port {port} was taken meanwhile; retrying on another");
+                }
+                Err(log) => panic!("crossbar exited early:\n{log}"),
+            }
+        }
+        panic!("crossbar could not listen on any of 10 ports");
+    }
+
+    fn launch_once(
+        port: u16,
+        rtp: (u16, u16),
+        env: &[(&str, &str)],
+        config: Option<&std::path::Path>,
+    ) -> Result<Server, String> {
         let log = temp_path("server.log");
         let log_file = std::fs::File::create(&log).expect("create server log");
         let mut cmd = crossbar_command();
@@ -228,6 +272,9 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let tls = config
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .is_some_and(|t| t.contains("tls_cert"));
         let child = cmd.spawn().expect("spawn crossbar");
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -241,29 +288,26 @@ impl Server {
             log,
             agent,
             user_events: AtomicU64::new(0),
+            tls,
         };
-        server.wait_ready();
-        server
+        server.wait_ready()?;
+        Ok(server)
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the node answers a ping; its log if it exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("crossbar exited early ({status}):\n{}", self.log_text());
+                return Err(format!("({status})\n{}", self.log_text()));
             }
-            let ready = self
-                .agent
-                .get(self.url("/ari/asterisk/ping"))
-                .header("Authorization", basic(USER, PASS))
-                .config()
-                .timeout_global(Some(Duration::from_millis(500)))
-                .build()
-                .call()
-                // any HTTP answer means it listens (401 with other credentials)
-                .is_ok_and(|r| r.status() == 200 || r.status() == 401);
+            let ready = if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                self.answers_ping()
+            };
             if ready {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
@@ -273,6 +317,20 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the node answers a ping with any HTTP reply (401 with other
+    /// credentials). A TLS node (`ari.tls_cert`) refuses plain HTTP: it is
+    /// ready once it accepts a TCP connection.
+    fn answers_ping(&self) -> bool {
+        self.agent
+            .get(self.url("/ari/asterisk/ping"))
+            .header("Authorization", basic(USER, PASS))
+            .config()
+            .timeout_global(Some(Duration::from_millis(500)))
+            .build()
+            .call()
+            .is_ok_and(|r| r.status() == 200 || r.status() == 401)
     }
 
     /// The server's process id.
@@ -359,9 +417,12 @@ impl Server {
 
     /// Opens the events WebSocket with `extra` appended to the query.
     pub fn ws_query(&self, app: &str, extra: &str) -> Ws {
-        let ws = self.ws_raw(&format!(
-            "/ari/events?app={app}&api_key={USER}:{PASS}{extra}"
-        ));
+        self.ws_as(app, &format!("{USER}:{PASS}"), extra)
+    }
+
+    /// Opens the events WebSocket as `api_key` (`user:password`).
+    pub fn ws_as(&self, app: &str, api_key: &str, extra: &str) -> Ws {
+        let ws = self.ws_raw(&format!("/ari/events?app={app}&api_key={api_key}{extra}"));
         let first = app.split(',').next().unwrap_or(app).to_string();
         for name in app.split(',') {
             self.wait_app(name);
@@ -634,6 +695,16 @@ pub fn is_ari_timestamp(s: &str) -> bool {
         && b[19] == b'.'
         && digits(20..23)
         && &s[23..] == "+0000"
+}
+
+/// Whether a node's log says its ARI port was taken.
+fn port_taken(log: &str) -> bool {
+    log.contains("cannot listen on") && log.contains("in use")
+}
+
+/// Whether the test's `env` chooses the ARI address itself.
+fn binds_ari(env: &[(&str, &str)]) -> bool {
+    env.iter().any(|(k, _)| *k == "CROSSBAR_ARI_BIND")
 }
 
 /// Reads a child's pipe to a string (for `Command::output` alternatives).

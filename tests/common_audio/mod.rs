@@ -2,7 +2,8 @@
 //! generation, Goertzel single-frequency energy, and SNR with delay search.
 //!
 //! Stable API (other suites use it): [`tone`], [`goertzel_energy`],
-//! [`snr_db`].
+//! [`snr_db`], and G.711 μ-law for tests that speak RTP themselves
+//! ([`linear_to_ulaw`], [`ulaw_to_linear`], [`ulaw_tone_packet`]).
 #![allow(dead_code)]
 
 /// Amplitude of [`tone`]: leaves room for five tones summed without
@@ -119,6 +120,50 @@ fn fit_snr(r: &[f64], y: &[f64], d: usize) -> f64 {
         return f64::NEG_INFINITY;
     }
     10.0 * (signal / noise.max(1e-9)).log10()
+}
+
+/// G.711 μ-law encoding of one sample (ITU-T G.711).
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    let mut s = i32::from(sample);
+    let sign = if s < 0 { 0x80 } else { 0 };
+    if s < 0 {
+        s = -s;
+    }
+    s = (s + 0x84).min(0x7fff);
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0f;
+    !((sign | (exponent << 4) | mantissa) as u8)
+}
+
+/// G.711 μ-law decoding of one byte.
+pub fn ulaw_to_linear(u: u8) -> i16 {
+    let u = !u;
+    let sign = u & 0x80;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = i32::from(u & 0x0f);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    if sign != 0 {
+        -magnitude as i16
+    } else {
+        magnitude as i16
+    }
+}
+
+/// RTP packet `seq` (PCMU, SSRC `ssrc`) of a continuous `freq_hz` tone of
+/// [`TONE_AMPLITUDE`]: 20 ms, phase-continuous across packets.
+pub fn ulaw_tone_packet(freq_hz: f64, seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 0];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    let samples = tone_at(freq_hz, 8000, usize::from(seq) * 160, 160);
+    p.extend(samples.iter().map(|&s| linear_to_ulaw(s)));
+    p
 }
 
 #[cfg(test)]

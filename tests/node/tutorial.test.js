@@ -279,6 +279,17 @@ test('single-slide conference: dtmf_events mixing bridge with a client-chosen id
   }
   const full = await h.withTimeout(conf.get(), h.WAIT_MS, 'bridge.get');
   assert.deepEqual([...full.channels].sort(), [...ids].sort());
+
+  // The seed's conference beeps the whole bridge: conf_bridge.play(media='sound:beep').
+  const beep = client.Playback();
+  const queued = await h.withTimeout(conf.play({ media: 'sound:beep' }, beep), h.WAIT_MS, 'bridge play');
+  assert.equal(queued.id, beep.id, 'the client-chosen playbackId');
+  assert.equal(queued.target_uri, `bridge:${conf.id}`);
+  const beepStarted = await rec.wait((e) => e.type === 'PlaybackStarted' && e.playback.id === beep.id, 'PlaybackStarted');
+  assert.equal(beepStarted.event.playback.media_uri, 'sound:beep');
+  const beepDone = await rec.wait((e) => e.type === 'PlaybackFinished' && e.playback.id === beep.id, 'PlaybackFinished');
+  assert.equal(beepDone.event.playback.state, 'done');
+  await expectAriError(client.playbacks.get({ playbackId: beep.id }), 404, 'Playback not found');
   const listed = await h.withTimeout(client.bridges.list(), h.WAIT_MS, 'bridges.list');
   assert.ok(listed.some((b) => b.id === conf.id));
 

@@ -245,6 +245,15 @@ async def test_single_slide_conference(crossbar):
             got = await client.bridges.get(bridgeId=conf.id)
             assert sorted(got.json["channels"]) == sorted(c.id for c in members)
 
+            # The seed's conference beeps the whole bridge.
+            beep = await conf.play(media="sound:beep")
+            assert beep.json["target_uri"] == f"bridge:{conf.id}"
+            done = await rec.wait(
+                lambda m: m.type == "PlaybackFinished" and m._orig_msg["playback"]["id"] == beep.id,
+                "PlaybackFinished",
+            )
+            assert done._orig_msg["playback"]["state"] == "done"
+
             leaver, *stay = members
             await conf.removeChannel(channel=leaver.id)
             left = await rec.wait_type("ChannelLeftBridge", leaver.id)

@@ -68,6 +68,7 @@ mod audio;
 mod churn;
 mod control;
 mod events;
+mod lists;
 mod mix;
 mod net;
 mod ng;
@@ -96,6 +97,8 @@ scenarios:
   churn      --rate R --duration D: calls set up, carrying media, torn down at R per second
   sip        --sip IP:PORT --calls N --rate R --hold D: SIP calls into the node, answered by the
              tool as the ARI app; setup rate, setup latency, server CPU per call with media
+  lists      --bridges N [--lists K]: ping latency while GET /ari/bridges lists N bridges
+             (--url, --user, --password, --json)
 
 control options:
   --url URL          ARI server (default http://127.0.0.1:8088); loopback only unless --allow-remote
@@ -128,6 +131,8 @@ media scenario options (relay, reflector, transcode, mix, churn):
   --calls N          relay, reflector, transcode (default 10)
   --pair P           transcode: pcmu-pcma (default) or pcmu-opus (needs the `opus` feature)
   --participants N --bridges M --talkers F   mix (defaults 10, 1, 1.0)
+  --bridge-media play,record   mix: after plain softmix, the same with a tone played into
+                     each bridge and/or each bridge recorded (wav); reports vs_plain
   --rate R --call-time D   churn: calls per second (default 5), media time per call (default 500ms)
   --json             one JSON line per run instead of the tables
 
@@ -146,6 +151,25 @@ sip options:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("lists") => {
+            let options = match lists::Options::parse(&args[1..]) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            match lists::run(&options) {
+                Ok(report) => {
+                    print!("{report}");
+                    if options.json {
+                        println!();
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("crossbar-load: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Some("control") => {
             let options = match control::Options::parse(&args[1..]) {
                 Ok(o) => o,

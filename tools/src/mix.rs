@@ -11,6 +11,14 @@
 //! offset inside it — minus the burst's send time is one latency sample: the
 //! jitter buffer, the tick and the mixing together.
 //!
+//! `--bridge-media play,record`: after the plain run, the same conference
+//! again with an endless tone played into each bridge (`POST
+//! /bridges/{id}/play?media=tone:440`), then with each bridge recorded
+//! (`POST /bridges/{id}/record`, wav, deleted afterwards); each such run
+//! reports `vs_plain`, its server CPU per participant-second over the
+//! plain run's (the cost of a bridge playback or recording per
+//! participant).
+//!
 //! Headline: server µs of CPU per participant-second, and its ratio to what
 //! the in-process reflector pays for the same 50 in + 50 out packets per
 //! participant-second (50 × its µs per forwarded packet, measured in the
@@ -22,6 +30,7 @@ use std::sync::Arc;
 
 use crossbar::media::Format;
 
+use crate::ari::{encode, Method};
 use crate::audio;
 use crate::net;
 use crate::opts::MediaOptions;
@@ -35,16 +44,25 @@ pub fn run(o: &MediaOptions, progress: bool) -> Result<Vec<RunReport>, String> {
     let mut runs = Vec::new();
     for (k, url) in o.urls().iter().enumerate() {
         let pid = server::server_pid(o, url, k == 0);
-        let mut session = Session::open(url, o)?;
-        let result = mix_on(&mut session, o, pid, progress);
-        let teardown = session.teardown();
-        let mut r = result?;
-        if let Err(e) = teardown {
-            r.extra("teardown_error", e);
-        }
-        runs.push(r);
-        if crate::signal::interrupted() {
-            return Ok(runs);
+        let mut plain = None;
+        for media in std::iter::once("").chain(o.bridge_media.iter().map(String::as_str)) {
+            let mut session = Session::open(url, o)?;
+            let result = mix_on(&mut session, o, pid, progress, media);
+            let teardown = session.teardown();
+            let mut r = result?;
+            if let Err(e) = teardown {
+                r.extra("teardown_error", e);
+            }
+            let cost = r.us_per_participant_second();
+            if media.is_empty() {
+                plain = cost;
+            } else if let (Some(p), Some(x)) = (plain, cost) {
+                r.extra("vs_plain", ((x / p) * 1000.0).round() / 1000.0);
+            }
+            runs.push(r);
+            if crate::signal::interrupted() {
+                return Ok(runs);
+            }
         }
     }
     attach_ratios(&mut runs, "server_us_per_participant_s", |r| {
@@ -74,6 +92,7 @@ fn mix_on(
     o: &MediaOptions,
     pid: Option<u32>,
     progress: bool,
+    media: &str,
 ) -> Result<RunReport, String> {
     let n = o.participants;
     let talkers = ((n as f64) * o.talkers).round() as usize;
@@ -87,9 +106,27 @@ fn mix_on(
         traffic::BURST_LEN as usize,
     )?);
     let mut legs = Vec::with_capacity(n * o.bridges);
+    let mut recordings = Vec::new();
     let setup = std::time::Instant::now();
     for _ in 0..o.bridges {
         let bridge = session.bridge()?;
+        match media {
+            "play" => {
+                let path = format!("/ari/bridges/{}/play?media=tone:440", encode(&bridge));
+                session.client.expect_ok(Method::Post, &path)?;
+            }
+            "record" => {
+                let name = format!("crossbar-load-{bridge}");
+                let path = format!(
+                    "/ari/bridges/{}/record?name={}&format=wav&ifExists=overwrite",
+                    encode(&bridge),
+                    encode(&name)
+                );
+                session.client.expect_ok(Method::Post, &path)?;
+                recordings.push(name);
+            }
+            _ => {}
+        }
         let log = Arc::new(MarkerLog::default());
         for p in 0..n {
             if crate::signal::interrupted() {
@@ -132,12 +169,26 @@ fn mix_on(
     }
     let setup_ms = setup.elapsed().as_secs_f64() * 1e3;
     let mut probe = server::process_probe(pid, o.per_thread);
-    let m = traffic::run(legs, reflector::timing(o), "mix", progress, &mut probe)?;
-    let mut r = RunReport::new("mix", session.target.base.as_str(), m);
+    let label = match media {
+        "play" => "mix+play",
+        "record" => "mix+record",
+        _ => "mix",
+    };
+    let m = traffic::run(legs, reflector::timing(o), label, progress, &mut probe)?;
+    for name in &recordings {
+        let live = format!("/ari/recordings/live/{}/stop", encode(name));
+        session.client.expect_ok(Method::Post, &live)?;
+        let stored = format!("/ari/recordings/stored/{}", encode(name));
+        let _ = session.client.request(Method::Delete, &stored);
+    }
+    let mut r = RunReport::new(label, session.target.base.as_str(), m);
     r.participants = Some(n * o.bridges);
     r.param("participants", n);
     r.param("bridges", o.bridges);
     r.param("talkers", talkers);
+    if !media.is_empty() {
+        r.param("bridge_media", media);
+    }
     r.param("pid", pid);
     r.extra("setup_ms", (setup_ms * 10.0).round() / 10.0);
     r.extra(

@@ -40,6 +40,9 @@ pub struct MediaOptions {
     pub participants: usize,
     pub bridges: usize,
     pub talkers: f64,
+    /// `mix --bridge-media`: variants run after plain softmix, each bridge
+    /// with a playback (`play`) or a recording (`record`) of its own.
+    pub bridge_media: Vec<String>,
     /// `churn`: calls started per second.
     pub rate: f64,
     /// `churn`: how long each call carries media before it is hung up.
@@ -71,6 +74,7 @@ impl Default for MediaOptions {
             participants: 10,
             bridges: 1,
             talkers: 1.0,
+            bridge_media: Vec::new(),
             rate: 5.0,
             call_time: Duration::from_millis(500),
             senders: 2,
@@ -217,6 +221,19 @@ impl MediaOptions {
                             format!("--talkers: expected a fraction in 0..=1, got '{v}'")
                         })?
                 }
+                "--bridge-media" => {
+                    let v = value()?;
+                    o.bridge_media = v.split(',').map(str::to_string).collect();
+                    if let Some(bad) = o
+                        .bridge_media
+                        .iter()
+                        .find(|m| !matches!(m.as_str(), "play" | "record"))
+                    {
+                        return Err(format!(
+                            "--bridge-media: expected play and/or record (comma separated), got '{bad}'"
+                        ));
+                    }
+                }
                 "--rate" => {
                     let v = value()?;
                     o.rate = v
@@ -278,6 +295,13 @@ mod tests {
         assert!(MediaOptions::parse(&args("--duration 601")).is_err());
         assert!(MediaOptions::parse(&args("--calls 0")).is_err());
         assert!(MediaOptions::parse(&args("--talkers 1.5")).is_err());
+        assert!(MediaOptions::parse(&args("--bridge-media sing")).is_err());
+        assert_eq!(
+            MediaOptions::parse(&args("--bridge-media play,record"))
+                .unwrap()
+                .bridge_media,
+            vec!["play", "record"]
+        );
         assert!(MediaOptions::parse(&args("--pair pcmu-g729")).is_err());
         assert!(MediaOptions::parse(&args("--compare http://127.0.0.1:1")).is_err());
         let c = MediaOptions::parse(&args("--compare http://a:1 http://b:2")).unwrap();
