@@ -842,3 +842,32 @@ fn a_beep_does_not_cut_into_a_playback() {
     ws.next_event("RecordingFinished");
     s.delete("/ari/playbacks/p1").no_content();
 }
+
+/// A snoop channel is recorded like any channel: what it hears (here, what
+/// its target receives) is in the file.
+#[test]
+fn a_snoop_channel_is_recorded_like_any_channel() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("snp");
+    let (sock, id, rtp) = leg(&s, "snp");
+    ws.next_event("StasisStart");
+    let snoop = s.post(&format!("/ari/channels/{id}/snoop?spy=in&app=snp"));
+    assert_eq!(snoop.status, 200, "{snoop:?}");
+    let snoop_id = snoop.ok()["id"].as_str().unwrap().to_string();
+    ws.next_event("StasisStart");
+    record(&s, &format!("channels/{snoop_id}"), "name=snp&format=sln");
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0xe);
+    talk(&mut [(&sock, rtp, &mut a, 1000.0)], 50);
+    s.post("/ari/recordings/live/snp/stop").no_content();
+    ws.next_event("RecordingFinished");
+    let (_, bytes) = download(&s, "snp");
+    let pcm = decode(FileFormat::Sln, &bytes).unwrap();
+    assert!(
+        pcm.samples.len() >= 40 * 160,
+        "{} samples",
+        pcm.samples.len()
+    );
+    let r = ratio(&pcm.samples, 8000, 1000.0, 1600.0);
+    assert!(r > 100.0, "1000 Hz over 1600 Hz: {r}");
+}

@@ -3001,3 +3001,47 @@ fn a_gone_consumer_closes_a_tap_and_a_full_queue_drops() {
     assert!(seq(&later[0]).wrapping_sub(seq(&first[4])) > 40);
     assert_clean(&sim);
 }
+
+/// A snoop leg's tap gets what the snoop hears, one tick at a time (a snoop
+/// has no remote: its audio is made on the tick, not received).
+#[test]
+fn a_snoop_legs_tap_gets_what_it_hears() {
+    use crossbar::media::tap::{Tap, TapAudio};
+    use crossbar::media::{MediaOp, SnoopSpec, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_snoop_leg(
+        3,
+        1,
+        SnoopSpec {
+            spy: Some(Direction::In),
+            whisper: None,
+        },
+    )
+    .unwrap();
+    sim.start_sender(a, SenderConfig::tone(Format::Ulaw, 0xa, 1000.0))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1000);
+    assert!(
+        sim.media_op(Target::Leg(LegId(3)), MediaOp::StartTap(Tap::new(9, tx)))
+            .unwrap()
+            .applied
+    );
+    sim.run_for(ms(1000)).unwrap();
+    let frames = tap_frames(&rx);
+    assert!((45..=51).contains(&frames.len()), "{}", frames.len());
+    let mut pcm = Vec::new();
+    for f in &frames {
+        match &f.audio {
+            TapAudio::Pcm { rate, samples } => {
+                assert_eq!(*rate, 8000);
+                pcm.extend_from_slice(samples);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let tail = &pcm[pcm.len() / 4..];
+    assert!(goertzel_energy(tail, 1000.0, 8000) > 100.0 * goertzel_energy(tail, 1600.0, 8000));
+    assert_clean(&sim);
+}

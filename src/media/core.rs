@@ -617,6 +617,17 @@ impl Core {
             if !snoop.heard(samples, &mut self.scratch) {
                 continue;
             }
+            // A recording of the snoop leg gets what it hears.
+            if !leg.taps.is_empty() {
+                let rate = format.sample_rate();
+                for tap in &mut leg.taps {
+                    tap.push(TapAudio::Pcm {
+                        rate,
+                        samples: self.scratch[..samples].into(),
+                    });
+                }
+                leg.taps.retain(|t| !t.is_closed());
+            }
             let Some(buf) = self.media.pool.take() else {
                 continue;
             };
