@@ -189,7 +189,7 @@ fn play_refusals() {
     let (_sock, id) = leg(&s, "play");
     s.post(&format!("/ari/channels/{id}/play"))
         .assert_error(400, "Missing parameter media");
-    let r = s.post(&format!("/ari/channels/{id}/play?media=recording:x"));
+    let r = s.post(&format!("/ari/channels/{id}/play?media=video:x"));
     assert_eq!(r.status, 400, "{r:?}");
     s.post("/ari/channels/nope/play?media=sound:beep")
         .assert_error(404, "Channel not found");

@@ -871,3 +871,48 @@ fn a_snoop_channel_is_recorded_like_any_channel() {
     let r = ratio(&pcm.samples, 8000, 1000.0, 1600.0);
     assert!(r > 100.0, "1000 Hz over 1600 Hz: {r}");
 }
+
+/// `recording:NAME` plays a stored recording: what one channel said is
+/// heard by another; a missing one fails its playback.
+#[test]
+fn a_stored_recording_plays_as_recording_media() {
+    let (s, _dir) = node();
+    let mut ws = s.ws("rp");
+    let (sock_a, a_id, rtp_a) = leg(&s, "rp");
+    let (sock_b, b_id, _rtp_b) = leg(&s, "rp");
+    record(&s, &format!("channels/{a_id}"), "name=said&format=g722");
+    ws.next_event("RecordingStarted");
+    let mut a = Sender::new(0xf);
+    talk(&mut [(&sock_a, rtp_a, &mut a, 1000.0)], 50);
+    s.post("/ari/recordings/live/said/stop").no_content();
+    ws.next_event("RecordingFinished");
+    let r = s.post(&format!("/ari/channels/{b_id}/play/p?media=recording:said"));
+    assert_eq!(r.status, 201, "{r:?}");
+    ws.next_event("PlaybackStarted");
+    // What b receives while it plays (bounded by count and time).
+    let mut pcm = Vec::new();
+    let mut buf = [0u8; 2048];
+    for _ in 0..200 {
+        if let Ok((n, _)) = sock_b.recv_from(&mut buf) {
+            if n > 12 && buf[1] & 0x7f == 0 {
+                let mut out = vec![0i16; n - 12];
+                crossbar::codec::g711::decode_ulaw(&buf[12..n], &mut out).unwrap();
+                pcm.extend(out);
+            }
+        }
+        if pcm.len() >= 4000 {
+            break;
+        }
+    }
+    assert!(pcm.len() >= 4000, "{} samples heard", pcm.len());
+    let r = ratio(&pcm[800..], 8000, 1000.0, 1600.0);
+    assert!(r > 100.0, "1000 Hz over 1600 Hz: {r}");
+    let done = ws.next_event("PlaybackFinished");
+    assert_eq!(done["playback"]["state"], "done");
+    s.post(&format!(
+        "/ari/channels/{b_id}/play/q?media=recording:nothing"
+    ));
+    let failed = ws.next_event("PlaybackFinished");
+    assert_eq!(failed["playback"]["id"], "q");
+    assert_eq!(failed["playback"]["state"], "failed");
+}

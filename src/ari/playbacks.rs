@@ -19,7 +19,8 @@
 //! and never on a shard; the data plane converts its rate), `tone:` (an indication name
 //! of the default zone or a tone string, generated on the shard; an endless
 //! tone plays until stopped), `digits:`, `number:` and `characters:` (the
-//! prompts saying them, `media::say`). `recording:` is refused with 400.
+//! prompts saying them, `media::say`), `recording:` (a stored recording
+//! of `recordings.path`, read and decoded here).
 
 use std::sync::Arc;
 
@@ -35,7 +36,14 @@ use crate::media::{say, tones, Format, MediaOp, Target};
 use crate::sounds::{index_for, load_shared, SoundIndex};
 
 /// The schemes crossbar plays.
-const SCHEMES: &[&str] = &["sound:", "tone:", "digits:", "number:", "characters:"];
+const SCHEMES: &[&str] = &[
+    "sound:",
+    "tone:",
+    "digits:",
+    "number:",
+    "characters:",
+    "recording:",
+];
 
 /// Asterisk's `PLAYBACK_DEFAULT_SKIPMS`.
 const DEFAULT_SKIP_MS: u32 = 3000;
@@ -90,7 +98,7 @@ async fn start(
         .find(|m| !SCHEMES.iter().any(|s| m.starts_with(s)))
     {
         return Err(AriError::bad_request(format!(
-            "Media '{m}' is not played by crossbar: it plays sound:, tone:, digits:, number: and characters: media"
+            "Media '{m}' is not played by crossbar: it plays sound:, tone:, digits:, number:, characters: and recording: media"
         )));
     }
     let offset_ms = args.int("offsetms").unwrap_or(0).max(0) as u64;
@@ -321,6 +329,12 @@ pub(crate) fn clip_of(
     if let Some(tone) = medium.strip_prefix("tone:") {
         let spec = tones::parse_tone_uri(tone).map_err(|e| e.to_string())?;
         return Ok(Clip::Tone(Box::new(spec)));
+    }
+    if let Some(name) = medium.strip_prefix("recording:") {
+        let (rate, samples) = super::recordings::stored_pcm(&node.config.recordings.path, name)?;
+        let skip = (offset_ms * u64::from(rate) / 1000) as usize;
+        let samples = samples.get(skip..).unwrap_or(&[]).into();
+        return Ok(Clip::Pcm { rate, samples });
     }
     let index = index_for(&node.config.sounds.paths());
     let ids: Vec<String> = if let Some(id) = medium.strip_prefix("sound:") {

@@ -539,6 +539,18 @@ fn stored(node: &Node, name: &str) -> Result<(PathBuf, String), AriError> {
         .ok_or_else(not_found)
 }
 
+/// The samples of the stored recording `name` (for `recording:` media).
+pub fn stored_pcm(root: &Path, name: &str) -> Result<(u32, Vec<i16>), String> {
+    let (path, ext) = recording_path(root, name)
+        .filter(|p| inside(root, p))
+        .and_then(|p| find_stored(&p))
+        .ok_or_else(|| format!("no stored recording '{name}'"))?;
+    let file = FileFormat::from_ext(&ext).ok_or_else(|| format!("unknown format '{ext}'"))?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let pcm = crate::sounds::decode(file, &bytes).map_err(|e| e.to_string())?;
+    Ok((pcm.rate, pcm.samples))
+}
+
 /// `GET /recordings/stored/{recordingName}`.
 pub async fn get_stored(node: &Node, args: Args) -> Result<Reply, AriError> {
     let name = args.path("recordingName");

@@ -423,7 +423,7 @@ const CHANNELS: &[Api] = &[
         operations: &[op(
             Method::Post,
             "play",
-            "Start playback of media. The media URI may be any of a number of URI's. Currently sound:, tone:, digits:, number: and characters: URI's are supported. This operation creates a playback resource that can be used to control the playback of media (pause, rewind, fast forward, etc.)",
+            "Start playback of media. The media URI may be any of a number of URI's. Currently sound:, tone:, digits:, number:, characters: and recording: URI's are supported. This operation creates a playback resource that can be used to control the playback of media (pause, rewind, fast forward, etc.)",
             "Playback",
             PLAY_PARAMS,
             PLAY_ERRORS,
@@ -910,7 +910,7 @@ const BRIDGES: &[Api] = &[
         operations: &[op(
             Method::Post,
             "play",
-            "Start playback of media on a bridge. The media URI may be any of a number of URI's. Currently sound:, tone:, digits:, number: and characters: URI's are supported. This operation creates a playback resource that can be used to control the playback of media (pause, rewind, fast forward, etc.)",
+            "Start playback of media on a bridge. The media URI may be any of a number of URI's. Currently sound:, tone:, digits:, number:, characters: and recording: URI's are supported. This operation creates a playback resource that can be used to control the playback of media (pause, rewind, fast forward, etc.)",
             "Playback",
             BRIDGE_PLAY_PARAMS,
             BRIDGE_MEDIA_ERRORS,
