@@ -585,6 +585,14 @@ fn if_exists_names_and_stored_recordings() {
     );
     s.get("/ari/recordings/stored/..%2Fetc")
         .assert_error(404, "Recording not found");
+    // The file is not sent over the events socket (406, as Asterisk).
+    ws.send_text(
+        r#"{"type":"RESTRequest","transaction_id":"t","request_id":"r","method":"GET","uri":"recordings/stored/c/file"}"#,
+    );
+    let r = ws.next_event("RESTResponse");
+    assert_eq!(r["status_code"], 406);
+    assert_eq!(r["reason_phrase"], "Not Acceptable.  Use HTTP GET");
+    assert!(r.get("message_body").is_none());
     s.delete("/ari/recordings/stored/c").no_content();
     s.get("/ari/recordings/stored/c")
         .assert_error(404, "Recording not found");

@@ -272,13 +272,19 @@ async fn rest_over_ws(node: &Node, text: &str, access: Access) -> Value {
             file: None,
         },
     };
-    node.metrics.count_status(outcome.status);
+    // A file (a stored recording's) is not sent over the socket: 406, as
+    // Asterisk's ari_websocket_requests.c answers.
+    let (status, reason) = match outcome.file {
+        Some(_) => (406, "Not Acceptable.  Use HTTP GET"),
+        None => (outcome.status, phrase(outcome.status)),
+    };
+    node.metrics.count_status(status);
     let mut reply = json!({
         "type": "RESTResponse",
         "transaction_id": tid,
         "request_id": rid,
-        "status_code": outcome.status,
-        "reason_phrase": phrase(outcome.status),
+        "status_code": status,
+        "reason_phrase": reason,
         "uri": path.trim_start_matches('/'),
     });
     if let Some(b) = outcome.body {
