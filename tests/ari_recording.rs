@@ -450,7 +450,10 @@ fn cancel_removes_the_file_and_a_hangup_ends_a_recording() {
     talk(&mut [(&sock, rtp, &mut a, 1000.0)], 10);
     assert!(dir.join("gone.wav").is_file());
     s.delete("/ari/recordings/live/gone").no_content();
-    ws.next_event("RecordingFinished");
+    // Cancelled while recording: `canceled` until the file is gone, then
+    // RecordingFinished `done`, as Asterisk's record_file reports its end.
+    let finished = ws.next_event("RecordingFinished");
+    assert_eq!(finished["recording"]["state"], "done");
     assert!(!dir.join("gone.wav").exists());
     s.get("/ari/recordings/stored/gone")
         .assert_error(404, "Recording not found");
@@ -503,6 +506,21 @@ fn beep_plays_before_the_recording_starts() {
     assert_eq!(started["recording"]["name"], "b");
     s.post("/ari/recordings/live/b/stop").no_content();
     ws.next_event("RecordingFinished");
+    // Stopped while its beep plays: dropped (`canceled`), never started.
+    record(
+        &s,
+        &format!("channels/{id}"),
+        "name=b2&format=wav&beep=true&ifExists=overwrite",
+    );
+    s.post("/ari/recordings/live/b2/stop").no_content();
+    let finished = ws.next_event("RecordingFinished");
+    assert_eq!(finished["recording"]["name"], "b2");
+    assert_eq!(finished["recording"]["state"], "canceled");
+    std::thread::sleep(Duration::from_millis(500));
+    let later = ws.sync(&s);
+    assert!(!types(&later).contains(&"RecordingStarted"), "{later:?}");
+    s.get("/ari/recordings/stored/b2")
+        .assert_error(404, "Recording not found");
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub struct LiveRecording {
     pub terminate_on: &'static str,
     /// Whether its tap runs (started, not yet stopped).
     pub tapping: bool,
+    /// Whether it started writing (`RecordingStarted` was sent).
+    pub started: bool,
 }
 
 impl LiveRecording {
@@ -141,6 +143,7 @@ impl Registry {
             talking_duration: None,
             terminate_on,
             tapping: false,
+            started: false,
         };
         self.recordings.entry(name).or_insert(r)
     }
@@ -150,6 +153,7 @@ impl Registry {
         if let Some(r) = self.recordings.get_mut(name) {
             r.state = RecordingState::Recording;
             r.tapping = true;
+            r.started = true;
             self.recording_event(now, name, "RecordingStarted", None, &[]);
         }
     }
@@ -180,7 +184,7 @@ impl Registry {
         };
         r.state = match (cause, r.state) {
             (Some(_), _) => RecordingState::Failed,
-            (None, RecordingState::Queued | RecordingState::Canceled) if !r.tapping => {
+            (None, RecordingState::Queued | RecordingState::Canceled) if !r.started => {
                 RecordingState::Canceled
             }
             _ => RecordingState::Done,
@@ -265,6 +269,7 @@ mod tests {
             talking_duration: None,
             terminate_on: "#",
             tapping: false,
+            started: false,
         };
         assert_eq!(
             r.snapshot(),
