@@ -321,6 +321,110 @@ test('single-slide conference: dtmf_events mixing bridge with a client-chosen id
   for (const id of ids) await h.withTimeout(client.channels.hangup({ channelId: id }), h.WAIT_MS, 'hangup');
 });
 
+/** An RTP packet from the test's "phone": PCMU audio (a 440 Hz tone) or, with `digit`, an RFC 4733 event. */
+function rtpPacket(seq, ts, { digit, end = false, duration = 0 } = {}) {
+  const head = Buffer.alloc(12);
+  head[0] = 0x80;
+  head[1] = digit === undefined ? 0 : 101;
+  head.writeUInt16BE(seq & 0xffff, 2);
+  head.writeUInt32BE(ts >>> 0, 4);
+  head.writeUInt32BE(0x1234abcd, 8);
+  if (digit !== undefined) {
+    const event = '0123456789*#'.indexOf(digit);
+    const body = Buffer.from([event, (end ? 0x80 : 0) | 10, duration >> 8, duration & 0xff]);
+    return Buffer.concat([head, body]);
+  }
+  const body = Buffer.alloc(160);
+  for (let i = 0; i < 160; i++) {
+    // μ-law of a quiet 440 Hz sine (G.711 segment encoding).
+    const x = Math.round(4000 * Math.sin(2 * Math.PI * 440 * (ts + i) / 8000));
+    const sign = x < 0 ? 0x80 : 0;
+    let mag = Math.min(Math.abs(x) + 0x84, 0x7fff);
+    let exp = 7;
+    for (let mask = 0x4000; exp > 0 && !(mag & mask); mask >>= 1) exp--;
+    body[i] = ~(sign | (exp << 4) | ((mag >> (exp + 3)) & 0x0f)) & 0xff;
+  }
+  return Buffer.concat([head, body]);
+}
+
+test('IVR: answer, a prompt, digits collected, a message recorded, then bridged to an agent', { timeout: TEST_TIMEOUT }, async () => {
+  const { client, rec } = await app('ivr');
+  const phone = await sink();
+  const caller = await h.withTimeout(client.channels.externalMedia({
+    app: 'ivr', external_host: phone.hostPort, format: 'ulaw',
+  }), h.WAIT_MS, 'externalMedia');
+  await rec.waitType('StasisStart', caller.id);
+  const rtpPort = Number(caller.channelvars.UNICASTRTP_LOCAL_PORT);
+  let seq = 1;
+  let ts = 8000;
+  const send = (opts) => new Promise((resolve) => phone.sock.send(rtpPacket(seq++, opts && opts.digit !== undefined ? opts.ts : ts, opts), rtpPort, '127.0.0.1', resolve));
+
+  // Answer and play the greeting to the end.
+  await h.withTimeout(caller.answer(), h.WAIT_MS, 'answer');
+  const greeting = client.Playback();
+  const queued = await h.withTimeout(caller.play({ media: 'sound:hello-world' }, greeting), h.WAIT_MS, 'play');
+  assert.equal(queued.target_uri, `channel:${caller.id}`);
+  const played = await rec.wait((e) => e.type === 'PlaybackFinished' && e.playback.id === greeting.id, 'greeting finished');
+  assert.equal(played.event.playback.state, 'done');
+
+  // Collect digits until '#'.
+  const digits = [];
+  const hash = new Promise((resolve) => {
+    client.on('ChannelDtmfReceived', (event, channel) => {
+      if (channel.id !== caller.id) return;
+      if (event.digit === '#') resolve();
+      else digits.push(event.digit);
+    });
+  });
+  for (const digit of ['4', '2', '#']) {
+    const at = ts;
+    for (let k = 1; k <= 3; k++) await send({ digit, ts: at, duration: 160 * k });
+    for (let k = 0; k < 3; k++) await send({ digit, ts: at, end: true, duration: 480 });
+    ts += 800;
+    await h.sleep(30);
+  }
+  await h.withTimeout(hash, h.WAIT_MS, 'digits up to #');
+  assert.deepEqual(digits, ['4', '2']);
+
+  // Record the caller's message (one second at most) while the phone talks.
+  const started = await h.withTimeout(caller.record({
+    name: 'ivr-message', format: 'wav', maxDurationSeconds: 1, ifExists: 'overwrite', beep: true,
+  }), h.WAIT_MS, 'record');
+  assert.equal(started.name, 'ivr-message');
+  assert.equal(started.target_uri, `channel:${caller.id}`);
+  let talking = true;
+  const talk = (async () => {
+    for (let i = 0; talking && i < 200; i++) {
+      await send();
+      ts += 160;
+      await h.sleep(20);
+    }
+  })();
+  const finished = await rec.wait((e) => e.type === 'RecordingFinished' && e.recording.name === 'ivr-message', 'RecordingFinished');
+  talking = false;
+  await talk;
+  assert.ok(finished.event.recording.duration >= 1, `duration ${finished.event.recording.duration}`);
+  const stored = await h.withTimeout(client.recordings.getStored({ recordingName: 'ivr-message' }), h.WAIT_MS, 'getStored');
+  assert.equal(stored.format, 'wav');
+
+  // Then to an agent.
+  const agentSink = await sink();
+  const agent = await h.withTimeout(client.channels.externalMedia({
+    app: 'ivr', external_host: agentSink.hostPort, format: 'ulaw',
+  }), h.WAIT_MS, 'agent');
+  await rec.waitType('StasisStart', agent.id);
+  const bridge = client.Bridge();
+  await h.withTimeout(bridge.create({ type: 'mixing' }), h.WAIT_MS, 'bridge');
+  await h.withTimeout(bridge.addChannel({ channel: [caller.id, agent.id] }), h.WAIT_MS, 'addChannel');
+  await rec.waitType('ChannelEnteredBridge', caller.id);
+  await rec.waitType('ChannelEnteredBridge', agent.id);
+
+  await h.withTimeout(client.recordings.deleteStored({ recordingName: 'ivr-message' }), h.WAIT_MS, 'deleteStored');
+  await expectAriError(client.recordings.getStored({ recordingName: 'ivr-message' }), 404, 'Recording not found');
+  for (const c of [caller, agent]) await h.withTimeout(c.hangup(), h.WAIT_MS, 'hangup');
+  await h.withTimeout(bridge.destroy(), h.WAIT_MS, 'bridge destroy');
+});
+
 test('moving between applications: to a running app, and a failed move', { timeout: TEST_TIMEOUT }, async () => {
   const a = await app('move-a');
   const b = await app('move-b');

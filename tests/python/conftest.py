@@ -173,6 +173,45 @@ def media_sink():
         s.close()
 
 
+@contextlib.contextmanager
+def media_phone():
+    """A UDP socket standing in for a caller's phone: yields (socket, "host:port");
+    the node accepts media only from the address it sends to, so the test
+    speaks from the same socket."""
+    import socket
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((HOST, 0))
+    try:
+        yield s, f"{HOST}:{s.getsockname()[1]}"
+    finally:
+        s.close()
+
+
+def rtp_packet(seq, ts, digit=None, end=False, duration=0):
+    """An RTP packet of the phone: 20 ms of PCMU (a quiet 440 Hz sine) or,
+    with `digit`, an RFC 4733 event (payload type 101)."""
+    import math
+    import struct
+
+    pt = 0 if digit is None else 101
+    head = struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, 0x1234ABCD)
+    if digit is not None:
+        event = "0123456789*#".index(digit)
+        return head + struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+    out = bytearray()
+    for i in range(160):
+        x = round(4000 * math.sin(2 * math.pi * 440 * (ts + i) / 8000))
+        sign = 0x80 if x < 0 else 0
+        mag = min(abs(x) + 0x84, 0x7FFF)
+        exp, mask = 7, 0x4000
+        while exp > 0 and not mag & mask:
+            exp -= 1
+            mask >>= 1
+        out.append(~(sign | (exp << 4) | ((mag >> (exp + 3)) & 0x0F)) & 0xFF)
+    return head + bytes(out)
+
+
 def body(exc):
     """The JSON body of an httpx.HTTPStatusError."""
     return json.loads(exc.response.text)

@@ -11,7 +11,7 @@ import pytest
 from asyncari.model import Bridge, Channel, OperationError
 from httpx import HTTPStatusError
 
-from conftest import RTP_MAX, RTP_MIN, ari_app, body, media_sink
+from conftest import RTP_MAX, RTP_MIN, ari_app, body, media_phone, media_sink, rtp_packet
 
 pytestmark = pytest.mark.anyio
 
@@ -311,3 +311,73 @@ async def test_move_between_apps(crossbar):
             destroyed = await rec.wait_type("ChannelDestroyed", ch.id)
             assert destroyed.application == "py-move-b"
             assert destroyed.cause == 16
+
+
+async def test_ivr(crossbar):
+    """Answer, a prompt, digits collected up to '#', a message recorded while
+    the phone talks, then bridged to an agent."""
+    with anyio.fail_after(TEST_TIMEOUT), media_phone() as (phone, host), media_sink() as agent_host:
+        async with ari_app(crossbar, "py-ivr") as (client, rec):
+            caller = await client.channels.externalMedia(app="py-ivr", external_host=host, format="ulaw")
+            await rec.wait_type("StasisStart", caller.id)
+            rtp = ("127.0.0.1", int(caller.json["channelvars"]["UNICASTRTP_LOCAL_PORT"]))
+            seq, ts = 1, 8000
+
+            await caller.answer()
+            greeting = await caller.play(media="sound:hello-world")
+            assert greeting.json["target_uri"] == f"channel:{caller.id}"
+            done = await rec.wait(
+                lambda m: m.type == "PlaybackFinished" and m._orig_msg["playback"]["id"] == greeting.id,
+                "greeting finished",
+            )
+            assert done._orig_msg["playback"]["state"] == "done"
+
+            for digit in "42#":
+                for k in range(1, 4):
+                    phone.sendto(rtp_packet(seq, ts, digit, duration=160 * k), rtp)
+                    seq += 1
+                for _ in range(3):
+                    phone.sendto(rtp_packet(seq, ts, digit, end=True, duration=480), rtp)
+                    seq += 1
+                ts += 800
+                await anyio.sleep(0.03)
+            digits = []
+            while True:
+                m = await rec.wait_type("ChannelDtmfReceived", caller.id)
+                if m._orig_msg["digit"] == "#":
+                    break
+                digits.append(m._orig_msg["digit"])
+            assert digits == ["4", "2"]
+
+            live = await caller.record(
+                name="py-ivr-message", format="wav", maxDurationSeconds=1, ifExists="overwrite"
+            )
+            assert live.json["target_uri"] == f"channel:{caller.id}"
+            finished = None
+            for _ in range(150):
+                phone.sendto(rtp_packet(seq, ts), rtp)
+                seq += 1
+                ts += 160
+                await anyio.sleep(0.02)
+                if any(e.type == "RecordingFinished" for e in rec.events):
+                    break
+            finished = await rec.wait(
+                lambda m: m.type == "RecordingFinished" and m._orig_msg["recording"]["name"] == "py-ivr-message",
+                "RecordingFinished",
+            )
+            assert finished._orig_msg["recording"]["duration"] >= 1
+            stored = await client.recordings.getStored(recordingName="py-ivr-message")
+            assert stored.json["format"] == "wav"
+
+            agent = await client.channels.externalMedia(app="py-ivr", external_host=agent_host, format="ulaw")
+            await rec.wait_type("StasisStart", agent.id)
+            bridge = await client.bridges.create(type="mixing")
+            await bridge.addChannel(channel=f"{caller.id},{agent.id}")
+            await rec.wait_type("ChannelEnteredBridge", caller.id)
+            await rec.wait_type("ChannelEnteredBridge", agent.id)
+
+            await client.recordings.deleteStored(recordingName="py-ivr-message")
+            for ch in (caller, agent):
+                await ch.hangup()
+                await rec.wait_type("ChannelDestroyed", ch.id)
+            await bridge.destroy()
