@@ -12,23 +12,7 @@ use common::*;
 /// An externalMedia channel in `app` sending to a socket of ours; the
 /// socket and the channel's id and RTP address.
 fn leg(s: &Server, app: &str) -> (UdpSocket, String, std::net::SocketAddr) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let ch = s
-        .post(&format!(
-            "/ari/channels/externalMedia?app={app}&external_host={}&format=ulaw",
-            sock.local_addr().unwrap()
-        ))
-        .ok()
-        .clone();
-    let port: u16 = ch["channelvars"]["UNICASTRTP_LOCAL_PORT"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let id = ch["id"].as_str().unwrap().to_string();
-    (sock, id, format!("127.0.0.1:{port}").parse().unwrap())
+    s.udp_leg(app, Duration::from_millis(100))
 }
 
 fn event_packet(seq: u16, ts: u32, event: u8, end: bool, duration: u16) -> Vec<u8> {

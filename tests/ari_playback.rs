@@ -7,10 +7,10 @@ mod common_audio;
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use common_audio::{goertzel_energy, tone};
+use common_audio::{goertzel_energy, receive_ulaw, tone, wav_file};
 
 /// A sounds directory with `en/beep.wav` (1000 Hz) and `en/high.wav`
 /// (1600 Hz), 300 ms each, at 16 kHz (resampled for a μ-law channel), the
@@ -31,22 +31,7 @@ fn sounds_dir() -> PathBuf {
         ("moh/music", 700.0),
         ("moh/low/music", 400.0),
     ] {
-        let samples = tone(freq, 16_000, 4800);
-        let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-        let mut wav = Vec::new();
-        wav.extend_from_slice(b"RIFF");
-        wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-        wav.extend_from_slice(b"WAVEfmt ");
-        wav.extend_from_slice(&16u32.to_le_bytes());
-        wav.extend_from_slice(&1u16.to_le_bytes());
-        wav.extend_from_slice(&1u16.to_le_bytes());
-        wav.extend_from_slice(&16_000u32.to_le_bytes());
-        wav.extend_from_slice(&32_000u32.to_le_bytes());
-        wav.extend_from_slice(&2u16.to_le_bytes());
-        wav.extend_from_slice(&16u16.to_le_bytes());
-        wav.extend_from_slice(b"data");
-        wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        wav.extend_from_slice(&data);
+        let wav = wav_file(16_000, &tone(freq, 16_000, 4800));
         std::fs::write(dir.join(format!("{name}.wav")), wav).unwrap();
     }
     dir
@@ -63,45 +48,8 @@ fn node() -> Server {
 
 /// An externalMedia μ-law channel in `app` sending to a socket of ours.
 fn leg(s: &Server, app: &str) -> (UdpSocket, String) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let ch = s
-        .post(&format!(
-            "/ari/channels/externalMedia?app={app}&external_host={}&format=ulaw",
-            sock.local_addr().unwrap()
-        ))
-        .ok()
-        .clone();
-    (sock, ch["id"].as_str().unwrap().to_string())
-}
-
-fn ulaw_to_linear(u: u8) -> i16 {
-    let u = !u;
-    let sign = u & 0x80;
-    let exponent = (u >> 4) & 0x07;
-    let mantissa = i32::from(u & 0x0f);
-    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-    if sign != 0 {
-        -magnitude as i16
-    } else {
-        magnitude as i16
-    }
-}
-
-/// The μ-law audio the socket receives within `within` (bounded).
-fn receive_audio(sock: &UdpSocket, within: Duration) -> Vec<i16> {
-    let mut pcm = Vec::new();
-    let mut buf = [0u8; 2048];
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if n > 12 && buf[1] & 0x7f == 0 {
-                pcm.extend(buf[12..n].iter().map(|u| ulaw_to_linear(*u)));
-            }
-        }
-    }
-    pcm
+    let (sock, id, _) = s.udp_leg(app, Duration::from_millis(50));
+    (sock, id)
 }
 
 #[test]
@@ -121,7 +69,7 @@ fn a_tone_plays_until_stopped() {
     assert_eq!(pb["media_uri"], "tone:1000");
     let started = ws.next_event("PlaybackStarted");
     assert_eq!(started["playback"]["state"], "playing");
-    let pcm = receive_audio(&sock, Duration::from_millis(600));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(600));
     assert!(pcm.len() > 2000, "{} samples", pcm.len());
     let on = goertzel_energy(&pcm, 1000.0, 8000);
     let off = goertzel_energy(&pcm, 1600.0, 8000);
@@ -152,7 +100,7 @@ fn sounds_play_in_order_to_the_end() {
     ));
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(r.json.as_ref().unwrap()["next_media_uri"], "sound:high");
-    let pcm = receive_audio(&sock, Duration::from_millis(900));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(900));
     assert_eq!(ws.next_event("PlaybackStarted")["playback"]["id"], "pb1");
     let cont = ws.next_event("PlaybackContinuing");
     assert_eq!(cont["playback"]["media_uri"], "sound:high");
@@ -244,7 +192,7 @@ fn a_bridge_playback_is_heard_by_every_member() {
         "softmix"
     );
     for sock in [&sock_a, &sock_b] {
-        let pcm = receive_audio(sock, Duration::from_millis(400));
+        let pcm = receive_ulaw(sock, Duration::from_millis(400));
         assert!(pcm.len() > 1600, "{} samples", pcm.len());
         let (f, ratio) = loudest(&pcm, &[1000.0, 1600.0, 700.0]);
         assert_eq!(f, 1000.0);
@@ -271,40 +219,40 @@ fn music_on_hold_and_silence() {
     let _ws = s.ws("play");
     let (sock, id) = leg(&s, "play");
     s.post(&format!("/ari/channels/{id}/moh")).no_content();
-    let pcm = receive_audio(&sock, Duration::from_millis(400));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(400));
     let (f, ratio) = loudest(&pcm, &[700.0, 400.0, 1000.0]);
     assert_eq!((f, ratio > 100.0), (700.0, true), "{ratio}");
     // Another class, then an unknown one (the default, as Asterisk).
     s.post(&format!("/ari/channels/{id}/moh?mohClass=low"))
         .no_content();
-    receive_audio(&sock, Duration::from_millis(60));
-    let pcm = receive_audio(&sock, Duration::from_millis(300));
+    receive_ulaw(&sock, Duration::from_millis(60));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(300));
     assert_eq!(loudest(&pcm, &[700.0, 400.0, 1000.0]).0, 400.0);
     s.post(&format!("/ari/channels/{id}/moh?mohClass=nope"))
         .no_content();
-    receive_audio(&sock, Duration::from_millis(60));
-    let pcm = receive_audio(&sock, Duration::from_millis(300));
+    receive_ulaw(&sock, Duration::from_millis(60));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(300));
     assert_eq!(loudest(&pcm, &[700.0, 400.0, 1000.0]).0, 700.0);
     // A playback plays over it; once stopped, the music again.
     s.post(&format!("/ari/channels/{id}/play/over?media=tone:1000"));
-    receive_audio(&sock, Duration::from_millis(60));
-    let pcm = receive_audio(&sock, Duration::from_millis(300));
+    receive_ulaw(&sock, Duration::from_millis(60));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(300));
     assert_eq!(loudest(&pcm, &[700.0, 400.0, 1000.0]).0, 1000.0);
     s.delete("/ari/playbacks/over").no_content();
-    receive_audio(&sock, Duration::from_millis(60));
-    let pcm = receive_audio(&sock, Duration::from_millis(300));
+    receive_ulaw(&sock, Duration::from_millis(60));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(300));
     assert_eq!(loudest(&pcm, &[700.0, 400.0, 1000.0]).0, 700.0);
     // Silence replaces the music: frames keep coming, silent.
     s.post(&format!("/ari/channels/{id}/silence")).no_content();
-    receive_audio(&sock, Duration::from_millis(60));
-    let pcm = receive_audio(&sock, Duration::from_millis(300));
+    receive_ulaw(&sock, Duration::from_millis(60));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(300));
     assert!(pcm.len() > 1600, "{} samples", pcm.len());
     assert!(pcm.iter().all(|&x| x.abs() < 16), "silence");
     // Stopped: nothing more (the channel is in no bridge).
     s.delete(&format!("/ari/channels/{id}/silence"))
         .no_content();
-    receive_audio(&sock, Duration::from_millis(60));
-    assert!(receive_audio(&sock, Duration::from_millis(200)).is_empty());
+    receive_ulaw(&sock, Duration::from_millis(60));
+    assert!(receive_ulaw(&sock, Duration::from_millis(200)).is_empty());
     s.post("/ari/channels/nope/moh")
         .assert_error(404, "Channel not found");
 }
@@ -324,13 +272,13 @@ fn bridge_music_on_hold_reaches_every_member() {
     s.post(&format!("/ari/bridges/{bridge}/moh?mohClass=low"))
         .no_content();
     for sock in [&sock_a, &sock_b] {
-        let pcm = receive_audio(sock, Duration::from_millis(400));
+        let pcm = receive_ulaw(sock, Duration::from_millis(400));
         let (f, ratio) = loudest(&pcm, &[700.0, 400.0, 1000.0]);
         assert_eq!((f, ratio > 100.0), (400.0, true), "{ratio}");
     }
     s.delete(&format!("/ari/bridges/{bridge}/moh")).no_content();
-    receive_audio(&sock_a, Duration::from_millis(60));
-    assert!(receive_audio(&sock_a, Duration::from_millis(200)).is_empty());
+    receive_ulaw(&sock_a, Duration::from_millis(60));
+    assert!(receive_ulaw(&sock_a, Duration::from_millis(200)).is_empty());
     s.post("/ari/bridges/nope/moh")
         .assert_error(404, "Bridge not found");
 }
@@ -350,13 +298,13 @@ fn playback_control() {
         |pb: &str, op: &str| s.post(&format!("/ari/playbacks/{pb}/control?operation={op}"));
     control("p1", "pause").no_content();
     assert_eq!(s.get("/ari/playbacks/p1").ok()["state"], "paused");
-    receive_audio(&sock, Duration::from_millis(60));
-    assert!(receive_audio(&sock, Duration::from_millis(200)).is_empty());
+    receive_ulaw(&sock, Duration::from_millis(60));
+    assert!(receive_ulaw(&sock, Duration::from_millis(200)).is_empty());
     control("p1", "pause").no_content();
     control("p1", "restart").assert_error(409, "Can only restart while media is playing");
     control("p1", "unpause").no_content();
     assert_eq!(s.get("/ari/playbacks/p1").ok()["state"], "playing");
-    let pcm = receive_audio(&sock, Duration::from_millis(300));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(300));
     assert_eq!(loudest(&pcm, &[1000.0, 1600.0]).0, 1000.0);
     for op in ["restart", "reverse", "forward", "unpause"] {
         control("p1", op).no_content();
@@ -384,7 +332,7 @@ fn numbers_and_characters_are_said() {
         "/ari/channels/{id}/play/n?media=number:42,characters:a"
     ));
     assert_eq!(r.status, 201, "{r:?}");
-    let pcm = receive_audio(&sock, Duration::from_millis(1100));
+    let pcm = receive_ulaw(&sock, Duration::from_millis(1100));
     assert_eq!(
         ws.next_event("PlaybackFinished")["playback"]["state"],
         "done"

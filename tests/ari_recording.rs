@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use common_audio::{goertzel_energy, tone_at};
+use common_audio::{goertzel_energy, tone_at, wav_file};
 use crossbar::sounds::{decode, FileFormat};
 
 /// A node recording into a directory of its own, with a sounds directory
@@ -23,22 +23,7 @@ fn node() -> (Server, PathBuf) {
     let dir = temp_path("recordings");
     let sounds = temp_path("sounds");
     std::fs::create_dir_all(sounds.join("en")).unwrap();
-    let samples = tone_at(1000.0, 8000, 0, 2400);
-    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&8000u32.to_le_bytes());
-    wav.extend_from_slice(&16000u32.to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(&data);
+    let wav = wav_file(8000, &tone_at(1000.0, 8000, 0, 2400));
     std::fs::write(sounds.join("en/beep.wav"), wav).unwrap();
     let s = Server::start_with(&[
         ("CROSSBAR_RECORDINGS_PATH", dir.to_str().unwrap()),
@@ -50,23 +35,7 @@ fn node() -> (Server, PathBuf) {
 /// An externalMedia μ-law channel in `app`: our socket, its id, its RTP
 /// address.
 fn leg(s: &Server, app: &str) -> (UdpSocket, String, SocketAddr) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
-    let ch = s
-        .post(&format!(
-            "/ari/channels/externalMedia?app={app}&external_host={}&format=ulaw",
-            sock.local_addr().unwrap()
-        ))
-        .ok()
-        .clone();
-    let port: u16 = ch["channelvars"]["UNICASTRTP_LOCAL_PORT"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let id = ch["id"].as_str().unwrap().to_string();
-    (sock, id, format!("127.0.0.1:{port}").parse().unwrap())
+    s.udp_leg(app, Duration::from_millis(20))
 }
 
 fn linear_to_ulaw(sample: i16) -> u8 {

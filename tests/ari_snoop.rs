@@ -8,27 +8,15 @@ mod common_audio;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use common_audio::{goertzel_energy, ulaw_to_linear, ulaw_tone_packet};
+use common_audio::{goertzel_energy, receive_ulaw, ulaw_tone_packet};
 
 /// An externalMedia μ-law channel in `app`: our socket, its id, and the
 /// node's RTP address for it.
 fn leg(s: &Server, app: &str) -> (UdpSocket, String, SocketAddr) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let ch = s
-        .post(&format!(
-            "/ari/channels/externalMedia?app={app}&external_host={}&format=ulaw",
-            sock.local_addr().unwrap()
-        ))
-        .ok()
-        .clone();
-    let port = ch["channelvars"]["UNICASTRTP_LOCAL_PORT"].as_str().unwrap();
-    let rtp = format!("127.0.0.1:{port}").parse().unwrap();
-    (sock, ch["id"].as_str().unwrap().to_string(), rtp)
+    s.udp_leg(app, Duration::from_millis(50))
 }
 
 /// Sends a `freq` tone from `sock` to `to` until `stop` (at most 10 s).
@@ -43,21 +31,6 @@ fn speak(sock: &UdpSocket, to: SocketAddr, freq: f64, stop: Arc<AtomicBool>) {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-}
-
-/// The μ-law audio `sock` receives within `within` (bounded).
-fn hear(sock: &UdpSocket, within: Duration) -> Vec<i16> {
-    let mut pcm = Vec::new();
-    let mut buf = [0u8; 2048];
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if n > 12 && buf[1] & 0x7f == 0 {
-                pcm.extend(buf[12..n].iter().map(|u| ulaw_to_linear(*u)));
-            }
-        }
-    }
-    pcm
 }
 
 #[test]
@@ -107,10 +80,10 @@ fn snoop_spies_and_whispers_and_ends_with_its_target() {
     speak(&sock_a, rtp_a, 500.0, stop.clone());
     speak(&sock_b, rtp_b, 1000.0, stop.clone());
     speak(&sock_d, rtp_d, 1500.0, stop.clone());
-    hear(&sock_c, Duration::from_millis(300));
-    let at_c = hear(&sock_c, Duration::from_millis(500));
-    let at_a = hear(&sock_a, Duration::from_millis(500));
-    let at_b = hear(&sock_b, Duration::from_millis(300));
+    receive_ulaw(&sock_c, Duration::from_millis(300));
+    let at_c = receive_ulaw(&sock_c, Duration::from_millis(500));
+    let at_a = receive_ulaw(&sock_a, Duration::from_millis(500));
+    let at_b = receive_ulaw(&sock_b, Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let e = |pcm: &[i16], f: f64| goertzel_energy(pcm, f, 8000);
     assert!(at_c.len() > 2000, "{} samples at c", at_c.len());

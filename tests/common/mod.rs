@@ -479,6 +479,37 @@ impl Server {
         .clone()
     }
 
+    /// An externalMedia μ-law channel in `app` whose remote is a UDP socket
+    /// of the test's (reads time out after `read_timeout`): the socket, the
+    /// channel's id and the node's RTP address for it (the socket must send
+    /// from itself: the leg accepts media only from its remote).
+    pub fn udp_leg(
+        &self,
+        app: &str,
+        read_timeout: Duration,
+    ) -> (std::net::UdpSocket, String, std::net::SocketAddr) {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+        sock.set_read_timeout(Some(read_timeout))
+            .expect("a read timeout");
+        let ch = self
+            .post(&format!(
+                "/ari/channels/externalMedia?app={app}&external_host={}&format=ulaw",
+                sock.local_addr().expect("a local address")
+            ))
+            .ok()
+            .clone();
+        let port: u16 = ch["channelvars"]["UNICASTRTP_LOCAL_PORT"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .expect("UNICASTRTP_LOCAL_PORT");
+        let id = ch["id"].as_str().expect("channel id").to_string();
+        (
+            sock,
+            id,
+            format!("127.0.0.1:{port}").parse().expect("an address"),
+        )
+    }
+
     /// Creates a bridge and returns its id.
     pub fn bridge(&self, query: &str) -> String {
         let r = self.post(&format!("/ari/bridges{query}"));

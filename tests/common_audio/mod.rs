@@ -122,6 +122,42 @@ fn fit_snr(r: &[f64], y: &[f64], d: usize) -> f64 {
     10.0 * (signal / noise.max(1e-9)).log10()
 }
 
+/// A PCM 16-bit mono WAV file of `samples` at `rate`.
+pub fn wav_file(rate: u32, samples: &[i16]) -> Vec<u8> {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(2 * rate).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
+/// The PCMU audio `sock` receives within `within` (RTP payload type 0
+/// only; bounded by the time, each read by the socket's timeout).
+pub fn receive_ulaw(sock: &std::net::UdpSocket, within: std::time::Duration) -> Vec<i16> {
+    let mut pcm = Vec::new();
+    let mut buf = [0u8; 2048];
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if n > 12 && buf[1] & 0x7f == 0 {
+                pcm.extend(buf[12..n].iter().map(|u| ulaw_to_linear(*u)));
+            }
+        }
+    }
+    pcm
+}
+
 /// G.711 μ-law encoding of one sample (ITU-T G.711).
 pub fn linear_to_ulaw(sample: i16) -> u8 {
     let mut s = i32::from(sample);
