@@ -11,40 +11,14 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::os::fd::FromRawFd;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{basic, crossbar_command, free_port, Auth, Server, PASS, USER};
-
-/// Runs the binary to completion (killed after 10 s).
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn crossbar");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "crossbar did not exit: stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{basic, crossbar_command, free_port, run_to_exit, Auth, Server, PASS, USER};
 
 #[test]
 fn default_credentials_on_a_non_loopback_address_refuse_to_start() {
     let bind = format!("0.0.0.0:{}", free_port());
-    let out = run(crossbar_command().env("CROSSBAR_ARI_BIND", &bind));
+    let out = run_to_exit(crossbar_command().env("CROSSBAR_ARI_BIND", &bind));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert_eq!(
@@ -56,9 +30,11 @@ fn default_credentials_on_a_non_loopback_address_refuse_to_start() {
         )
     );
     // an empty password is refused wherever ARI listens
-    let out = run(crossbar_command()
-        .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{}", free_port()))
-        .env("CROSSBAR_ARI_PASSWORD", ""));
+    let out = run_to_exit(
+        crossbar_command()
+            .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{}", free_port()))
+            .env("CROSSBAR_ARI_PASSWORD", ""),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim_end(),
@@ -491,10 +467,12 @@ fn every_user_is_refused_the_default_or_an_empty_password() {
     for (ip, toml, want) in cases {
         std::fs::write(&file, toml).expect("write config");
         let port = free_port();
-        let out = run(crossbar_command()
-            .arg("--config")
-            .arg(&file)
-            .env("CROSSBAR_ARI_BIND", format!("{ip}:{port}")));
+        let out = run_to_exit(
+            crossbar_command()
+                .arg("--config")
+                .arg(&file)
+                .env("CROSSBAR_ARI_BIND", format!("{ip}:{port}")),
+        );
         assert_eq!(out.status.code(), Some(2));
         assert_eq!(
             String::from_utf8_lossy(&out.stderr).trim_end(),

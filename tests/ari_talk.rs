@@ -2,11 +2,13 @@
 //! an externalMedia channel, speech-like audio then silence from a peer.
 
 mod common;
+mod common_audio;
 
 use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::*;
+use common_audio::linear_to_ulaw;
 
 /// 20 ms of μ-law: a 440 Hz tone of `amplitude` (0: digital silence).
 fn ulaw_frame(amplitude: f64, seq: u16) -> Vec<u8> {
@@ -18,24 +20,6 @@ fn ulaw_frame(amplitude: f64, seq: u16) -> Vec<u8> {
         p.push(linear_to_ulaw(s as i16));
     }
     p
-}
-
-/// G.711 μ-law encoding (ITU-T G.711), for the test's own frames.
-fn linear_to_ulaw(sample: i16) -> u8 {
-    let mut s = i32::from(sample);
-    let sign = if s < 0 { 0x80 } else { 0 };
-    if s < 0 {
-        s = -s;
-    }
-    s = (s + 0x84).min(0x7fff);
-    let mut exponent = 7;
-    let mut mask = 0x4000;
-    while exponent > 0 && s & mask == 0 {
-        exponent -= 1;
-        mask >>= 1;
-    }
-    let mantissa = (s >> (exponent + 3)) & 0x0f;
-    !((sign | (exponent << 4) | mantissa) as u8)
 }
 
 #[test]

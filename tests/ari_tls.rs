@@ -9,11 +9,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{basic, crossbar_command, free_port, temp_path, Server, PASS, USER};
+use common::{basic, crossbar_command, free_port, run_to_exit, temp_path, Server, PASS, USER};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tungstenite::Message;
@@ -232,31 +232,6 @@ fn https_and_wss_with_a_self_signed_certificate() {
     }
 }
 
-/// Runs the binary to completion (killed after 10 s).
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn crossbar");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "crossbar did not exit: stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn bad_certificate_or_key_files_refuse_to_start() {
     let (cert, key) = make_cert("a");
@@ -303,10 +278,12 @@ fn bad_certificate_or_key_files_refuse_to_start() {
     let file = temp_path("tls.toml");
     for (toml, want) in cases {
         std::fs::write(&file, &toml).expect("write config");
-        let out = run(crossbar_command()
-            .arg("--config")
-            .arg(&file)
-            .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{}", free_port())));
+        let out = run_to_exit(
+            crossbar_command()
+                .arg("--config")
+                .arg(&file)
+                .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{}", free_port())),
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{toml}: {stderr}");
         let want = format!("crossbar: bad configuration: {want}");

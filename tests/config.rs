@@ -4,35 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{crossbar_command, free_port, temp_path, Server};
-
-/// Runs the binary to completion (bounded: it is killed after 10 s).
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn crossbar");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "crossbar did not exit: stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{crossbar_command, free_port, run_to_exit, temp_path, Server};
 
 /// Starts the binary with `toml` as its config file; expects exit code 2 and
 /// returns stderr.
@@ -46,10 +21,11 @@ fn refused(toml: &str) -> String {
     for var in common::driver::VARS {
         cmd.env_remove(var);
     }
-    let out = run(cmd
-        .arg("--config")
-        .arg(&path)
-        .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{port}")));
+    let out = run_to_exit(
+        cmd.arg("--config")
+            .arg(&path)
+            .env("CROSSBAR_ARI_BIND", format!("127.0.0.1:{port}")),
+    );
     let _ = std::fs::remove_file(&path);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{toml:?}: stderr {stderr}");
@@ -82,14 +58,14 @@ fn bad_port_range_is_refused_with_exit_2_naming_the_key() {
 
 #[test]
 fn bad_env_value_is_refused_with_exit_2_naming_the_key() {
-    let out = run(crossbar_command().env("CROSSBAR_RTP_PORT_MIN", "lots"));
+    let out = run_to_exit(crossbar_command().env("CROSSBAR_RTP_PORT_MIN", "lots"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("rtp.port_min (from CROSSBAR_RTP_PORT_MIN): 'lots' is not an integer"),
         "{stderr}"
     );
-    let out = run(crossbar_command().env("CROSSBAR_ARI_NOPE", "x"));
+    let out = run_to_exit(crossbar_command().env("CROSSBAR_ARI_NOPE", "x"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unknown key ari.nope"), "{stderr}");
@@ -98,7 +74,7 @@ fn bad_env_value_is_refused_with_exit_2_naming_the_key() {
 #[test]
 fn missing_config_file_is_refused() {
     let path = temp_path("absent.toml");
-    let out = run(crossbar_command().arg("--config").arg(&path));
+    let out = run_to_exit(crossbar_command().arg("--config").arg(&path));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot read config file"), "{stderr}");
@@ -106,7 +82,7 @@ fn missing_config_file_is_refused() {
 
 #[test]
 fn unknown_argument_is_refused() {
-    let out = run(crossbar_command().arg("--bogus"));
+    let out = run_to_exit(crossbar_command().arg("--bogus"));
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim_end(),
@@ -184,7 +160,7 @@ fn env_override_of_credentials() {
 
 #[test]
 fn print_defaults_prints_the_embedded_toml() {
-    let out = run(crossbar_command().arg("--print-defaults"));
+    let out = run_to_exit(crossbar_command().arg("--print-defaults"));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

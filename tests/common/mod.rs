@@ -91,6 +91,32 @@ pub fn temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("crossbar-it-{}-{n}-{tag}", std::process::id()))
 }
 
+/// Runs the binary to completion: its output (killed, and the test
+/// failed, after 10 s).
+pub fn run_to_exit(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn crossbar");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "crossbar did not exit: stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A command for the binary with no `CROSSBAR_*` variables inherited but
 /// the driver's (see `common_driver`).
 pub fn crossbar_command() -> Command {
