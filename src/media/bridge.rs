@@ -29,11 +29,11 @@
 
 use std::collections::HashMap;
 
+use super::extras::Extras;
 use super::leg::LegRef;
 use super::mixing::{self, MemberPlan, MixState};
 use super::path::{Media, Mode, TranscodePath};
 use super::player::Player;
-use super::tap::Tap;
 use super::{BridgeKey, BridgeSpec, CoreError, Format, LegId, MediaOp, Technology};
 use crate::codec::Transcoder;
 use crate::jitter::JitterBuffer;
@@ -89,23 +89,6 @@ pub(super) struct Bridge {
     /// The mix, for `Plan::Mix`.
     pub mix: Option<Box<MixState>>,
     pub extras: Extras,
-}
-
-/// What the core adds to a bridge's mix (see the module docs).
-#[derive(Default)]
-pub(super) struct Extras {
-    /// A clip heard by every member.
-    pub player: Option<Box<Player>>,
-    /// Music on hold: heard while no clip plays.
-    pub generator: Option<Box<Player>>,
-    /// Recordings of the mix.
-    pub taps: Vec<Tap>,
-}
-
-impl Extras {
-    fn any(&self) -> bool {
-        self.player.is_some() || self.generator.is_some() || !self.taps.is_empty()
-    }
 }
 
 /// Frames a jitter buffer of the mixing path holds.
@@ -177,44 +160,10 @@ impl Bridges {
         let before = b.extras.any();
         // Clips play at the mix's rate (8 kHz until the bridge mixes).
         let rate = b.mix.as_ref().map_or(8000, |m| m.rate());
-        let e = &mut b.extras;
-        let applied = match op {
-            MediaOp::Play { key, clip } => {
-                let player = Player::new(key, clip, rate, false).ok_or(CoreError::Unplayable)?;
-                e.player = Some(Box::new(player));
-                true
-            }
-            MediaOp::StopPlaying { key } => {
-                let found = e.player.as_ref().is_some_and(|p| p.key == key);
-                if found {
-                    e.player = None;
-                }
-                found
-            }
-            MediaOp::Control { key, control } => match e.player.as_mut() {
-                Some(p) if p.key == key => p.control(control),
-                _ => false,
-            },
-            MediaOp::Generate(clip) => {
-                e.generator = match clip {
-                    Some(clip) => Some(Box::new(
-                        Player::new(0, clip, rate, true).ok_or(CoreError::Unplayable)?,
-                    )),
-                    None => None,
-                };
-                true
-            }
-            MediaOp::StartTap(tap) => {
-                e.taps.push(tap);
-                true
-            }
-            MediaOp::StopTap { key } => {
-                let n = e.taps.len();
-                e.taps.retain(|t| t.key() != key);
-                n != e.taps.len()
-            }
-        };
-        if before != e.any() {
+        let applied = b.extras.apply(op, |key, clip, looping| {
+            Player::new(key, clip, rate, looping)
+        })?;
+        if before != b.extras.any() {
             let spec = b.spec.clone();
             self.set(media, key, spec, tick_ms)?;
         }

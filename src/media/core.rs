@@ -472,43 +472,10 @@ impl Core {
 
     fn leg_op(&mut self, id: LegId, op: MediaOp) -> Result<MediaDone, CoreError> {
         let l = self.media.legs.by_id(id).ok_or(CoreError::Unknown)?;
-        let applied = match op {
-            MediaOp::Play { key, clip } => {
-                let player =
-                    Player::for_leg(key, clip, l.format, false).ok_or(CoreError::Unplayable)?;
-                l.player = Some(Box::new(player));
-                true
-            }
-            MediaOp::StopPlaying { key } => {
-                let found = l.player.as_ref().is_some_and(|p| p.key == key);
-                if found {
-                    l.player = None;
-                }
-                found
-            }
-            MediaOp::Control { key, control } => match l.player.as_mut() {
-                Some(p) if p.key == key => p.control(control),
-                _ => false,
-            },
-            MediaOp::Generate(clip) => {
-                l.generator = match clip {
-                    Some(clip) => Some(Box::new(
-                        Player::for_leg(0, clip, l.format, true).ok_or(CoreError::Unplayable)?,
-                    )),
-                    None => None,
-                };
-                true
-            }
-            MediaOp::StartTap(tap) => {
-                l.taps.push(tap);
-                true
-            }
-            MediaOp::StopTap { key } => {
-                let before = l.taps.len();
-                l.taps.retain(|t| t.key() != key);
-                before != l.taps.len()
-            }
-        };
+        let format = l.format;
+        let applied = l.extras.apply(op, |key, clip, looping| {
+            Player::for_leg(key, clip, format, looping)
+        })?;
         let playing = l.playing();
         self.playing.retain(|p| *p != id);
         if playing {
@@ -542,15 +509,15 @@ impl Core {
             };
             let mut bytes = self.media.pool.lift(&buf);
             let mut made = None;
-            if let Some(player) = leg.player.as_mut() {
+            if let Some(player) = leg.extras.player.as_mut() {
                 made = player.next_frame(samples, &mut bytes[HEADER_LEN..]);
                 if made.is_none() {
                     ended.push((id, Some(player.key)));
-                    leg.player = None;
+                    leg.extras.player = None;
                 }
             }
             if made.is_none() {
-                if let Some(generator) = leg.generator.as_mut() {
+                if let Some(generator) = leg.extras.generator.as_mut() {
                     made = generator.next_frame(samples, &mut bytes[HEADER_LEN..]);
                 }
             }
@@ -618,16 +585,11 @@ impl Core {
                 continue;
             }
             // A recording of the snoop leg gets what it hears.
-            if !leg.taps.is_empty() {
-                let rate = format.sample_rate();
-                for tap in &mut leg.taps {
-                    tap.push(TapAudio::Pcm {
-                        rate,
-                        samples: self.scratch[..samples].into(),
-                    });
-                }
-                leg.taps.retain(|t| !t.is_closed());
-            }
+            let (rate, heard) = (format.sample_rate(), &self.scratch[..samples]);
+            leg.extras.feed_taps(|| TapAudio::Pcm {
+                rate,
+                samples: heard.into(),
+            });
             let Some(buf) = self.media.pool.take() else {
                 continue;
             };
@@ -919,9 +881,7 @@ impl Core {
             dtmf_rx: DtmfRx::default(),
             dtmf_tx: None,
             talk: None,
-            player: None,
-            generator: None,
-            taps: Vec::new(),
+            extras: Default::default(),
             snoops: Vec::new(),
         })
     }
@@ -1052,17 +1012,14 @@ impl Core {
                 (since_epoch * u128::from(leg.format.clock_rate()) / 1_000_000_000) as u32;
             leg.rx
                 .record(packet.ssrc(), packet.seq(), packet.timestamp(), arrival);
-            if !(leg.taps.is_empty() || leg.mute_in || leg.hold) {
+            if !(leg.mute_in || leg.hold) {
                 let format = leg.format;
-                for tap in &mut leg.taps {
-                    tap.push(TapAudio::Rtp {
-                        format,
-                        seq: packet.seq().0,
-                        timestamp: packet.timestamp().0,
-                        payload: packet.payload().into(),
-                    });
-                }
-                leg.taps.retain(|t| !t.is_closed());
+                leg.extras.feed_taps(|| TapAudio::Rtp {
+                    format,
+                    seq: packet.seq().0,
+                    timestamp: packet.timestamp().0,
+                    payload: packet.payload().into(),
+                });
             }
             let rate = leg.format.sample_rate();
             if let Some(t) = leg.talk.as_mut() {

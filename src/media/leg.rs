@@ -125,13 +125,9 @@ pub(super) struct Leg {
     pub dtmf_tx: Option<Box<super::dtmf::DtmfTx>>,
     /// Talk detection on what the leg receives, when set.
     pub talk: Option<Box<super::talk::TalkDetect>>,
-    /// A clip playing to the leg (it then hears nothing else).
-    pub player: Option<Box<super::player::Player>>,
-    /// Music on hold or silence, heard while no clip plays (and in place
-    /// of the bridge).
-    pub generator: Option<Box<super::player::Player>>,
-    /// Recordings of what the leg receives.
-    pub taps: Vec<super::tap::Tap>,
+    /// A clip or generator playing to the leg (it then hears nothing
+    /// else), and recordings of what it receives.
+    pub extras: super::extras::Extras,
     /// The snoop legs spying on or whispering into this leg.
     pub snoops: Vec<LegId>,
 }
@@ -140,7 +136,7 @@ impl Leg {
     /// True while the core makes what the leg hears (a clip or a
     /// generator): its bridge's audio is held back.
     pub(super) fn playing(&self) -> bool {
-        self.player.is_some() || self.generator.is_some()
+        self.extras.playing()
     }
 }
 

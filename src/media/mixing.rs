@@ -43,8 +43,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::bridge::Extras;
 use super::buffer::Packet;
+use super::extras::Extras;
 use super::leg::LegRef;
 use super::path::{Media, HEADER_LEN};
 use super::player::Frame;
@@ -359,16 +359,12 @@ impl MixState {
         for i in 0..self.members.len() {
             self.emit(media, now, i);
         }
-        if !extras.taps.is_empty() {
-            if self.mixer.listener_mix(&mut self.mixed).is_ok() {
-                for tap in &mut extras.taps {
-                    tap.push(TapAudio::Pcm {
-                        rate: self.rate,
-                        samples: self.mixed[..self.frame].into(),
-                    });
-                }
-            }
-            extras.taps.retain(|t| !t.is_closed());
+        if !extras.taps.is_empty() && self.mixer.listener_mix(&mut self.mixed).is_ok() {
+            let (rate, mix) = (self.rate, &self.mixed[..self.frame]);
+            extras.feed_taps(|| TapAudio::Pcm {
+                rate,
+                samples: mix.into(),
+            });
         }
         ended
     }

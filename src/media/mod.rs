@@ -38,6 +38,7 @@ mod bridge;
 mod buffer;
 mod core;
 pub mod dtmf;
+mod extras;
 mod format;
 mod leg;
 mod mixing;
