@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 time=${FUZZ_TIME:-15}
-targets=(${FUZZ_TARGETS:-rtp_packet rtcp_compound sdp sip})
+targets=(${FUZZ_TARGETS:-rtp_packet rtcp_compound sdp sip jitter_buffer mixer ari_args route media_core})
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
