@@ -574,8 +574,8 @@ pub fn ari_args(data: &[u8]) {
 /// request's method, lies on a path template that matches the path with
 /// the same parameters, is found again with a trailing slash, and its
 /// arguments check (or give a 400); otherwise it is a 404 when no method
-/// serves the path and a 405 when another does. The api-docs lookup for
-/// the last segment never panics either.
+/// serves the path and a 405 when another does. An `/api-docs/` path
+/// gives a JSON object or nothing.
 pub fn route(data: &[u8]) {
     use crate::ari::args::Args;
     use crate::ari::spec::{match_path, Method};
@@ -586,8 +586,16 @@ pub fn route(data: &[u8]) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let methods = [Method::Get, Method::Post, Method::Put, Method::Delete];
     let found: Vec<bool> = methods.iter().map(|&m| route(m, path).is_ok()).collect();
-    if let Some(name) = path.rsplit('/').next() {
-        let _ = crate::ari::docs::resource_doc(name.trim_end_matches(".json"), "http://h/ari");
+    if let Some(file) = path.strip_prefix("/api-docs/") {
+        // As the HTTP layer serves them.
+        let base = "http://127.0.0.1:8088/ari";
+        let doc = match file {
+            "resources.json" => Some(crate::ari::docs::resources_listing(base)),
+            other => other
+                .strip_suffix(".json")
+                .and_then(|name| crate::ari::docs::resource_doc(name, base)),
+        };
+        assert!(doc.is_none_or(|d| d.is_object()));
     }
     let Some(method) = Method::parse(method) else {
         return;
