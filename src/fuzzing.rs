@@ -650,7 +650,8 @@ const TONES: &[&str] = &[
 /// ([`crate::media::sim::Sim`]), driven by a random program of commands
 /// (legs added and removed, Local pairs, bridges set with any members and
 /// flags and destroyed, mute, hold, a new format, digits, clips and tones,
-/// talk detection, telephone events, a new remote), datagrams (RTP with
+/// talk detection, telephone events, a new remote, a leg detached and
+/// attached again as when it moves between shards), datagrams (RTP with
 /// random header fields and payloads, RTCP reports, garbage, to either
 /// port, from the leg's peer or a stranger), peer streams, and time
 /// passing. After every step:
@@ -1009,7 +1010,15 @@ pub fn media_core(data: &[u8]) {
                 }
             }
             _ => {
-                let ms = u64::from(inp.u16() % 1500);
+                let v = inp.u16();
+                if v >= 60_000 {
+                    let id = 1 + u64::from(v) % CORE_LEGS;
+                    let r = sim.reattach_leg(id).map(|_| ());
+                    known(r, legs.contains_key(&id), "reattach");
+                    check(&mut sim, &legs, &ever, step);
+                    continue;
+                }
+                let ms = u64::from(v % 1500);
                 virtual_ms += ms;
                 if let Err(e) = sim.run_for(Duration::from_millis(ms)) {
                     panic!("step {step}: run: {e}");

@@ -1186,6 +1186,18 @@ impl Sim {
         Ok(())
     }
 
+    /// Detaches a leg and attaches it again, as a leg moves between two
+    /// shards' cores (it leaves its bridge); its new reference.
+    pub fn reattach_leg(&mut self, id: impl Into<LegId>) -> Result<LegRef, SimError> {
+        let (old, state) = self.core.detach_leg(id.into())?;
+        let r = self.core.attach_leg(state)?;
+        if let Some(addr) = self.leg_refs.remove(&old) {
+            self.leg_refs.insert(r, addr);
+        }
+        self.settle();
+        Ok(r)
+    }
+
     /// Sets a bridge; the technology the core chose.
     pub fn set_bridge(
         &mut self,
