@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 const MUTATIONS: usize = 20_000;
 /// Mutations of the mixer's inputs (each mixes up to four ticks of up to 40
 /// members of 1,100 samples with every kernel).
-const MIXER_MUTATIONS: usize = 3_000;
+const MIXER_MUTATIONS: usize = 1_500;
 /// Mutations of the media core's programs (each runs a core for up to 20 s
 /// of virtual time).
 const CORE_MUTATIONS: usize = 600;
