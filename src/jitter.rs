@@ -217,6 +217,15 @@ impl JitterBuffer {
         self.floor
     }
 
+    /// The sequence number the next tick plays (or reports missing) while
+    /// playing; `None` while buffering.
+    pub fn next_to_play(&self) -> Option<SeqNo> {
+        match self.state {
+            State::Playing { next, .. } => Some(next),
+            State::Buffering => None,
+        }
+    }
+
     /// Sets the leg's interarrival jitter `jitter` (RFC 3550, RTP timestamp
     /// units) for frames of `frame` timestamp units: the floor becomes
     /// `min_delay + ⌊3·jitter / frame⌋`, at most `max_delay`.
@@ -290,6 +299,20 @@ impl JitterBuffer {
                     next: new_next,
                     misses,
                 };
+            }
+        }
+        if self.state == State::Buffering && self.held > 0 {
+            // Frames held while buffering must stay within `slots` of each
+            // other, or playout (which starts at the oldest) could never
+            // reach the others: they would be held for ever, counted in the
+            // level, and trimmed in place of good ones. A newer frame that
+            // far from them is a new stream: they go.
+            for i in 0..n {
+                let slot = self.slots[i];
+                if slot.full && usize::from(slot.seq.delta(seq).unsigned_abs()) >= n {
+                    self.release(i);
+                    self.stats.overrun += 1;
+                }
             }
         }
         let i = self.index(seq);
@@ -551,6 +574,31 @@ mod tests {
         assert_eq!(jb.tick(), Tick::Idle);
         push(&mut jb, 5000);
         assert_eq!(frame(&mut jb), Some(5000));
+    }
+
+    #[test]
+    fn frames_far_apart_while_buffering_do_not_strand_one() {
+        // Found by the jitter_buffer fuzz target: two frames pushed before
+        // the first tick, further apart than the slots, left one outside
+        // the playout window: held for ever, counted in the level (more
+        // than max_delay held after a tick), trimmed in place of good
+        // frames.
+        let mut jb = JitterBuffer::new(8, 4, 1, 1);
+        push(&mut jb, 10);
+        push(&mut jb, 30_000);
+        assert_eq!(jb.len(), 1);
+        assert_eq!(jb.stats().overrun, 1);
+        assert_eq!(frame(&mut jb), Some(30_000));
+        assert!(jb.is_empty());
+        let mut seq = 30_001;
+        steady(&mut jb, &mut seq, 100, 0);
+        assert_eq!(jb.stats().trimmed, 0);
+        // Within the slots of each other, both stay.
+        let mut jb = JitterBuffer::new(8, 4, 1, 3);
+        push(&mut jb, 65_533);
+        push(&mut jb, 3);
+        assert_eq!(jb.len(), 2);
+        assert_eq!(frame(&mut jb), Some(65_533));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The fuzz targets (fuzz/fuzz_targets/) under libFuzzer, briefly: each one for
+# The fuzz targets (fuzz/fuzz_targets/: rtp_packet, rtcp_compound, sdp, sip,
+# jitter_buffer, mixer, ari_args, route, media_core; bodies and invariants in
+# src/fuzzing.rs) under libFuzzer, briefly: each one for
 # FUZZ_TIME seconds (default 15) from its seed corpus in fuzz/corpus/<target>/.
 # Exits non-zero on the first crash; libFuzzer leaves the input in
 # fuzz/artifacts/<target>/ (reproduce: cargo fuzz run <target> <that file>).
@@ -9,15 +11,16 @@
 # the -Z flags cargo-fuzz passes (sanitizer, coverage instrumentation) through.
 # New inputs libFuzzer finds go to a scratch directory, not into the committed
 # corpus. Cost on a 2-core machine, -j1: installing cargo-fuzz ~50 s, the
-# first build of the four targets (ASan, release) ~3 m 50 s, then each run
-# FUZZ_TIME plus ~2 s (about 70 s in all with a warm fuzz/target). Without
-# cargo-fuzz, tests/fuzz_smoke.rs still runs the same target bodies in every
-# `cargo test`.
+# first build of the nine targets (ASan, release) ~6 m (one build: they share
+# the crossbar library; a change to it rebuilds in ~3 m 30 s), then each run
+# FUZZ_TIME plus ~2 s (about 2 minutes in all at 10 s with a warm target
+# directory). Without cargo-fuzz, tests/fuzz_smoke.rs still runs the same
+# target bodies in every `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 time=${FUZZ_TIME:-15}
-targets=(${FUZZ_TARGETS:-rtp_packet rtcp_compound sdp sip})
+targets=(${FUZZ_TARGETS:-rtp_packet rtcp_compound sdp sip jitter_buffer mixer ari_args route media_core})
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"

@@ -22,6 +22,12 @@ use rand::{Rng, SeedableRng};
 /// overrides it (and `FUZZ_SMOKE_SEED` shifts the generators' seeds) for a
 /// longer run by hand.
 const MUTATIONS: usize = 20_000;
+/// Mutations of the mixer's inputs (each mixes up to four ticks of up to 40
+/// members of 1,100 samples with every kernel).
+const MIXER_MUTATIONS: usize = 1_500;
+/// Mutations of the media core's programs (each runs a core for up to 20 s
+/// of virtual time).
+const CORE_MUTATIONS: usize = 600;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -194,11 +200,17 @@ fn mutate(rng: &mut SmallRng, input: &[u8], other: &[u8]) -> Vec<u8> {
 
 /// Runs `body` over the seeds of `target` and `MUTATIONS` mutations of them;
 /// panics, naming the input, on the first input `body` panics on.
-fn run<T>(target: &str, seed: u64, mut body: impl FnMut(&[u8]) -> T) -> Vec<T> {
+fn run<T>(target: &str, seed: u64, body: impl FnMut(&[u8]) -> T) -> Vec<T> {
+    run_n(target, seed, MUTATIONS, body)
+}
+
+/// [`run`] with `mutations` mutations (the slower, stateful targets take
+/// fewer, to keep `cargo test` fast; `FUZZ_SMOKE_MUTATIONS` overrides both).
+fn run_n<T>(target: &str, seed: u64, mutations: usize, mut body: impl FnMut(&[u8]) -> T) -> Vec<T> {
     quiet_panics();
     let seeds = seeds(target);
     let seed = seed.wrapping_add(env_number("FUZZ_SMOKE_SEED", 0).wrapping_mul(16));
-    let mutations = env_number("FUZZ_SMOKE_MUTATIONS", MUTATIONS as u64) as usize;
+    let mutations = env_number("FUZZ_SMOKE_MUTATIONS", mutations as u64) as usize;
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut inputs = seeds.clone();
     for _ in 0..mutations {
@@ -264,4 +276,29 @@ fn sip() {
         requests * 20 > outcomes.len() && responses * 40 > outcomes.len(),
         "too few valid messages"
     );
+}
+
+#[test]
+fn jitter_buffer() {
+    run("jitter_buffer", 5, fuzzing::jitter_buffer);
+}
+
+#[test]
+fn mixer() {
+    run_n("mixer", 6, MIXER_MUTATIONS, fuzzing::mixer);
+}
+
+#[test]
+fn ari_args() {
+    run("ari_args", 7, fuzzing::ari_args);
+}
+
+#[test]
+fn route() {
+    run("route", 8, fuzzing::route);
+}
+
+#[test]
+fn media_core() {
+    run_n("media_core", 9, CORE_MUTATIONS, fuzzing::media_core);
 }

@@ -2339,6 +2339,33 @@ fn a_leg_that_changes_codec_rechooses_its_bridge_technology() {
     assert_clean(&sim);
 }
 
+/// Found by the media_core fuzz target: a member removed from the core
+/// while its bridge still listed it made a later `set_format` of another
+/// member fail as `Unknown` (the bridge, set again from its stale spec,
+/// named a leg that no longer exists) and left the format unchanged. The
+/// bridge is set again with the members that exist.
+#[test]
+fn a_codec_change_in_a_bridge_that_lists_a_removed_leg_goes_through() {
+    let mut sim = sim();
+    let peers = ulaw_members(&mut sim, 3, clean(), clean());
+    assert_eq!(
+        sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap(),
+        Technology::Softmix
+    );
+    sim.remove_leg(3).unwrap();
+    assert_eq!(
+        sim.set_format(2, Format::Alaw).unwrap(),
+        Some(Technology::SimpleBridge)
+    );
+    sim.start_sender(peers[0], SenderConfig::tone(Format::Ulaw, 0xa, 1000.0))
+        .unwrap();
+    sim.run_for(ms(1000)).unwrap();
+    let got = rtp_of(&sim, peers[1]);
+    assert!(got.len() >= 40, "{} packets", got.len());
+    assert!(got.iter().all(|p| p.pt == Format::Alaw.payload_type()));
+    assert_clean(&sim);
+}
+
 // ---- DTMF (RFC 4733) ----
 
 /// A telephone-event packet (PT 101) of event `digit` at `ts`.

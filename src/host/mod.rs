@@ -23,7 +23,7 @@
 
 pub mod auth;
 pub mod conn;
-mod http;
+pub(crate) mod http;
 mod metrics;
 mod session;
 pub mod sip;

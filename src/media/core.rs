@@ -379,7 +379,12 @@ impl Core {
             return Ok(l.bridge.and_then(|b| self.bridges.technology(b)));
         }
         let bridge = l.bridge;
-        let spec = bridge.and_then(|b| self.bridges.spec(b));
+        let mut spec = bridge.and_then(|b| self.bridges.spec(b));
+        if let Some(spec) = spec.as_mut() {
+            // A member removed since the bridge was set is not set again
+            // (that would refuse the whole change as `Unknown`).
+            spec.members.retain(|m| self.media.legs.contains(m.leg));
+        }
         if let (Some(b), Some(spec)) = (bridge, &spec) {
             let mut without = spec.clone();
             without.members.retain(|m| m.leg != id);

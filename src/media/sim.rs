@@ -45,7 +45,8 @@
 //! equal the most it ever had free (the pool only grows): any shortfall is a
 //! buffer the core took and neither sent nor released. The audit records
 //! the worst of each; a token that comes back without being lent, or with a
-//! length past its buffer, is a violation.
+//! length past its buffer, is a violation; a transmit of a leg the sim
+//! gave no sockets (removed, or a Local half) is a stray.
 //!
 //! Nothing here panics: unknown peers and legs are errors ([`SimError`]).
 //!
@@ -760,6 +761,9 @@ pub struct BufferAudit {
     /// Tokens that came back without being lent, or with a length past the
     /// buffer.
     pub violations: u64,
+    /// Transmits of a leg that has no sockets here (removed, or a Local
+    /// half).
+    pub stray_transmits: u64,
 }
 
 impl BufferAudit {
@@ -769,6 +773,7 @@ impl BufferAudit {
             && self.rx_held_after_step == 0
             && self.tx_missing == 0
             && self.violations == 0
+            && self.stray_transmits == 0
             && self.rx_lent == self.rx_returned + self.rx_sent
     }
 }
@@ -1205,6 +1210,18 @@ impl Sim {
         Ok(())
     }
 
+    /// Detaches a leg and attaches it again, as a leg moves between two
+    /// shards' cores (it leaves its bridge); its new reference.
+    pub fn reattach_leg(&mut self, id: impl Into<LegId>) -> Result<LegRef, SimError> {
+        let (old, state) = self.core.detach_leg(id.into())?;
+        let r = self.core.attach_leg(state)?;
+        if let Some(addr) = self.leg_refs.remove(&old) {
+            self.leg_refs.insert(r, addr);
+        }
+        self.settle();
+        Ok(r)
+    }
+
     /// Sets a bridge; the technology the core chose.
     pub fn set_bridge(
         &mut self,
@@ -1266,6 +1283,18 @@ impl Sim {
         self.core.destroy_bridge(key)?;
         self.settle();
         Ok(())
+    }
+
+    /// Runs any other command on the core (talk detection, telephone
+    /// events, stopping a clip, a new remote, ...), then carries what it
+    /// sent.
+    pub fn command<T>(
+        &mut self,
+        f: impl FnOnce(&mut Core) -> Result<T, CoreError>,
+    ) -> Result<T, SimError> {
+        let out = f(&mut self.core);
+        self.settle();
+        Ok(out?)
     }
 
     /// Mutes or unmutes a leg.
@@ -1494,6 +1523,9 @@ impl Sim {
                 data
             }
         };
+        if !self.leg_refs.contains_key(&leg) {
+            self.audit.stray_transmits += 1;
+        }
         let source = self
             .leg_refs
             .get(&leg)
