@@ -211,6 +211,14 @@ fn a_bridge_playback_is_heard_by_every_member() {
     assert_eq!(done["playback"]["id"], "bq");
     s.post("/ari/bridges/nope/play?media=tone:1000")
         .assert_error(404, "Bridge not found");
+    let b2 = s.bridge("?type=mixing");
+    s.post(&format!(
+        "/ari/bridges/{b2}/play?media=tone:1000&announcer_format=ulaw"
+    ))
+    .assert_error_prefix(
+        400,
+        "Parameter 'announcer_format' of play is not supported by crossbar: ",
+    );
 }
 
 #[test]

@@ -915,7 +915,11 @@ const BRIDGES: &[Api] = &[
             BRIDGE_PLAY_PARAMS,
             BRIDGE_MEDIA_ERRORS,
             handler!(playbacks::bridge_play),
-        )],
+        )
+        .refusing(&[(
+            "announcer_format",
+            "crossbar mixes a bridge playback in directly, without an announcer channel",
+        )])],
     },
     Api {
         path: "/bridges/{bridgeId}/play/{playbackId}",
@@ -928,7 +932,11 @@ const BRIDGES: &[Api] = &[
             BRIDGE_PLAY_WITH_ID_PARAMS,
             BRIDGE_MEDIA_ERRORS,
             handler!(playbacks::bridge_play_with_id),
-        )],
+        )
+        .refusing(&[(
+            "announcer_format",
+            "crossbar mixes a bridge playback in directly, without an announcer channel",
+        )])],
     },
     Api {
         path: "/bridges/{bridgeId}/record",
