@@ -3072,3 +3072,37 @@ fn a_snoop_legs_tap_gets_what_it_hears() {
     assert!(goertzel_energy(tail, 1000.0, 8000) > 100.0 * goertzel_energy(tail, 1600.0, 8000));
     assert_clean(&sim);
 }
+
+/// A media operation on a bridge one of whose legs was removed (the data
+/// plane's bridge spec no longer names it) goes through: the bridge is set
+/// again with the members that exist. Found by the media_core fuzz target.
+#[test]
+fn a_bridge_media_op_after_a_member_leg_was_removed_goes_through() {
+    use crossbar::media::player::Clip;
+    use crossbar::media::{BridgeKey, MediaOp, Target};
+    let mut sim = sim();
+    let a = sim.add_peer(clean(), clean());
+    let b = sim.add_peer(clean(), clean());
+    sim.add_rtp_leg(1, a, Format::Ulaw).unwrap();
+    sim.add_rtp_leg(2, b, Format::Ulaw).unwrap();
+    sim.set_bridge(9, bridge_spec(&[1, 2])).unwrap();
+    sim.remove_leg(2).unwrap();
+    let done = sim
+        .media_op(
+            Target::Bridge(BridgeKey(9)),
+            MediaOp::Play {
+                key: 1,
+                clip: Clip::Pcm {
+                    rate: 8000,
+                    samples: tone(1600.0, 8000, 1600).into(),
+                },
+            },
+        )
+        .unwrap();
+    assert!(done.applied);
+    assert_eq!(done.technology, Some(Technology::Softmix));
+    sim.run_for(ms(400)).unwrap();
+    let pcm = decode(Format::Ulaw, &rtp_of(&sim, a)[2..8]).unwrap();
+    assert!(goertzel_energy(&pcm, 1600.0, 8000) > 1e5);
+    assert_clean(&sim);
+}

@@ -141,6 +141,15 @@ impl Bridges {
         }
     }
 
+    /// A leg that left the core is no member of `key` any more: the spec
+    /// the bridge is set again with (a media operation, a codec change)
+    /// must not name it. Its media state goes at the next `set`.
+    pub(super) fn forget_member(&mut self, key: BridgeKey, leg: LegId) {
+        if let Some(b) = self.map.get_mut(&key) {
+            b.spec.members.retain(|m| m.leg != leg);
+        }
+    }
+
     /// Clips of bridges that ended since the last call.
     pub(super) fn take_ended(&mut self) -> Vec<(BridgeKey, u64)> {
         std::mem::take(&mut self.ended)

@@ -243,6 +243,9 @@ impl Core {
         };
         if let Some(leg) = self.media.legs.remove(r) {
             self.ssrcs.remove(&leg.out.ssrc().0);
+            if let Some(b) = leg.bridge {
+                self.bridges.forget_member(b, id);
+            }
         }
         self.forget_idle_schedule();
         Ok(Removed { leg: r, farewell })
@@ -270,6 +273,9 @@ impl Core {
         self.snoopers.retain(|s| *s != id);
         let leg = self.media.legs.remove(r).ok_or(CoreError::Unknown)?;
         self.ssrcs.remove(&leg.out.ssrc().0);
+        if let Some(b) = leg.bridge {
+            self.bridges.forget_member(b, id);
+        }
         self.forget_idle_schedule();
         Ok((r, LegState(leg)))
     }
