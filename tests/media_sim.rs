@@ -3106,3 +3106,44 @@ fn a_bridge_media_op_after_a_member_leg_was_removed_goes_through() {
     assert!(goertzel_energy(&pcm, 1600.0, 8000) > 1e5);
     assert_clean(&sim);
 }
+
+/// A leg set into a second bridge leaves the first (set again without
+/// it): it is in one mix only, and the first bridge never names it again.
+/// Found by the media_core fuzz target.
+#[test]
+fn a_leg_set_into_another_bridge_leaves_the_first() {
+    use crossbar::media::player::Clip;
+    use crossbar::media::{BridgeKey, MediaOp, Target};
+    let mut sim = sim();
+    let peers: Vec<PeerId> = (0..4).map(|_| sim.add_peer(clean(), clean())).collect();
+    for (i, &p) in peers.iter().enumerate() {
+        sim.add_rtp_leg(i as u64 + 1, p, Format::Ulaw).unwrap();
+    }
+    assert_eq!(
+        sim.set_bridge(1, bridge_spec(&[1, 2, 3])).unwrap(),
+        Technology::Softmix
+    );
+    // Leg 3 goes to bridge 2 with leg 4 without leaving bridge 1 first.
+    assert_eq!(
+        sim.set_bridge(2, bridge_spec(&[3, 4])).unwrap(),
+        Technology::NativeRtp
+    );
+    sim.start_sender(peers[0], SenderConfig::tone(Format::Ulaw, 0x1, 500.0))
+        .unwrap();
+    sim.start_sender(peers[3], SenderConfig::tone(Format::Ulaw, 0x4, 1500.0))
+        .unwrap();
+    sim.run_for(ms(400)).unwrap();
+    let got = rtp_of(&sim, peers[2]);
+    let pcm = decode(Format::Ulaw, &got[got.len() - 10..]).unwrap();
+    assert!(goertzel_energy(&pcm, 1500.0, 8000) > 100.0 * goertzel_energy(&pcm, 500.0, 8000));
+    // Bridge 1 plays on with legs 1 and 2 only; leg 3 can go.
+    sim.remove_leg(3).unwrap();
+    let done = sim
+        .media_op(
+            Target::Bridge(BridgeKey(1)),
+            MediaOp::Generate(Some(Clip::Silence)),
+        )
+        .unwrap();
+    assert_eq!(done.technology, Some(Technology::Softmix));
+    assert_clean(&sim);
+}

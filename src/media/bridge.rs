@@ -204,6 +204,32 @@ impl Bridges {
         if spec.members.iter().any(|m| !media.legs.contains(m.leg)) {
             return Err(CoreError::Unknown);
         }
+        // Members still in another bridge leave it first (the other bridge
+        // is set again without them), so no leg is in two mixes.
+        let mut displaced: Vec<(BridgeKey, LegId)> = spec
+            .members
+            .iter()
+            .filter_map(|m| {
+                let from = media.legs.by_id(m.leg)?.bridge?;
+                (from != key).then_some((from, m.leg))
+            })
+            .collect();
+        displaced.sort();
+        let mut i = 0;
+        while i < displaced.len() {
+            let from = displaced[i].0;
+            let gone: Vec<LegId> = displaced[i..]
+                .iter()
+                .take_while(|(b, _)| *b == from)
+                .map(|(_, l)| *l)
+                .collect();
+            i += gone.len();
+            if let Some(mut other) = self.spec(from) {
+                other.members.retain(|m| !gone.contains(&m.leg));
+                other.members.retain(|m| media.legs.contains(m.leg));
+                self.set(media, from, other, tick_ms)?;
+            }
+        }
         let mut old = self.map.remove(&key);
         self.mixing.retain(|&b| b != key);
         let old_mix = old.as_mut().and_then(|o| o.mix.take());
