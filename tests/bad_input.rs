@@ -875,6 +875,9 @@ fn bad_input_matrix_leaves_a_healthy_call_untouched() {
     let victim_bridge = s.bridge("?type=mixing");
     s.add(&victim_bridge, &v1.id);
     s.add(&victim_bridge, &v2.id);
+    // The port pool: 50 pairs in the harness's 100 ports, 4 taken.
+    assert_eq!(s.metric("crossbar_rtp_port_pairs"), 50);
+    assert_eq!(s.metric("crossbar_rtp_port_pairs_free"), 46);
     for b in [&healthy_bridge, &victim_bridge] {
         let r = s.get(&format!("/ari/bridges/{b}"));
         assert_eq!(r.ok()["technology"], "native_rtp");
@@ -953,5 +956,24 @@ fn bad_input_matrix_leaves_a_healthy_call_untouched() {
     ctx.s.get("/ari/asterisk/ping").ok();
     assert!(ctx.s.alive());
     let log = ctx.s.log_text();
+    assert!(!log.contains("panicked"), "a panic in the node:\n{log}");
+}
+
+/// Found by the soak: `GET /bridges` (and `/channels`) over exactly one full
+/// page of 1,000 items asked the registry for the page after the newest
+/// item, and `BTreeMap::range(upto + 1..=upto)` panicked: 500 "Internal
+/// error". Now the list is served whole.
+#[test]
+fn a_list_of_exactly_one_full_page_is_served() {
+    let s = Server::start();
+    for i in 0..1000 {
+        s.post(&format!("/ari/bridges/page-{i}")).ok();
+    }
+    let r = s.get("/ari/bridges");
+    assert_eq!(r.ok().as_array().map(Vec::len), Some(1000));
+    s.post("/ari/bridges/page-1000").ok();
+    let r = s.get("/ari/bridges");
+    assert_eq!(r.ok().as_array().map(Vec::len), Some(1001));
+    let log = s.log_text();
     assert!(!log.contains("panicked"), "a panic in the node:\n{log}");
 }
