@@ -157,7 +157,9 @@ soak options (see tools/src/soak.rs; exit 1 when a check fails):
   --play-rate P      playbacks per second: channel tones stopped, bridge tones finished (5)
   --rotate-ms MS     default 1000
   --settle D         how long the node may take to quiesce after the teardown (default 30s)
-  --rss-growth-mib N RSS after the teardown at most N MiB above the start (default 32)
+  --rss-growth-mib N RSS after the teardown at most N MiB above the start (default 64)
+  --rss-late-growth-mib N   runs of 6 min or more: RSS growth from half time to the end of the
+                     run at most N MiB (default 8)
   --fd-slack N       descriptors after the teardown at most N above the start (default 8)
 ";
 

@@ -16,13 +16,19 @@
 //! Before and after, with every call torn down and the node given up to
 //! `--settle` to quiesce, it samples the node (`--pid`, or the process
 //! listening on the URL's port): open descriptors (`/proc/PID/fd`),
-//! threads (`/proc/PID/task`), `VmRSS`/`VmHWM`; and over ARI: `GET
+//! threads (`/proc/PID/task`; the kernel's `iou-wrk` io_uring workers
+//! counted apart), `VmRSS`/`VmHWM`; and over ARI: `GET
 //! /channels` and `/bridges`, the `/metrics` gauges `crossbar_channels`,
 //! `crossbar_bridges`, `crossbar_rtp_port_pairs_free`/`_pairs`. A
 //! `subscribeAll` events socket counts `ChannelCreated`/`ChannelDestroyed`
 //! and playback events. The run fails (exit 1) when a leg, bridge, port
-//! pair, descriptor (beyond `--fd-slack`) or thread is left over, RSS grew
-//! more than `--rss-growth-mib`, a created channel has no
+//! pair, descriptor (beyond `--fd-slack`) or thread is left over, one of
+//! the last 100 ended playbacks is still found, RSS after the teardown is
+//! more than `--rss-growth-mib` above the start (the working set of the
+//! load: the allocator keeps it), RSS grew more than
+//! `--rss-late-growth-mib` from half time to the end of a run of 6 minutes
+//! or more (a leak grows with the calls made; the working set levels off
+//! within minutes), a created channel has no
 //! `ChannelDestroyed`, a request failed, or media stopped flowing (a class
 //! of listeners received under 90 % of what its talkers sent).
 //!
@@ -65,6 +71,7 @@ pub struct Options {
     pub rotate: Duration,
     pub settle: Duration,
     pub rss_growth_mib: u64,
+    pub rss_late_growth_mib: u64,
     pub fd_slack: u64,
 }
 
@@ -88,7 +95,8 @@ impl Default for Options {
             play_rate: 5.0,
             rotate: Duration::from_secs(1),
             settle: Duration::from_secs(30),
-            rss_growth_mib: 32,
+            rss_growth_mib: 64,
+            rss_late_growth_mib: 8,
             fd_slack: 8,
         }
     }
@@ -150,6 +158,7 @@ impl Options {
                 "--rotate-ms" => o.rotate = Duration::from_millis(num(10.0, 600_000.0)? as u64),
                 "--settle" => o.settle = dur(Duration::from_secs(600))?,
                 "--rss-growth-mib" => o.rss_growth_mib = num(1.0, 65536.0)? as u64,
+                "--rss-late-growth-mib" => o.rss_late_growth_mib = num(1.0, 65536.0)? as u64,
                 "--fd-slack" => o.fd_slack = num(0.0, 100_000.0)? as u64,
                 other => return Err(format!("soak: unknown option {other}")),
             }
@@ -402,7 +411,12 @@ impl Drop for Events {
 #[derive(Clone, Debug, Default)]
 struct Sample {
     fds: u64,
+    /// The node's own threads.
     threads: u64,
+    /// The kernel's io_uring workers (`iou-wrk-N`) attached to the process:
+    /// created on demand for a ring's blocking work, the last of each kept
+    /// by the kernel; not the node's, counted apart.
+    iou_workers: u64,
     rss_kib: u64,
     hwm_kib: u64,
     channels: u64,
@@ -417,6 +431,26 @@ fn dir_len(path: &str) -> Result<u64, String> {
     Ok(std::fs::read_dir(path)
         .map_err(|e| format!("{path}: {e}"))?
         .count() as u64)
+}
+
+/// (the node's threads, io_uring kernel workers) of `pid`.
+fn threads(pid: u32) -> Result<(u64, u64), String> {
+    let dir = format!("/proc/{pid}/task");
+    let mut own = 0;
+    let mut iou = 0;
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+        let path = entry.map_err(|e| e.to_string())?.path().join("comm");
+        // A thread that ended meanwhile has no comm: not counted.
+        let Ok(comm) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if comm.starts_with("iou-") {
+            iou += 1;
+        } else {
+            own += 1;
+        }
+    }
+    Ok((own, iou))
 }
 
 fn status_kib(pid: u32, key: &str) -> Result<u64, String> {
@@ -446,9 +480,11 @@ fn sample(client: &Client, pid: u32) -> Result<Sample, String> {
         let v: Value = serde_json::from_str(&body).map_err(|e| format!("{path}: {e}"))?;
         Ok(v.as_array().map_or(0, |a| a.len() as u64))
     };
+    let (threads, iou_workers) = threads(pid)?;
     Ok(Sample {
         fds: dir_len(&format!("/proc/{pid}/fd"))?,
-        threads: dir_len(&format!("/proc/{pid}/task"))?,
+        threads,
+        iou_workers,
         rss_kib: status_kib(pid, "VmRSS:")?,
         hwm_kib: status_kib(pid, "VmHWM:")?,
         channels: need("crossbar_channels")?,
@@ -694,6 +730,10 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let mut bridge_plays = 0u64;
     let mut stopped = 0u64;
     let mut playing: VecDeque<(String, Instant)> = VecDeque::new();
+    // Playbacks that ended (stopped, or finite bridge tones): looked up at
+    // the end, each must be gone (404). At most 100 kept.
+    let mut ended: VecDeque<String> = VecDeque::new();
+    let mut rss_mid: Option<u64> = None;
     let mut next_rotate = Instant::now() + o.rotate;
     let (mut churn_due, mut play_due) = (0.0f64, 0.0f64);
     let mut last = Instant::now();
@@ -769,16 +809,19 @@ pub fn run(o: &Options) -> Result<Report, String> {
                 } else {
                     continue;
                 };
-                let r = client.expect_ok(
-                    Method::Post,
-                    &format!(
-                        "/ari/bridges/{}/play?media={}",
-                        encode(&bridge),
-                        encode("tone:!950/330,tone:!1400/330,tone:!1800/330")
-                    ),
-                );
-                if d.note(r).is_some() {
+                let r = client
+                    .expect_ok(
+                        Method::Post,
+                        &format!(
+                            "/ari/bridges/{}/play?media={}",
+                            encode(&bridge),
+                            encode("tone:!950/330,tone:!1400/330,tone:!1800/330")
+                        ),
+                    )
+                    .and_then(|b| id_of(&b, "playback"));
+                if let Some(id) = d.note(r) {
                     bridge_plays += 1;
+                    ended.push_back(id);
                 }
             }
         }
@@ -786,7 +829,10 @@ pub fn run(o: &Options) -> Result<Report, String> {
             let (id, _) = playing.pop_front().expect("front");
             // 404: its channel went meanwhile (rotation), which ends it too.
             match client.request(Method::Delete, &format!("/ari/playbacks/{}", encode(&id))) {
-                Ok(r) if r.status == 204 => stopped += 1,
+                Ok(r) if r.status == 204 => {
+                    stopped += 1;
+                    ended.push_back(id);
+                }
                 Ok(r) if r.status == 404 => {}
                 other => {
                     d.note::<()>(
@@ -794,6 +840,12 @@ pub fn run(o: &Options) -> Result<Report, String> {
                     );
                 }
             }
+        }
+        while ended.len() > 100 {
+            ended.pop_front();
+        }
+        if rss_mid.is_none() && now >= started + o.duration / 2 {
+            rss_mid = Some(status_kib(pid, "VmRSS:")?);
         }
         let legs = relays.iter().chain(&mixes).chain(&churn);
         peak_legs = peak_legs.max(legs.map(|c| c.legs.len()).sum());
@@ -846,6 +898,13 @@ pub fn run(o: &Options) -> Result<Report, String> {
     {
         std::thread::sleep(Duration::from_millis(500));
         after = sample(&client, pid)?;
+    }
+    let mut playbacks_left = 0u64;
+    for id in &ended {
+        let r = client.request(Method::Get, &format!("/ari/playbacks/{}", encode(id)))?;
+        if r.status != 404 {
+            playbacks_left += 1;
+        }
     }
     let created_events = events.count("ChannelCreated");
     let destroyed_events = events.count("ChannelDestroyed");
@@ -901,6 +960,26 @@ pub fn run(o: &Options) -> Result<Report, String> {
             before.rss_kib, after.rss_kib, o.rss_growth_mib
         ),
     );
+    // A leak grows with the calls made; the working set of ~1,000 legs
+    // reaches its plateau within minutes: from half time to the end of a
+    // run of 6 minutes or more RSS may grow by little.
+    let rss_mid = rss_mid.unwrap_or(peak_sample.rss_kib);
+    if o.duration >= Duration::from_secs(360) {
+        check(
+            peak_sample.rss_kib <= rss_mid + o.rss_late_growth_mib * 1024,
+            format!(
+                "RSS still growing: {} KiB at half time, {} KiB at the end of the run (bound +{} MiB)",
+                rss_mid, peak_sample.rss_kib, o.rss_late_growth_mib
+            ),
+        );
+    }
+    check(
+        playbacks_left == 0,
+        format!(
+            "{playbacks_left} of {} ended playbacks still found",
+            ended.len()
+        ),
+    );
     check(
         created_events == created && destroyed_events == created,
         format!(
@@ -940,11 +1019,11 @@ pub fn run(o: &Options) -> Result<Report, String> {
         "media_sent": sent.iter().map(|(k, v)| (k.name().to_string(), *v)).collect::<BTreeMap<_, _>>(),
         "media_received": received.iter().map(|(k, v)| (k.name().to_string(), *v)).collect::<BTreeMap<_, _>>(),
         "requests_failed": errors,
-        "rss_kib": {"start": before.rss_kib, "before_teardown": peak_sample.rss_kib, "hwm": after.hwm_kib, "end": after.rss_kib},
-        "fds": {"start": before.fds, "before_teardown": peak_sample.fds, "end": after.fds},
-        "threads": {"start": before.threads, "end": after.threads},
-        "port_pairs": {"total": after.ports_total, "free_start": before.ports_free, "free_before_teardown": peak_sample.ports_free, "free_end": after.ports_free},
-        "left": {"channels": after.listed_channels, "bridges": after.listed_bridges},
+        "rss_kib": {"start": before.rss_kib, "half_time": rss_mid, "run_end": peak_sample.rss_kib, "hwm": after.hwm_kib, "end": after.rss_kib},
+        "fds": {"start": before.fds, "run_end": peak_sample.fds, "end": after.fds},
+        "threads": {"start": before.threads, "end": after.threads, "io_uring_workers_end": after.iou_workers},
+        "port_pairs": {"total": after.ports_total, "free_start": before.ports_free, "free_run_end": peak_sample.ports_free, "free_end": after.ports_free},
+        "left": {"channels": after.listed_channels, "bridges": after.listed_bridges, "playbacks_of_last_100_ended": playbacks_left},
     });
     drop(events);
     Ok(Report { json, failures })
