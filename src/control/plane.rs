@@ -79,6 +79,11 @@ pub trait MediaPlane: Send + Sync {
     /// Shards found dead since the last call, each reported once with the
     /// legs and bridges lost; never blocks (the watchdog calls it).
     fn check_shards(&self) -> Vec<ShardDown>;
+    /// RTP port pairs free in the pool now and in all (for `/metrics`);
+    /// `None` for a plane without a pool.
+    fn rtp_port_pairs(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 impl MediaPlane for Dataplane {
@@ -156,6 +161,10 @@ impl MediaPlane for Dataplane {
 
     fn check_shards(&self) -> Vec<ShardDown> {
         Dataplane::check_shards(self)
+    }
+
+    fn rtp_port_pairs(&self) -> Option<(usize, usize)> {
+        Some(Dataplane::rtp_port_pairs(self))
     }
 }
 
@@ -236,5 +245,9 @@ impl<P: MediaPlane + ?Sized> MediaPlane for Arc<P> {
 
     fn check_shards(&self) -> Vec<ShardDown> {
         (**self).check_shards()
+    }
+
+    fn rtp_port_pairs(&self) -> Option<(usize, usize)> {
+        (**self).rtp_port_pairs()
     }
 }

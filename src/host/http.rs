@@ -557,6 +557,16 @@ pub(super) async fn render_metrics(node: &Node) -> String {
         ),
     ]);
     text.push_str(&shard_metrics(&node.dataplane.shards_up()));
+    if let Some((free, total)) = node.dataplane.rtp_port_pairs() {
+        text.push_str(&format!(
+            "# HELP crossbar_rtp_port_pairs_free RTP/RTCP port pairs free in the pool now\n\
+             # TYPE crossbar_rtp_port_pairs_free gauge\n\
+             crossbar_rtp_port_pairs_free {free}\n\
+             # HELP crossbar_rtp_port_pairs RTP/RTCP port pairs in rtp.port_min..rtp.port_max\n\
+             # TYPE crossbar_rtp_port_pairs gauge\n\
+             crossbar_rtp_port_pairs {total}\n"
+        ));
+    }
     if let Some((counters, calls, transactions)) = sip {
         text.push_str(&sip_metrics(&counters, calls, transactions));
     }

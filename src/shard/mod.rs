@@ -265,6 +265,8 @@ pub struct ShardDown {
 /// port just closed is the last to be reused).
 struct PortPool {
     free: VecDeque<u16>,
+    /// Pairs in the range.
+    total: usize,
     /// Pairs that a dead shard's thread may still hold bound, by shard:
     /// freed once that thread has exited.
     held: Vec<Vec<u16>>,
@@ -273,11 +275,12 @@ struct PortPool {
 impl PortPool {
     fn new(min: u16, max: u16, shards: usize) -> PortPool {
         let first = u32::from(min) + u32::from(min & 1);
-        let free = (first..u32::from(max))
+        let free: VecDeque<u16> = (first..u32::from(max))
             .step_by(2)
             .filter_map(|p| u16::try_from(p).ok())
             .collect();
         PortPool {
+            total: free.len(),
             free,
             held: vec![Vec::new(); shards],
         }
@@ -1045,6 +1048,13 @@ impl Dataplane {
     /// The shard a leg lives on now (for tests and diagnostics).
     pub fn shard_of_leg(&self, leg: LegId) -> Option<usize> {
         self.routes().legs.get(&leg).map(|r| r.shard)
+    }
+
+    /// RTP port pairs free in the shared pool now, and pairs in the range:
+    /// equal when no leg holds one (and no dead shard's thread may).
+    pub fn rtp_port_pairs(&self) -> (usize, usize) {
+        let routes = self.routes();
+        (routes.ports.free.len(), routes.ports.total)
     }
 
     /// Which shards are alive, by index (false once declared dead).

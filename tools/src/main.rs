@@ -80,6 +80,7 @@ mod report;
 mod server;
 mod signal;
 mod sip;
+mod soak;
 mod traffic;
 mod transcode;
 
@@ -99,6 +100,8 @@ scenarios:
              tool as the ARI app; setup rate, setup latency, server CPU per call with media
   lists      --bridges N [--lists K]: ping latency while GET /ari/bridges lists N bridges
              (--url, --user, --password, --json)
+  soak       --duration D: ~1,000 legs with churn, relays, mixes and playbacks, then checks that
+             no leg, bridge, port pair, descriptor or thread leaked and RSS stayed bounded
 
 control options:
   --url URL          ARI server (default http://127.0.0.1:8088); loopback only unless --allow-remote
@@ -146,6 +149,21 @@ sip options:
   --no-media         no RTP (default: 20 ms PCMU from the caller to crossbar for the whole hold)
   --answer-timeout D an unanswered call is CANCELled after D (default 10s)
   --answerers N      threads answering StasisStart over ARI (default 2)
+
+soak options (see tools/src/soak.rs; exit 1 when a check fails):
+  --url, --user, --password, --timeout-ms, --pid, --json, --allow-remote   as for control
+  --app NAME         default crossbar-soak (its events socket has subscribeAll=true)
+  --duration D       default 600s, at most 24h
+  --relays N         two-party native calls kept up, one rebuilt every --rotate-ms (default 300)
+  --mixes M --mix-size K   softmix bridges kept up, one in four members talking (default 10, 20)
+  --churn-rate R --churn-hold D   short calls started per second and their length (20, 5s)
+  --play-rate P      playbacks per second: channel tones stopped, bridge tones finished (5)
+  --rotate-ms MS     default 1000
+  --settle D         how long the node may take to quiesce after the teardown (default 30s)
+  --rss-growth-mib N RSS after the teardown at most N MiB above the start (default 64)
+  --rss-late-growth-mib N   runs of 6 min or more: RSS growth from half time to the end of the
+                     run at most N MiB (default 8)
+  --fd-slack N       descriptors after the teardown at most N above the start (default 8)
 ";
 
 fn main() -> ExitCode {
@@ -209,6 +227,32 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(_) if signal::interrupted() => finish(),
+                Err(e) => {
+                    eprintln!("crossbar-load: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Some("soak") => {
+            let options = match soak::Options::parse(&args[1..]) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            signal::install();
+            net::raise_fd_limit();
+            match soak::run(&options) {
+                Ok(report) => {
+                    if options.json {
+                        println!("{}", report.to_json());
+                    } else {
+                        print!("{}", report.to_table());
+                    }
+                    if report.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
                 Err(e) => {
                     eprintln!("crossbar-load: {e}");
                     ExitCode::from(1)
