@@ -141,6 +141,14 @@ fn play_refusals() {
     assert_eq!(r.status, 400, "{r:?}");
     s.post("/ari/channels/nope/play?media=sound:beep")
         .assert_error(404, "Channel not found");
+    // A tone string keeps its commas (one medium, not three).
+    let r = s.post(&format!(
+        "/ari/channels/{id}/play/multi?media=tone:!950/330,!1400/330,!1800/330"
+    ));
+    assert_eq!(r.status, 201, "{r:?}");
+    let pb = r.json.unwrap();
+    assert_eq!(pb["media_uri"], "tone:!950/330,!1400/330,!1800/330");
+    assert!(pb.get("next_media_uri").is_none(), "{pb}");
     s.post(&format!("/ari/channels/{id}/play/same?media=tone:ring"));
     let r = s.post(&format!("/ari/channels/{id}/play/same?media=tone:ring"));
     assert_eq!(r.status, 409, "{r:?}");

@@ -82,14 +82,7 @@ async fn start(
     owner: Owner,
     given: Option<String>,
 ) -> Result<Reply, AriError> {
-    let media: Vec<String> = args
-        .list("media")
-        .iter()
-        .flat_map(|m| m.split(','))
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(str::to_string)
-        .collect();
+    let media = media_list(args.list("media"));
     if media.is_empty() {
         return Err(AriError::bad_request("Missing parameter media"));
     }
@@ -135,6 +128,29 @@ async fn start(
         play_next(node, &mut ctl, now, &owner).await;
     }
     Ok(Reply::Created(snapshot, format!("/playbacks/{id}")))
+}
+
+/// The media of a play request: comma lists split, except that a piece
+/// without a scheme continues the `tone:` before it (a tone string is
+/// itself comma separated: `tone:!950/330,!1400/330`).
+fn media_list(given: &[String]) -> Vec<String> {
+    let mut media: Vec<String> = Vec::new();
+    for part in given.iter().flat_map(|m| m.split(',')).map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        let has_scheme = part
+            .split_once(':')
+            .is_some_and(|(scheme, _)| scheme.chars().all(|c| c.is_ascii_alphabetic()));
+        match media.last_mut() {
+            Some(tone) if !has_scheme && tone.starts_with("tone:") => {
+                tone.push(',');
+                tone.push_str(part);
+            }
+            _ => media.push(part.to_string()),
+        }
+    }
+    media
 }
 
 /// `GET /playbacks/{playbackId}`.
@@ -496,4 +512,33 @@ async fn generate(node: &Node, owner: &Owner, clip: Option<Clip>) -> Result<Repl
         ctl.reg.set_technology(id, t.name());
     }
     Ok(Reply::NoContent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::media_list;
+
+    #[test]
+    fn a_tone_string_keeps_its_commas_and_lists_split() {
+        let given = vec![
+            "tone:!950/330,!1400/330,!1800/330,0/1000".to_string(),
+            "sound:a,sound:b".to_string(),
+            "digits:12,tone:ring".to_string(),
+        ];
+        assert_eq!(
+            media_list(&given),
+            [
+                "tone:!950/330,!1400/330,!1800/330,0/1000",
+                "sound:a",
+                "sound:b",
+                "digits:12",
+                "tone:ring"
+            ]
+        );
+        // Not after a tone: a piece of its own (refused later as unknown).
+        assert_eq!(
+            media_list(&["sound:a,!950/330".to_string()]),
+            ["sound:a", "!950/330"]
+        );
+    }
 }
