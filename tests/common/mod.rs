@@ -129,6 +129,9 @@ pub fn crossbar_command() -> Command {
     // Recordings go to a scratch directory, not the working one (the node
     // creates `recordings.path` at start).
     cmd.env("CROSSBAR_RECORDINGS_PATH", temp_path("recordings"));
+    // SIP off unless a test turns it on (its default port, 5060, is one
+    // machine-wide port that a running node, or a soak's RTP pool, may hold).
+    cmd.env("CROSSBAR_SIP_BIND", "off");
     cmd
 }
 
