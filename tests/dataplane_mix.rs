@@ -145,7 +145,10 @@ fn receive(p: &Peer, duration: Duration) -> std::thread::JoinHandle<Vec<Got>> {
             let Ok(n) = socket.recv(&mut buf) else {
                 continue;
             };
-            if n < 12 {
+            // RTCP is not the media under test: another test's node may
+            // report to this socket (its peer's RTP port + 1 is an
+            // ephemeral port this test's socket can hold).
+            if n < 12 || crossbar::rtp::packet::looks_like_rtcp(&buf[..n]) {
                 continue;
             }
             got.push(Got {
