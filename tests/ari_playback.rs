@@ -285,16 +285,47 @@ fn bridge_music_on_hold_reaches_every_member() {
         .to_string();
     s.post(&format!("/ari/bridges/{bridge}/addChannel?channel={a},{b}"))
         .no_content();
+    let heard = |sock: &UdpSocket| {
+        receive_ulaw(sock, Duration::from_millis(60));
+        let pcm = receive_ulaw(sock, Duration::from_millis(300));
+        loudest(&pcm, &[700.0, 400.0, 1000.0])
+    };
+    // Participants of a holding bridge hear its idle music: the default
+    // class (Asterisk's idle_mode).
+    for sock in [&sock_a, &sock_b] {
+        let (f, ratio) = heard(sock);
+        assert_eq!((f, ratio > 100.0), (700.0, true), "{ratio}");
+    }
+    // The application's music replaces it for every member...
     s.post(&format!("/ari/bridges/{bridge}/moh?mohClass=low"))
         .no_content();
     for sock in [&sock_a, &sock_b] {
-        let pcm = receive_ulaw(sock, Duration::from_millis(400));
-        let (f, ratio) = loudest(&pcm, &[700.0, 400.0, 1000.0]);
+        let (f, ratio) = heard(sock);
         assert_eq!((f, ratio > 100.0), (400.0, true), "{ratio}");
     }
+    // ...and once stopped, the idle music is back.
     s.delete(&format!("/ari/bridges/{bridge}/moh")).no_content();
-    receive_ulaw(&sock_a, Duration::from_millis(60));
-    assert!(receive_ulaw(&sock_a, Duration::from_millis(200)).is_empty());
+    assert_eq!(heard(&sock_a).0, 700.0);
+    // An announcer silences the idle music (participants hear the
+    // announcer, who says nothing here).
+    let (_sock_c, c) = leg(&s, "play");
+    s.post(&format!(
+        "/ari/bridges/{bridge}/addChannel?channel={c}&role=announcer"
+    ))
+    .no_content();
+    receive_ulaw(&sock_a, Duration::from_millis(100));
+    let pcm = receive_ulaw(&sock_a, Duration::from_millis(300));
+    assert!(goertzel_energy(&pcm, 700.0, 8000) < 1e4, "no idle music");
+    // A mixing bridge has none.
+    let mixing = s.post("/ari/bridges?type=mixing").ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (sock_d, d) = leg(&s, "play");
+    s.post(&format!("/ari/bridges/{mixing}/addChannel?channel={d}"))
+        .no_content();
+    receive_ulaw(&sock_d, Duration::from_millis(60));
+    assert!(receive_ulaw(&sock_d, Duration::from_millis(200)).is_empty());
     s.post("/ari/bridges/nope/moh")
         .assert_error(404, "Bridge not found");
 }

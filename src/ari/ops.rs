@@ -69,6 +69,7 @@ pub async fn join_bridge(
     let tech = set_membership(node, ctl, bridge_id, &members).await?;
     ctl.reg.join_bridge(now, bridge_id, member, tech);
     super::sip::direct_media(ctl, bridge_id, None);
+    super::playbacks::holding_idle(node, ctl, bridge_id).await;
     Ok(())
 }
 
@@ -91,6 +92,7 @@ pub async fn leave_bridge(
     let tech = set_membership(node, ctl, bridge_id, &members).await?;
     ctl.reg.leave_bridge(now, bridge_id, channel, tech);
     super::sip::direct_media(ctl, bridge_id, Some(channel));
+    super::playbacks::holding_idle(node, ctl, bridge_id).await;
     Ok(())
 }
 

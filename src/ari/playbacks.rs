@@ -460,19 +460,69 @@ pub async fn channel_silence_stop(node: &Node, args: Args) -> Result<Reply, AriE
 
 /// `POST /bridges/{bridgeId}/moh`.
 pub async fn bridge_moh_start(node: &Node, args: Args) -> Result<Reply, AriError> {
-    let owner = Owner::Bridge(args.path("bridgeId").to_string());
-    generate(
-        node,
-        &owner,
-        Some(moh_clip(node, args.non_empty("mohClass"))?),
-    )
-    .await
+    let id = args.path("bridgeId");
+    let clip = moh_clip(node, args.non_empty("mohClass"))?;
+    bridge_generator(node, id, Some(clip)).await
 }
 
-/// `DELETE /bridges/{bridgeId}/moh`.
+/// `DELETE /bridges/{bridgeId}/moh`: stops it; a holding bridge's
+/// participants hear its idle music again (see [`holding_idle`]).
 pub async fn bridge_moh_stop(node: &Node, args: Args) -> Result<Reply, AriError> {
-    let owner = Owner::Bridge(args.path("bridgeId").to_string());
-    generate(node, &owner, None).await
+    bridge_generator(node, args.path("bridgeId"), None).await
+}
+
+/// Starts or stops the music on hold an application asked of a bridge
+/// (under one hold of the control lock, so no membership change runs
+/// between the data plane's answer and the registry's note of it).
+async fn bridge_generator(node: &Node, id: &str, clip: Option<Clip>) -> Result<Reply, AriError> {
+    let mut ctl = node.lock().await;
+    let key = ctl.reg.existing_bridge(id)?.key;
+    let on = clip.is_some();
+    let done = node
+        .dataplane
+        .media_op(Target::Bridge(key), MediaOp::Generate(clip))
+        .await
+        .map_err(ops::dataplane_error)?;
+    if let Some(t) = done.technology {
+        ctl.reg.set_technology(id, t.name());
+    }
+    ctl.reg.set_bridge_moh(id, on, false);
+    if !on {
+        holding_idle(node, &mut ctl, id).await;
+    }
+    Ok(Reply::NoContent)
+}
+
+/// A holding bridge entertains its participants as Asterisk's default
+/// `idle_mode` does: while it has a participant, no announcer member and no
+/// music on hold the application started, its participants hear the
+/// `default` class (nothing when there is none, as Asterisk's fallback to a
+/// silence generator sounds). Called after every membership change.
+pub async fn holding_idle(node: &Node, ctl: &mut Control, bridge_id: &str) {
+    let Some(b) = ctl.reg.bridge(bridge_id) else {
+        return;
+    };
+    if !b.flags.holding {
+        return;
+    }
+    let announcer = b.members.iter().any(|m| m.role == "announcer");
+    let participant = b.members.iter().any(|m| m.role != "announcer");
+    let (app, idle) = ctl.reg.bridge_moh(bridge_id);
+    let want = participant && !announcer && !app;
+    if want == idle {
+        return;
+    }
+    let clip = match want {
+        true => match moh_clip(node, None) {
+            Ok(clip) => Some(clip),
+            Err(_) => return,
+        },
+        false => None,
+    };
+    let owner = Owner::Bridge(bridge_id.to_string());
+    if apply(node, ctl, &owner, MediaOp::Generate(clip)).await {
+        ctl.reg.set_bridge_moh(bridge_id, false, want);
+    }
 }
 
 /// The music of a class (`default` when none is given). An unknown class

@@ -83,6 +83,9 @@ pub struct Registry {
     /// taken a page at a time.
     channel_order: BTreeMap<u64, String>,
     bridge_order: BTreeMap<u64, String>,
+    /// Bridges playing music on hold: (started by the application, the
+    /// idle music of a holding bridge).
+    bridge_moh: HashMap<String, (bool, bool)>,
     apps: BTreeMap<String, Application>,
     global_vars: Map<String, Value>,
     seq: u64,
@@ -107,6 +110,7 @@ impl Registry {
             bridges: HashMap::new(),
             channel_order: BTreeMap::new(),
             bridge_order: BTreeMap::new(),
+            bridge_moh: HashMap::new(),
             apps: BTreeMap::new(),
             global_vars: Map::new(),
             seq: 0,
@@ -777,6 +781,21 @@ impl Registry {
         self.seq
     }
 
+    /// A bridge's music on hold: (started by the application, idle music
+    /// of a holding bridge).
+    pub fn bridge_moh(&self, id: &str) -> (bool, bool) {
+        self.bridge_moh.get(id).copied().unwrap_or((false, false))
+    }
+
+    /// Notes a bridge's music on hold (see [`Registry::bridge_moh`]).
+    pub fn set_bridge_moh(&mut self, id: &str, app: bool, idle: bool) {
+        if !self.bridges.contains_key(id) || (!app && !idle) {
+            self.bridge_moh.remove(id);
+        } else {
+            self.bridge_moh.insert(id.to_string(), (app, idle));
+        }
+    }
+
     /// Bridges in creation order.
     pub fn bridges_sorted(&self) -> Vec<&Bridge> {
         self.bridge_order
@@ -1104,6 +1123,7 @@ impl Registry {
         let Some(bridge) = self.bridges.remove(id) else {
             return;
         };
+        self.bridge_moh.remove(id);
         self.bridge_order.remove(&bridge.seq);
         self.emit(
             &targets,
