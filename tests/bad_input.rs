@@ -310,7 +310,13 @@ impl Ctx {
         let mut buf = [0u8; 65_536];
         let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline {
-            if let Ok((n, _)) = self.sip_sock.recv_from(&mut buf) {
+            if let Ok((from, n)) = self.sip_sock.recv_from(&mut buf).map(|(n, a)| (a, n)) {
+                // Only the node's SIP port answers; anything else on this
+                // ephemeral port (another node's RTCP to its peer's port
+                // + 1, say) is not a reply.
+                if from != self.sip {
+                    continue;
+                }
                 let text = String::from_utf8_lossy(&buf[..n]).to_string();
                 let line = text.lines().next().unwrap_or("").to_string();
                 if !line.starts_with("SIP/2.0 100") {
