@@ -118,9 +118,13 @@ fn send_rtp(p: &Peer, format: Format, seqs: Vec<u16>) -> std::thread::JoinHandle
     })
 }
 
-/// Everything a socket receives for `duration`, with arrival times.
+/// Everything a socket receives for `duration` from the leg at `leg`
+/// (its RTP or RTCP port), with arrival times. Datagrams from elsewhere —
+/// another test's node reporting to a port this socket happens to hold —
+/// are not the leg's.
 fn collect(
     socket: &UdpSocket,
+    leg: std::net::SocketAddr,
     duration: Duration,
 ) -> std::thread::JoinHandle<Vec<(Instant, Vec<u8>)>> {
     let socket = socket.try_clone().unwrap();
@@ -129,7 +133,12 @@ fn collect(
         let mut got = Vec::new();
         let mut buf = [0u8; 2048];
         while Instant::now() < deadline {
-            if let Ok(n) = socket.recv(&mut buf) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                if from.ip() != leg.ip()
+                    || (from.port() != leg.port() && from.port() != leg.port() + 1)
+                {
+                    continue;
+                }
                 got.push((Instant::now(), buf[..n].to_vec()));
             }
         }
@@ -196,8 +205,8 @@ async fn softmix_leg_gets_sr_and_rr_reflecting_loss() {
             .unwrap(),
         Technology::Softmix
     );
-    let rtp_in = collect(&a.rtp, Duration::from_millis(2600));
-    let rtcp_in = collect(&a.rtcp, Duration::from_millis(2600));
+    let rtp_in = collect(&a.rtp, a.leg_addr, Duration::from_millis(2600));
+    let rtcp_in = collect(&a.rtcp, a.leg_addr, Duration::from_millis(2600));
     // a drops 5 packets (seq 1010..1015) on purpose.
     let dropped = 5u16;
     let seqs: Vec<u16> = (1000..1060).filter(|s| !(1010..1015).contains(s)).collect();
@@ -274,8 +283,8 @@ async fn rtcp_received_shows_in_stats_and_garbage_is_harmless() {
         dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap(),
         Technology::SimpleBridge
     );
-    let rtcp_in = collect(&a.rtcp, Duration::from_millis(1000));
-    let rtp_in = collect(&a.rtp, Duration::from_millis(1400));
+    let rtcp_in = collect(&a.rtcp, a.leg_addr, Duration::from_millis(1000));
+    let rtp_in = collect(&a.rtp, a.leg_addr, Duration::from_millis(1400));
     let sb = send_rtp(&b, Format::Alaw, (0..60).collect());
     let sa = send_rtp(&a, Format::Ulaw, (0..60).collect());
     // Wait for an SR of ours, to answer it (RTT).
@@ -333,7 +342,9 @@ async fn rtcp_received_shows_in_stats_and_garbage_is_harmless() {
     assert!((0.0..50.0).contains(&rtt), "rtt {rtt} ms on loopback");
     assert_eq!(s.rx_lost, 0);
     // After an RR on the RTP port, reports go there (rtcp-mux).
-    let muxed = collect(&a.rtp, Duration::from_millis(700)).join().unwrap();
+    let muxed = collect(&a.rtp, a.leg_addr, Duration::from_millis(700))
+        .join()
+        .unwrap();
     let rtcp_on_rtp = muxed
         .iter()
         .filter(|(_, d)| (200..=201).contains(&d[1]))
@@ -361,7 +372,7 @@ async fn native_rtp_relays_rtcp_with_ssrcs_rewritten() {
         dp.set_bridge(BridgeKey(1), bridge(&[1, 2])).await.unwrap(),
         Technology::NativeRtp
     );
-    let b_rtcp = collect(&b.rtcp, Duration::from_millis(1200));
+    let b_rtcp = collect(&b.rtcp, b.leg_addr, Duration::from_millis(1200));
     let sa = send_rtp(&a, Format::Ulaw, (0..30).collect());
     let sb = send_rtp(&b, Format::Ulaw, (0..30).collect());
     std::thread::sleep(Duration::from_millis(300));
