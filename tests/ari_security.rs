@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
@@ -107,41 +107,7 @@ fn raw_from(src: Ipv4Addr, port: u16, head: &str, body: &[u8]) -> (u16, String) 
     stream.write_all(head.as_bytes()).expect("write head");
     // the body is best effort: the node may answer and close before it
     let _ = stream.write_all(body);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if got.is_empty() => panic!("read: {e}"),
-            Err(_) => break,
-        }
-        let text = String::from_utf8_lossy(&got);
-        if let Some((h, b)) = text.split_once("\r\n\r\n") {
-            let len = h
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if b.len() >= len {
-                break;
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&got).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    common::read_http_reply(&mut stream)
 }
 
 fn raw(port: u16, head: &str, body: &[u8]) -> (u16, String) {

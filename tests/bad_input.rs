@@ -344,39 +344,7 @@ impl Ctx {
         let mut c = TcpStream::connect(("127.0.0.1", self.s.port)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let _ = c.write_all(head.as_bytes());
-        let mut got = Vec::new();
-        let mut buf = [0u8; 8192];
-        for _ in 0..64 {
-            match c.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-            let text = String::from_utf8_lossy(&got);
-            if let Some((h, b)) = text.split_once("\r\n\r\n") {
-                let len = h
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                if b.len() >= len {
-                    break;
-                }
-            }
-        }
-        let text = String::from_utf8_lossy(&got).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {text:?}"));
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        common::read_http_reply(&mut c)
     }
 }
 

@@ -91,6 +91,45 @@ pub fn temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("crossbar-it-{}-{n}-{tag}", std::process::id()))
 }
 
+/// Reads one HTTP reply from a raw connection (until it closes, a read
+/// fails or times out, or the Content-Length is complete; at most 64
+/// reads): its status and body.
+pub fn read_http_reply(stream: &mut impl std::io::Read) -> (u16, String) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    for _ in 0..64 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&got);
+        if let Some((h, b)) = text.split_once("\r\n\r\n") {
+            let len = h
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if b.len() >= len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Runs the binary to completion: its output (killed, and the test
 /// failed, after 10 s).
 pub fn run_to_exit(cmd: &mut Command) -> std::process::Output {
